@@ -1,0 +1,205 @@
+"""Typed configuration: data, model, training and search settings, and the presets.
+
+Every setting lives in one frozen dataclass with a docstring under each field. Ray and W&B
+receive ``asdict(cfg)``; a trainable rebuilds the dataclasses from that flat dict once, at the top.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+DEFAULT_HUB_ID = "benschill/brain-tumor-collection"
+"""The Hugging Face hub data set the seed project used (read through its parquet export)."""
+
+MODEL_KINDS = ("ae", "vae", "dae", "unet", "dunet")
+"""Model kinds known to :mod:`tuneae.models`."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are prepared."""
+
+    source: str = DEFAULT_HUB_ID
+    """A Hugging Face hub id, a local folder in ``imagefolder`` layout, or ``"phantom"`` (synthetic)."""
+    image_size: int = 128
+    """Side of the square model input in pixels; must be divisible by 2**depth of the model (32 for the seed's)."""
+    val_fraction: float = 0.1
+    """Fraction of the de-duplicated training images held out for validation (stratified by class)."""
+    seed: int = 0
+    """Seed of the validation split and of the synthetic phantoms."""
+    cache_dir: str = "runs/cache"
+    """Folder of the decoded-image cache (uint8 arrays keyed by content, size and preprocessing)."""
+    skip_unreadable: bool = False
+    """Count and skip unreadable images instead of raising ``DataError``."""
+    phantom_count: int = 96
+    """Number of synthetic head phantoms (train + test) when ``source == "phantom"``."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one autoencoder; stored in every checkpoint so the model rebuilds from the file alone."""
+
+    kind: str = "ae"
+    """One of ``MODEL_KINDS``: ae (MSE), vae (BCE + KL), dae (denoising AE), unet / dunet (skip connections)."""
+    image_size: int = 128
+    """Input side in pixels (B, 1, image_size, image_size)."""
+    latent_dim: int = 1024
+    """Size of the bottleneck vector (ae / vae / dae)."""
+    base_channels: int = 32
+    """Channels of the first encoder stage; stage i has base_channels * 2**i (seed: 32 -> 512)."""
+    depth: int = 5
+    """Number of stride-2 stages in encoder and decoder (seed: 5, so 128 px -> 4 px)."""
+    kernel_size: int = 3
+    """Kernel side of the encoder convolutions (3 or 5)."""
+    norm: str = "batch"
+    """Normalization after each hidden conv: ``batch``, ``group`` or ``none``."""
+    input_norm: str = "none"
+    """Input normalization: ``none`` or ``standardize`` (per-image zero mean, unit variance; the output stays in [0, 1])."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one trial."""
+
+    lr: float = 5e-4
+    """Adam learning rate."""
+    epochs: int = 10
+    """Maximum number of epochs (ASHA may stop a trial earlier)."""
+    batch_size: int = 32
+    """Images per optimisation step (per worker under DDP)."""
+    seed: int = 0
+    """Seed of weight initialisation, shuffling and noise."""
+    noise_sigma_min: float = 0.05
+    """Lowest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
+    noise_sigma_max: float = 0.3
+    """Highest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
+    val_noise_sigma: float = 0.1
+    """Noise sigma of the validation set for denoising kinds (fixed, seeded)."""
+
+
+def to_flat(*cfgs: Any) -> dict[str, Any]:
+    """Flatten dataclass configs into one dict with ``section.field`` keys (the form Ray Tune and W&B see).
+
+    Args:
+        *cfgs: ``DataConfig`` / ``ModelConfig`` / ``TrainConfig`` instances.
+
+    Returns:
+        e.g. ``{"data.image_size": 128, "model.kind": "ae", "train.lr": 5e-4, ...}``.
+    """
+    out: dict[str, Any] = {}
+    for cfg in cfgs:
+        section = _SECTIONS_BY_TYPE[type(cfg)]
+        for k, v in asdict(cfg).items():
+            out[f"{section}.{k}"] = v
+    return out
+
+
+def from_flat(flat: dict[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig]:
+    """Rebuild the three configs from a flat ``section.field`` dict; missing keys keep defaults.
+
+    Unknown keys without a known section prefix are ignored (Tune adds its own).
+
+    Raises:
+        ValueError: a key has a known section but an unknown field, naming the key.
+    """
+    parts: dict[str, dict[str, Any]] = {s: {} for s in _TYPES_BY_SECTION}
+    for key, value in flat.items():
+        if "." not in key:
+            continue
+        section, name = key.split(".", 1)
+        if section not in _TYPES_BY_SECTION:
+            continue
+        known = {f.name for f in fields(_TYPES_BY_SECTION[section])}
+        if name not in known:
+            raise ValueError(f"unknown config key {key!r}; known {section} fields: {sorted(known)}")
+        parts[section][name] = value
+    data = DataConfig(**parts["data"])
+    model = ModelConfig(**parts["model"])
+    train = TrainConfig(**parts["train"])
+    if model.image_size != data.image_size:
+        model = replace(model, image_size=data.image_size)
+    return data, model, train
+
+
+_TYPES_BY_SECTION = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+_SECTIONS_BY_TYPE = {v: k for k, v in _TYPES_BY_SECTION.items()}
+
+
+
+SEED_SPACE: dict[str, tuple] = {
+    "train.lr": (1e-3, 5e-4, 1e-4),
+    "train.epochs": (10, 20, 40),
+    "train.batch_size": (16, 32, 64),
+    "model.latent_dim": (512, 1024, 2048),
+}
+"""The seed project's W&B sweep grid, searched as categorical choices."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How the search runs: budget, resources, scheduler, storage, logging."""
+
+    name: str = "search"
+    """Experiment name: ``<storage_path>/<name>`` holds Tune state and checkpoints, ``results/<name>`` the summary."""
+    models: tuple[str, ...] = ("ae", "vae")
+    """Model kinds; one search per kind, since their objectives differ."""
+    num_samples: int = 10
+    """Trials per model kind."""
+    max_concurrent: int = 0
+    """Concurrent trials; 0 derives it from the cluster's CPUs/GPUs and the per-trial resources."""
+    cpus_per_trial: float = 2.0
+    """CPUs per Train worker (torch threads)."""
+    gpus_per_trial: float = 0.0
+    """GPUs per Train worker (fractions pack several trials on one GPU)."""
+    workers_per_trial: int = 1
+    """Train workers per trial (DDP when > 1)."""
+    storage_path: str = "runs"
+    """Experiment storage: a local folder (outside git) or a URI such as ``s3://bucket/tuneae``."""
+    results_dir: str = "results"
+    """Folder of the small, committed outputs: ``<results_dir>/<name>/summary.json`` and ``trials.csv``."""
+    seed: int = 0
+    """Seed of the TPE searcher (and default seed of data split and training)."""
+    grace_period: int = 1
+    """ASHA: epochs every trial runs before it can be stopped (the first rung)."""
+    reduction_factor: float = 3.0
+    """ASHA: 1/reduction_factor of trials continue past each rung."""
+    wandb: bool = True
+    """Log every trial to W&B (offline unless WANDB_API_KEY is set or ``wandb_mode="online"``)."""
+    wandb_project: str = "tuneae"
+    """W&B project name."""
+    wandb_mode: str = ""
+    """``offline``, ``online`` or empty (online when an API key is found, else offline)."""
+    address: str = ""
+    """Ray cluster address (``auto`` joins a running cluster); empty starts a local Ray."""
+    space: dict = field(default_factory=lambda: dict(SEED_SPACE))
+    """Search space: ``section.field`` -> tuple of categorical choices."""
+
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "data": {"source": "phantom", "image_size": 32, "phantom_count": 96},
+        "search": {"num_samples": 4, "cpus_per_trial": 1.0, "max_concurrent": 2, "grace_period": 1,
+                   "reduction_factor": 2.0, "name": "smoke"},
+        "space": {"train.lr": (1e-3, 3e-3), "train.epochs": (3,), "train.batch_size": (16, 32),
+                  "model.latent_dim": (16, 32)},
+        "model": {"base_channels": 8},
+    },
+    "cpu": {
+        "data": {"image_size": 128},
+        "search": {"num_samples": 6, "cpus_per_trial": 2.0, "max_concurrent": 1, "grace_period": 1,
+                   "reduction_factor": 3.0, "name": "cpu"},
+        "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
+                  "model.latent_dim": (512, 1024, 2048)},
+        "model": {},
+    },
+    "gpu": {
+        "data": {"image_size": 128},
+        "search": {"num_samples": 27, "cpus_per_trial": 2.0, "gpus_per_trial": 0.25, "grace_period": 5,
+                   "reduction_factor": 2.0, "name": "gpu"},
+        "space": dict(SEED_SPACE),
+        "model": {},
+    },
+}
+"""Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
+reduced budget for 2 CPUs: 6 trials per model, epochs {3, 6, 9}), gpu (the seed's full grid and epochs, 1/4 GPU
+per trial)."""

@@ -1,0 +1,480 @@
+"""The search: ``python -m tuneae.search``. The only module that imports ``ray.tune`` and ``optuna``.
+
+One Ray Tune experiment per model kind (their objectives differ): Optuna's TPE searcher (Bergstra et al. 2011,
+via ``ray.tune.search.optuna.OptunaSearch``) proposes configs from categorical choices, ASHA (Li et al. 2020,
+``ray.tune.schedulers.ASHAScheduler``) stops weak trials at rungs counted in epochs, and each trial trains under
+Ray Train (:mod:`tuneae.trainable`). Every trial is logged to W&B through Ray's ``WandbLoggerCallback``
+(offline unless an API key is set). At the end: a summary table per model, ``results/<name>/summary.json`` and
+``results/<name>/trials.csv``; checkpoints stay in ``<storage_path>/<name>``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+import tomllib
+import warnings
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tuneae.config import (MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat)
+from tuneae.data import DataError, check_source, load_splits
+from tuneae.models import check_model_config
+
+METRIC, MODE = "val/loss", "min"
+"""What the searcher and the scheduler optimise: each kind's own objective on the validation split."""
+SHOWN_METRICS = ("val/loss", "val/mse", "val/psnr", "train/loss")
+"""Metrics in the summary table, trials.csv and summary.json."""
+
+
+# ----------------------------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (every flag documented in ``--help``)."""
+    p = argparse.ArgumentParser(
+        prog="python -m tuneae.search",
+        description="Find the best autoencoder for brain-tumour MRI reconstruction by distributed hyperparameter "
+                    "search: Ray Tune + Optuna TPE + ASHA, each trial trained under Ray Train, logged to W&B.",
+        epilog="Presets: smoke = synthetic 32 px phantoms, 4 trials per model of 3 epochs, ~1-2 min on 2 CPUs "
+               "(the tests use it); cpu = the real data at 128x128 with a reduced budget for 2 CPUs "
+               "(6 trials per model, epochs {3, 6, 9}, ASHA grace 1 / reduction 3; about an hour for ae + vae); "
+               "gpu = the seed's full grid (lr {1e-3,5e-4,1e-4}, epochs {10,20,40}, batch {16,32,64}, latent "
+               "{512,1024,2048}), 27 trials per model, 1/4 GPU per trial. Flags override the preset; a --config "
+               "TOML file sits between the two.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--preset", choices=sorted(PRESETS), default="cpu", help="budget preset (default: cpu)")
+    a("--config", metavar="FILE.toml", help="TOML file with [search], [data], [model], [train] and [space] tables "
+                                            "(space: e.g. 'train.lr' = [1e-3, 1e-4])")
+    a("--data", metavar="SOURCE", help="a Hugging Face hub id (default benschill/brain-tumor-collection, read from "
+                                       "its parquet export), a local folder in imagefolder layout "
+                                       "(train/<class>/*.jpg, test/<class>/*.jpg), or 'phantom' (synthetic)")
+    a("--model", nargs="+", choices=MODEL_KINDS, help="model kinds, one search each (default: ae vae)")
+    a("--num-samples", type=int, help="trials per model kind")
+    a("--max-concurrent", type=int, help="concurrent trials (default: as many as the cluster's CPUs/GPUs hold)")
+    a("--cpus-per-trial", type=float, help="CPUs per Train worker (= torch threads)")
+    a("--gpus-per-trial", type=float, help="GPUs per Train worker; fractions (0.25) pack trials on one GPU")
+    a("--workers-per-trial", type=int, help="Train workers per trial (DDP when > 1)")
+    a("--storage-path", help="experiment storage for Tune state and checkpoints (local folder outside git, or "
+                             "s3://...); default ./runs")
+    a("--results-dir", help="where summary.json and trials.csv go (default ./results)")
+    a("--name", help="experiment name (default: the preset's name)")
+    a("--resume", action="store_true", help="resume the experiment --name from its storage (finished trials are "
+                                            "kept, the searcher keeps its history)")
+    a("--seed", type=int, help="seed of the searcher, the data split and training (default 0)")
+    a("--image-size", type=int, help="input side in pixels, divisible by 32 (default 128; smoke: 32)")
+    a("--grace-period", type=int, help="ASHA grace period in epochs (first rung)")
+    a("--reduction-factor", type=float, help="ASHA reduction factor")
+    a("--lr", type=float, nargs="+", help="learning-rate choices (search space override)")
+    a("--epochs", type=int, nargs="+", help="epoch choices; the largest is ASHA's max_t")
+    a("--batch-size", type=int, nargs="+", help="batch-size choices")
+    a("--latent-dim", type=int, nargs="+", help="latent-dimension choices")
+    a("--address", help="Ray cluster to join ('auto' or RAY_ADDRESS); default: start Ray on this machine")
+    a("--no-wandb", action="store_true", help="do not log to W&B")
+    a("--wandb-mode", choices=["offline", "online"], help="W&B mode (default: online if WANDB_API_KEY is set, "
+                                                          "else offline; sync later with `wandb sync`)")
+    a("--wandb-project", help="W&B project (default tuneae)")
+    a("--skip-unreadable", action="store_true", help="count and skip unreadable images instead of failing")
+    a("--report", action="store_true", help="run the best-trial report (python -m tuneae.report) afterwards")
+    return p
+
+
+def _merge(cls, base, updates: dict[str, Any], where: str):
+    known = {f.name for f in fields(cls)}
+    bad = sorted(set(updates) - known)
+    if bad:
+        raise SystemExit(f"error: unknown field(s) {bad} in {where}; known: {sorted(known)}")
+    return replace(base, **updates)
+
+
+def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, ModelConfig, TrainConfig,
+                                                     argparse.Namespace]:
+    """Merge preset, config file and command line (in that order) into typed configs.
+
+    Raises:
+        SystemExit: with a message naming the file, table or flag at fault.
+    """
+    args = build_parser().parse_args(argv)
+    preset = PRESETS[args.preset]
+    search = replace(SearchConfig(), **preset["search"], space=dict(preset["space"]))
+    data = replace(DataConfig(), **preset["data"])
+    model = replace(ModelConfig(), **preset.get("model", {}))
+    train = TrainConfig()
+    if args.config:
+        path = Path(args.config)
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SystemExit(f"error: cannot read config file {path}: {exc}") from exc
+        unknown = sorted(set(doc) - {"search", "data", "model", "train", "space"})
+        if unknown:
+            raise SystemExit(f"error: {path}: unknown table(s) {unknown}")
+        search = _merge(SearchConfig, search, {k: v for k, v in doc.get("search", {}).items()}, f"{path} [search]")
+        data = _merge(DataConfig, data, doc.get("data", {}), f"{path} [data]")
+        model = _merge(ModelConfig, model, doc.get("model", {}), f"{path} [model]")
+        train = _merge(TrainConfig, train, doc.get("train", {}), f"{path} [train]")
+        if "space" in doc:
+            space = dict(search.space)
+            for key, choices in doc["space"].items():
+                if not isinstance(choices, list) or not choices:
+                    raise SystemExit(f"error: {path} [space] {key!r} must be a non-empty list of choices")
+                space[key] = tuple(choices)
+            search = replace(search, space=space)
+    s: dict[str, Any] = {}
+    for flag, fieldname in [("num_samples", "num_samples"), ("max_concurrent", "max_concurrent"),
+                            ("cpus_per_trial", "cpus_per_trial"), ("gpus_per_trial", "gpus_per_trial"),
+                            ("workers_per_trial", "workers_per_trial"), ("storage_path", "storage_path"),
+                            ("results_dir", "results_dir"), ("name", "name"), ("seed", "seed"),
+                            ("grace_period", "grace_period"), ("reduction_factor", "reduction_factor"),
+                            ("address", "address"), ("wandb_mode", "wandb_mode"),
+                            ("wandb_project", "wandb_project")]:
+        if getattr(args, flag) is not None:
+            s[fieldname] = getattr(args, flag)
+    if args.model:
+        s["models"] = tuple(dict.fromkeys(args.model))
+    if args.no_wandb:
+        s["wandb"] = False
+    if not args.address and os.environ.get("RAY_ADDRESS"):
+        s["address"] = os.environ["RAY_ADDRESS"]
+    space = dict(search.space)
+    for flag, key in [("lr", "train.lr"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
+                      ("latent_dim", "model.latent_dim")]:
+        if getattr(args, flag):
+            space[key] = tuple(getattr(args, flag))
+    search = replace(search, **s, space=space)
+    d: dict[str, Any] = {}
+    if args.data:
+        d["source"] = args.data
+    if args.image_size is not None:
+        d["image_size"] = args.image_size
+    if args.seed is not None:
+        d["seed"] = args.seed
+        train = replace(train, seed=args.seed)
+    if args.skip_unreadable:
+        d["skip_unreadable"] = True
+    if "://" not in search.storage_path:
+        d.setdefault("cache_dir", str(Path(search.storage_path) / "cache"))
+    data = replace(data, **d)
+    model = replace(model, image_size=data.image_size)
+    return search, data, model, train, args
+
+
+def validate(search: SearchConfig, data: DataConfig, model: ModelConfig) -> None:
+    """Check everything that can be checked before Ray starts or any image is decoded.
+
+    Raises:
+        ValueError: naming the field and value (search space keys, budgets, resources, model sizes).
+    """
+    valid_keys = {f"{sec}.{f.name}" for sec, cls in (("data", DataConfig), ("model", ModelConfig),
+                                                        ("train", TrainConfig)) for f in fields(cls)}
+    for key, choices in search.space.items():
+        if key not in valid_keys:
+            raise ValueError(f"search space key {key!r} is unknown; use one of {sorted(valid_keys)}")
+        if not choices:
+            raise ValueError(f"search space {key!r} has no choices")
+    for e in search.space.get("train.epochs", ()):
+        if int(e) < 1:
+            raise ValueError(f"train.epochs choice {e} must be >= 1")
+    for b in search.space.get("train.batch_size", ()):
+        if int(b) < 1:
+            raise ValueError(f"train.batch_size choice {b} must be >= 1")
+    if search.num_samples < 1:
+        raise ValueError(f"--num-samples {search.num_samples} must be >= 1")
+    if search.cpus_per_trial <= 0 or search.gpus_per_trial < 0 or search.workers_per_trial < 1:
+        raise ValueError(f"resources per trial must be positive: cpus={search.cpus_per_trial}, "
+                         f"gpus={search.gpus_per_trial}, workers={search.workers_per_trial}")
+    if search.grace_period < 1 or search.reduction_factor <= 1:
+        raise ValueError(f"ASHA needs grace_period >= 1 and reduction_factor > 1 "
+                         f"(got {search.grace_period}, {search.reduction_factor})")
+    for kind in search.models:
+        for latent in search.space.get("model.latent_dim", (model.latent_dim,)):
+            check_model_config(replace(model, kind=kind, latent_dim=int(latent)))
+
+
+def derive_max_concurrent(cluster: dict[str, float], search: SearchConfig) -> int:
+    """How many trials can hold their workers at once, so that no trial waits forever.
+
+    The Tune driver functions take no CPU and the Train controllers take none (``num_cpus=0`` upstream), so only
+    the workers count: ``floor(CPUs / (workers * cpus_per_worker))``, and likewise for GPUs when requested.
+
+    Args:
+        cluster: ``ray.cluster_resources()`` (e.g. ``{"CPU": 2.0, "GPU": 0.0, ...}``).
+    Returns:
+        At least 1 (an autoscaling cluster adds nodes for a pending trial), at most ``search.max_concurrent`` when
+        that is set (> 0).
+    """
+    per_cpu = search.workers_per_trial * search.cpus_per_trial
+    n = math.floor(cluster.get("CPU", 0.0) / per_cpu + 1e-9)
+    if search.gpus_per_trial > 0:
+        n = min(n, math.floor(cluster.get("GPU", 0.0) / (search.workers_per_trial * search.gpus_per_trial) + 1e-9))
+    n = max(n, 1)
+    if search.max_concurrent > 0:
+        n = min(n, search.max_concurrent)
+    return n
+
+
+# ---------------------------------------------------------------------------------------------- environment
+def _local(path: str) -> bool:
+    return "://" not in path
+
+
+def experiment_dir(search: SearchConfig) -> str:
+    """``<storage_path>/<name>`` as an absolute path (or URI)."""
+    if _local(search.storage_path):
+        return str((Path(search.storage_path) / search.name).resolve())
+    return f"{search.storage_path.rstrip('/')}/{search.name}"
+
+
+def wandb_env(search: SearchConfig) -> dict[str, str]:
+    """Environment for W&B: offline unless a key is set, and every W&B folder inside the experiment folder.
+
+    ``WandbLoggerCallback`` reads only the environment, so ``WANDB_MODE`` must be set before Ray starts
+    (measured with Ray 2.60 / wandb 0.31).
+    """
+    mode = search.wandb_mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    base = Path(experiment_dir(search)) if _local(search.storage_path) else Path("runs") / search.name
+    wdir = str((base / "wandb").resolve())
+    return {"WANDB_MODE": mode, "WANDB_DIR": wdir, "WANDB_CONFIG_DIR": f"{wdir}/.config",
+            "WANDB_CACHE_DIR": f"{wdir}/.cache", "WANDB_DATA_DIR": f"{wdir}/.data",
+            "WANDB_ARTIFACT_DIR": f"{wdir}/.artifacts", "WANDB_SILENT": "true"}
+
+
+def _wandb_callback(search: SearchConfig, kind: str):
+    """Ray's W&B logger callback, or None (with a warning) when W&B cannot start: W&B never stops the search."""
+    if not search.wandb:
+        return None
+    try:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
+        return WandbLoggerCallback(project=search.wandb_project, group=f"{search.name}-{kind}",
+                                   upload_timeout=60, excludes=["checkpoint_path"])
+    except Exception as exc:  # noqa: BLE001 - any W&B trouble degrades to no logging
+        warnings.warn(f"W&B logging disabled: {exc}", stacklevel=2)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- the search
+def _param_space(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig):
+    from ray import tune
+
+    flat = to_flat(data, replace(model, kind=kind), train)
+    for key, choices in search.space.items():
+        flat[key] = tune.choice(list(choices))
+    return flat
+
+
+def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig,
+            data_box: dict, max_concurrent: int, resume: bool):
+    """Run (or resume) the Tune experiment of one model kind; returns its ``ResultGrid``."""
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tuneae.trainable import TrialResources, run_trial
+
+    exp = experiment_dir(search)
+    resources = TrialResources(search.workers_per_trial, search.cpus_per_trial, search.gpus_per_trial)
+    trainable = tune.with_parameters(run_trial, data_box=data_box, resources=resources,
+                                     train_storage=f"{exp}/train")
+    # The driver function only waits on TorchTrainer.fit(): no CPU, a sliver of the head node's marker resource
+    # (an all-zero request is rejected). Drivers therefore never starve workers of CPUs: no deadlock.
+    trainable = tune.with_resources(trainable, {"CPU": 0, "node:__internal_head__": 0.001})
+    path = f"{exp}/{kind}"
+    callbacks = [cb for cb in [_wandb_callback(search, kind)] if cb is not None]
+    if resume and tune.Tuner.can_restore(path):
+        print(f"[tuneae] resuming {kind} from {path}", flush=True)
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+                                   param_space=_param_space(kind, search, data, model, train))
+    else:
+        max_t = int(max(search.space.get("train.epochs", (train.epochs,))))
+        searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=search.seed), seed=search.seed)
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=search.grace_period,
+                                  reduction_factor=search.reduction_factor)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_param_space(kind, search, data, model, train),
+            tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
+                                        num_samples=search.num_samples, max_concurrent_trials=max_concurrent),
+            run_config=tune.RunConfig(name=kind, storage_path=exp, callbacks=callbacks,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+    return tuner.fit()
+
+
+def trial_rows(kind: str, grid, search: SearchConfig) -> list[dict[str, Any]]:
+    """One row per trial: searched params, last epoch, metrics, status, stopped early or not, error."""
+    rows = []
+    for r in grid:
+        cfg = r.config or {}
+        m = r.metrics or {}
+        last = int(m.get("epoch", 0) or 0)
+        planned = int(cfg.get("train.epochs", 0))
+        status = "ERROR" if r.error else "TERMINATED"
+        row = {"model": kind, "trial_id": m.get("trial_id", Path(str(r.path)).name), "status": status,
+               "stopped_early": bool(not r.error and 0 < last < planned),
+               "error": (str(r.error).strip().splitlines() or [""])[-1][:300] if r.error else ""}
+        for key in search.space:
+            row[key] = cfg.get(key)
+        row["last_epoch"] = last
+        for key in SHOWN_METRICS:
+            row[key] = m.get(key)
+        row["time_total_s"] = m.get("time_total_s")
+        row["checkpoint_path"] = m.get("checkpoint_path", "")
+        rows.append(row)
+    return rows
+
+
+def best_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The finished trial with the lowest finite last ``val/loss``, or None."""
+    ok = [r for r in rows if r["status"] != "ERROR" and isinstance(r.get(METRIC), (int, float))
+          and math.isfinite(r[METRIC]) and r["checkpoint_path"]]
+    return min(ok, key=lambda r: r[METRIC]) if ok else None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Write ``summary.json`` and ``trials.csv`` into ``out`` atomically."""
+    _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    buf = io.StringIO()
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    _atomic_write_text(out / "trials.csv", buf.getvalue())
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("tuneae", "torch", "ray", "optuna", "wandb", "datasets", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def format_table(models: dict[str, Any]) -> str:
+    """The end-of-search summary table: one line per model kind, best trial's config and validation metrics."""
+    lines = [f"{'model':6} {'trials':>6} {'stopped':>7} {'failed':>6} {'val/loss':>10} {'val/mse':>9} "
+             f"{'val/psnr':>8}  best config"]
+    for kind, m in models.items():
+        b = m.get("best_metrics") or {}
+        cfg = " ".join(f"{k.split('.')[-1]}={v}" for k, v in (m.get("best_config") or {}).items())
+        fmt = (lambda v, p: f"{v:.{p}f}" if isinstance(v, (int, float)) else "-")
+        lines.append(f"{kind:6} {m['trials']:>6} {m['stopped_early']:>7} {m['failed']:>6} "
+                     f"{fmt(b.get('val/loss'), 4):>10} {fmt(b.get('val/mse'), 5):>9} {fmt(b.get('val/psnr'), 2):>8}"
+                     f"  {cfg}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tuneae.search``; returns the exit status (0: every model has a best trial)."""
+    started = time.time()
+    search, data, model, train, args = resolve(argv)
+    try:
+        validate(search, data, model)
+        check_source(data)
+    except (ValueError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    exp = experiment_dir(search)
+    if _local(exp) and Path(exp).exists() and not args.resume:
+        print(f"error: experiment folder {exp} exists; pass --resume to continue it or choose another --name",
+              file=sys.stderr)
+        return 2
+
+    print(f"[tuneae] loading data from {data.source} at {data.image_size}x{data.image_size}", flush=True)
+    try:
+        splits = load_splits(data)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[tuneae] train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)} images "
+          f"(classes {', '.join(splits.classes)}; test never used by the search)", flush=True)
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    env = wandb_env(search) if search.wandb else {}
+    os.environ.update(env)
+    import ray
+
+    init_kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
+    if search.address:
+        ray.init(address=search.address, **init_kwargs)
+    else:
+        ray.init(include_dashboard=True, **init_kwargs)  # the dashboard's State API cleans up stopped trials
+    try:
+        max_concurrent = derive_max_concurrent(ray.cluster_resources(), search)
+        print(f"[tuneae] cluster {ray.cluster_resources().get('CPU', 0):g} CPU / "
+              f"{ray.cluster_resources().get('GPU', 0):g} GPU -> {max_concurrent} concurrent trial(s)", flush=True)
+        data_box = {"ref": ray.put({"train": splits.train, "val": splits.val})}
+        all_rows: list[dict[str, Any]] = []
+        models: dict[str, Any] = {}
+        for kind in search.models:
+            grid = run_one(kind, search, data, model, train, data_box, max_concurrent, args.resume)
+            rows = trial_rows(kind, grid, search)
+            all_rows += rows
+            best = best_of(rows)
+            models[kind] = {
+                "trials": len(rows),
+                "completed": sum(r["status"] != "ERROR" and not r["stopped_early"] for r in rows),
+                "stopped_early": sum(r["stopped_early"] for r in rows),
+                "failed": sum(r["status"] == "ERROR" for r in rows),
+                "failures": [{"trial_id": r["trial_id"], "error": r["error"]} for r in rows if r["error"]],
+                "best_trial": best["trial_id"] if best else None,
+                "best_config": {k: best[k] for k in search.space} if best else None,
+                "best_metrics": {k: best[k] for k in SHOWN_METRICS} | {"epoch": best["last_epoch"]} if best else None,
+                "best_checkpoint": best["checkpoint_path"] if best else None,
+            }
+    finally:
+        ray.shutdown()
+
+    summary = {
+        "command": "python -m tuneae.search " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "preset": args.preset,
+        "versions": _versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "wall_time_s": round(time.time() - started, 1),
+        "experiment_dir": exp,
+        "wandb": {"mode": env.get("WANDB_MODE"), "dir": env.get("WANDB_DIR")} if env else None,
+        "search": {"metric": METRIC, "mode": MODE, "searcher": "OptunaSearch(TPESampler)", "scheduler": "ASHA",
+                   **{k: v for k, v in asdict(search).items() if k not in ("space",)},
+                   "space": {k: list(v) for k, v in search.space.items()},
+                   "max_concurrent_used": max_concurrent},
+        "data": {"source": data.source, "image_size": data.image_size, "val_fraction": data.val_fraction,
+                 "classes": list(splits.classes), **splits.counts},
+        "models": models,
+        "comparison_note": "val/mse and val/psnr are computed the same way for every kind (deterministic "
+                           "reconstruction; denoising kinds see sigma=%.2f noise); val/loss is each kind's own "
+                           "objective and does not compare across kinds." % train.val_noise_sigma,
+    }
+    out = Path(search.results_dir) / search.name
+    write_results(out, summary, all_rows)
+    print("\n" + format_table(models))
+    print(f"\n[tuneae] wrote {out / 'summary.json'} and {out / 'trials.csv'}; checkpoints in {exp}")
+    if args.report:
+        from tuneae import report
+
+        report.main([str(out)])
+    return 0 if all(m["best_trial"] for m in models.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

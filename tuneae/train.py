@@ -1,0 +1,169 @@
+"""Pure PyTorch training and evaluation: one epoch, validation metrics, a plain ``fit``. No Ray here.
+
+Metric names are the project's one set, the same in Tune, W&B, CSV files and the report:
+``train/loss``, ``val/loss`` (the model's own objective), ``val/mse`` and ``val/psnr`` (dB).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tuneae.config import TrainConfig
+from tuneae.data import add_gaussian_noise, to_float
+from tuneae.models import DENOISING, Autoencoder
+
+
+class LossModule(nn.Module):
+    """Wraps a model so that ``forward(x, target)`` returns ``model.objective(x, target)``.
+
+    DistributedDataParallel synchronises gradients only through ``forward``; wrapping the objective keeps DDP
+    (Ray Train's ``prepare_model``) correct for every model kind.
+    """
+
+    def __init__(self, model: Autoencoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, S, S) input and target in [0, 1] -> (loss scalar, reconstruction (B, 1, S, S))."""
+        return self.model.objective(x, target)
+
+
+def make_loader(images: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """A DataLoader over uint8 images held in memory (no decoding; batches stay uint8 until the step).
+
+    Args:
+        images: (N, 1, S, S) uint8 (read-only arrays from the Ray object store are copied once here).
+        batch_size: images per batch; the last batch may be smaller.
+        shuffle: reshuffle each epoch with a generator seeded by ``seed``.
+    Returns:
+        A loader yielding 1-tuples ``(x,)`` with x (B, 1, S, S) uint8.
+    Raises:
+        ValueError: an empty image array or a non-positive batch size.
+    """
+    if len(images) == 0:
+        raise ValueError("cannot train or evaluate on an empty image set")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be positive")
+    tensor = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))  # writable copy
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(TensorDataset(tensor), batch_size=batch_size, shuffle=shuffle, generator=gen)
+
+
+def psnr_per_image(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image, data range 1: 10 * log10(1 / MSE_i).
+
+    Args:
+        recon, target: (B, C, H, W) in [0, 1].
+    Returns:
+        (B,) PSNR in dB (MSE floored at 1e-10, i.e. at most 100 dB).
+    """
+    mse = (recon - target).pow(2).flatten(1).mean(1).clamp_min(1e-10)  # (B,)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def _inputs(kind: str, clean: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """The model input for a clean batch: the batch itself, or a noisy copy for denoising kinds.
+
+    For denoising kinds sigma is drawn once per batch, uniform in [noise_sigma_min, noise_sigma_max].
+    """
+    if kind not in DENOISING:
+        return clean
+    u = torch.rand((), generator=gen).item()
+    sigma = cfg.noise_sigma_min + u * (cfg.noise_sigma_max - cfg.noise_sigma_min)
+    return add_gaussian_noise(clean, sigma, generator=gen)
+
+
+def train_one_epoch(loss_module: nn.Module, kind: str, loader: Iterable, optimizer: torch.optim.Optimizer,
+                    device: torch.device, cfg: TrainConfig, gen: torch.Generator) -> float:
+    """One pass over ``loader``; returns the mean of the objective over images (MSE per pixel or nats per image).
+
+    Args:
+        loss_module: a :class:`LossModule` (possibly DDP-wrapped).
+        kind: the model kind (denoising kinds get a noisy input).
+        loader: yields ``(x,)`` with x (B, 1, S, S) uint8.
+        gen: CPU generator for the noise of denoising kinds.
+    Raises:
+        FloatingPointError: the loss became NaN or infinite (a diverging trial fails alone).
+    """
+    loss_module.train()
+    total, count = 0.0, 0
+    for (batch,) in loader:
+        clean = to_float(batch)  # (B, 1, S, S) in [0, 1]
+        x = _inputs(kind, clean, cfg, gen).to(device)
+        clean = clean.to(device)
+        loss, _ = loss_module(x, clean)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} (diverged) at lr={cfg.lr}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch)
+        count += len(batch)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model: Autoencoder, loader: Iterable, device: torch.device, cfg: TrainConfig,
+             seed: int = 1234) -> dict[str, float]:
+    """Validation metrics, computed the same way for every kind.
+
+    For denoising kinds the input carries Gaussian noise of sigma ``cfg.val_noise_sigma`` (seeded, so every epoch
+    and every reload sees the same noisy set) and the metrics compare the output with the clean image.
+
+    Returns:
+        ``{"val/loss": objective averaged over images, "val/mse": MSE per pixel averaged over images,
+        "val/psnr": mean of per-image PSNR in dB}``.
+    """
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    loss_sum, mse_sum, psnr_sum, n = 0.0, 0.0, 0.0, 0
+    for (batch,) in loader:
+        clean = to_float(batch)
+        x = add_gaussian_noise(clean, cfg.val_noise_sigma, generator=gen) if model.cfg.kind in DENOISING else clean
+        x, clean = x.to(device), clean.to(device)
+        loss, recon = model.objective(x, clean)
+        b = len(batch)
+        loss_sum += loss.item() * b
+        mse_sum += (recon - clean).pow(2).flatten(1).mean(1).sum().item()
+        psnr_sum += psnr_per_image(recon, clean).sum().item()
+        n += b
+    return {"val/loss": loss_sum / n, "val/mse": mse_sum / n, "val/psnr": psnr_sum / n}
+
+
+def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cfg: TrainConfig,
+        device: torch.device | str = "cpu",
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
+    """Train ``model`` for ``cfg.epochs`` epochs with Adam, without Ray (scripts, tests, benchmarks).
+
+    Args:
+        train_images, val_images: (N, 1, S, S) uint8.
+        on_epoch: called after each epoch with (epoch starting at 1, metrics).
+    Returns:
+        The last epoch's metrics: ``train/loss``, ``val/loss``, ``val/mse``, ``val/psnr``, ``epoch``.
+    """
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    train_loader = make_loader(train_images, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    val_loader = make_loader(val_images, max(cfg.batch_size, 64), shuffle=False)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loss_module = LossModule(model)
+    metrics: dict[str, float] = {}
+    for epoch in range(1, cfg.epochs + 1):
+        train_loss = train_one_epoch(loss_module, model.cfg.kind, train_loader, opt, device, cfg, gen)
+        metrics = {"train/loss": train_loss, **evaluate(model, val_loader, device, cfg), "epoch": epoch}
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+    return metrics
+
+
+def is_finite_metrics(metrics: dict[str, float]) -> bool:
+    """True when every float metric is finite."""
+    return all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
