@@ -114,7 +114,8 @@ def test_phantom_source(tmp_path):
 
 
 @pytest.mark.parametrize("bad, match", [({"image_size": 100}, "image_size=100"), ({"image_size": 0}, "image_size=0"),
-                                        ({"val_fraction": 0.0}, "val_fraction"), ({"val_fraction": 1.0}, "val_fraction")])
+                                        ({"val_fraction": 0.0}, "val_fraction"),
+                                        ({"val_fraction": 1.0}, "val_fraction")])
 def test_bad_settings(tmp_path, bad, match):
     with pytest.raises(DataError, match=match):
         check_source(DataConfig(source="phantom", cache_dir=str(tmp_path), **bad))

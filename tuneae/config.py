@@ -178,7 +178,7 @@ class SearchConfig:
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "data": {"source": "phantom", "image_size": 32, "phantom_count": 96},
-        "search": {"num_samples": 4, "cpus_per_trial": 1.0, "max_concurrent": 2, "grace_period": 1,
+        "search": {"num_samples": 4, "cpus_per_trial": 1.0, "grace_period": 1,
                    "reduction_factor": 2.0, "name": "smoke"},
         "space": {"train.lr": (1e-3, 3e-3), "train.epochs": (3,), "train.batch_size": (16, 32),
                   "model.latent_dim": (16, 32)},
@@ -186,7 +186,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu": {
         "data": {"image_size": 128},
-        "search": {"num_samples": 6, "cpus_per_trial": 2.0, "max_concurrent": 1, "grace_period": 1,
+        "search": {"num_samples": 6, "cpus_per_trial": 2.0, "grace_period": 1,
                    "reduction_factor": 3.0, "name": "cpu"},
         "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
                   "model.latent_dim": (512, 1024, 2048)},

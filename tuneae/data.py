@@ -436,8 +436,9 @@ def phantom_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray
         for side in (-1, 1):  # ventricles
             img -= 0.2 * ellipse(cx + side * ax * 0.12, cy - 0.05, ax * 0.08, ay * 0.22, th + side * 0.3)
         for _ in range(3):  # faint blobs as tissue texture
-            img += rng.uniform(-0.08, 0.08) * ellipse(cx + rng.uniform(-0.4, 0.4) * ax, cy + rng.uniform(-0.4, 0.4) * ay,
-                                                     rng.uniform(0.08, 0.2), rng.uniform(0.08, 0.2), rng.uniform(0, 3))
+            bx, by = cx + rng.uniform(-0.4, 0.4) * ax, cy + rng.uniform(-0.4, 0.4) * ay
+            img += rng.uniform(-0.08, 0.08) * ellipse(bx, by, rng.uniform(0.08, 0.2), rng.uniform(0.08, 0.2),
+                                                     rng.uniform(0, 3))
         if labels[i] == 0:  # lesion: bright Gaussian blob inside the brain
             lx, ly = cx + rng.uniform(-0.45, 0.45) * ax, cy + rng.uniform(-0.45, 0.45) * ay
             r2 = (xx - lx) ** 2 + (yy - ly) ** 2

@@ -199,25 +199,27 @@ def validate(search: SearchConfig, data: DataConfig, model: ModelConfig) -> None
 
 
 def derive_max_concurrent(cluster: dict[str, float], search: SearchConfig) -> int:
-    """How many trials can hold their workers at once, so that no trial waits forever.
+    """How many trials run at once.
 
     The Tune driver functions take no CPU and the Train controllers take none (``num_cpus=0`` upstream), so only
-    the workers count: ``floor(CPUs / (workers * cpus_per_worker))``, and likewise for GPUs when requested.
+    the workers hold resources and a waiting trial never blocks a running one: no deadlock at any concurrency.
+    Without ``max_concurrent`` the number is what the cluster holds now,
+    ``floor(CPUs / (workers * cpus_per_worker))`` and likewise for GPUs when requested (at least 1: an
+    autoscaling cluster adds nodes for a pending trial). A set ``max_concurrent`` (> 0) is used as given, so a
+    cluster that scales up from zero GPUs can still run many trials.
 
     Args:
         cluster: ``ray.cluster_resources()`` (e.g. ``{"CPU": 2.0, "GPU": 0.0, ...}``).
     Returns:
-        At least 1 (an autoscaling cluster adds nodes for a pending trial), at most ``search.max_concurrent`` when
-        that is set (> 0).
+        The concurrency, >= 1.
     """
+    if search.max_concurrent > 0:
+        return search.max_concurrent
     per_cpu = search.workers_per_trial * search.cpus_per_trial
     n = math.floor(cluster.get("CPU", 0.0) / per_cpu + 1e-9)
     if search.gpus_per_trial > 0:
         n = min(n, math.floor(cluster.get("GPU", 0.0) / (search.workers_per_trial * search.gpus_per_trial) + 1e-9))
-    n = max(n, 1)
-    if search.max_concurrent > 0:
-        n = min(n, search.max_concurrent)
-    return n
+    return max(n, 1)
 
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -271,6 +273,10 @@ def _param_space(kind: str, search: SearchConfig, data: DataConfig, model: Model
     return flat
 
 
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
 def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig,
             data_box: dict, max_concurrent: int, resume: bool):
     """Run (or resume) the Tune experiment of one model kind; returns its ``ResultGrid``."""
@@ -303,8 +309,9 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
             trainable,
             param_space=_param_space(kind, search, data, model, train),
             tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
-                                        num_samples=search.num_samples, max_concurrent_trials=max_concurrent),
-            run_config=tune.RunConfig(name=kind, storage_path=exp, callbacks=callbacks,
+                                        num_samples=search.num_samples, max_concurrent_trials=max_concurrent,
+                                        trial_dirname_creator=_trial_dirname),
+            run_config=tune.RunConfig(name=kind, storage_path=exp, callbacks=callbacks, verbose=1,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
     return tuner.fit()
