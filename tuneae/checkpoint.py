@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.torch_version import TorchVersion
 
 from tuneae.config import DataConfig, ModelConfig, TrainConfig
 from tuneae.models import Autoencoder, build_model
@@ -69,7 +70,7 @@ def save_checkpoint(folder: str | os.PathLike, model: Autoencoder, data_cfg: Dat
         "epoch": int(epoch),
         "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
         "tuneae_version": package_version(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # plain str: TorchVersion is not a weights_only global
     }
     atomic_torch_save(payload, folder / MODEL_FILE)
     if optimizer is not None:
@@ -94,8 +95,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds; name the file
+        # TorchVersion (a str subclass) is allowed for checkpoints written before the version was stored as str.
+        with torch.serialization.safe_globals([TorchVersion]):
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
     for key in ("model_config", "state_dict", "epoch", "metrics"):
         if key not in payload:

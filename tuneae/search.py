@@ -16,7 +16,9 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
+import socket
 import sys
 import time
 import tomllib
@@ -25,7 +27,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tuneae.config import (MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat)
+from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
 from tuneae.data import DataError, check_source, load_splits
 from tuneae.models import check_model_config
 
@@ -263,6 +265,35 @@ def _wandb_callback(search: SearchConfig, kind: str):
         return None
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_local_ray(env: dict[str, str] | None = None, **kwargs: Any) -> None:
+    """Start Ray on this machine with its dashboard, pinned so that Ray Train finds *this* Ray instance.
+
+    Ray Train V2 frees the placement group of a stopped trial from a cleaner actor that asks the State API
+    (served by the dashboard, hence ``ray[default]``) whether the trial's controller is alive. Without an address
+    that actor auto-detects "the" Ray instance and, with two instances on one machine (a search and a test run),
+    fails ("Found multiple active Ray instances") or asks the wrong one; the group then leaks and the next trial
+    waits forever. Setting ``RAY_API_SERVER_ADDRESS`` to this instance's dashboard, before the workers start,
+    removes the ambiguity.
+
+    Args:
+        env: extra environment variables for every Ray worker (W&B settings).
+        **kwargs: passed to ``ray.init`` (e.g. ``num_cpus``).
+    """
+    import ray
+
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}"
+    os.environ["RAY_API_SERVER_ADDRESS"] = api
+    env_vars = {**(env or {}), "RAY_API_SERVER_ADDRESS": api}
+    ray.init(include_dashboard=True, dashboard_port=port, runtime_env={"env_vars": env_vars}, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------------- the search
 def _param_space(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig):
     from ray import tune
@@ -328,7 +359,7 @@ def trial_rows(kind: str, grid, search: SearchConfig) -> list[dict[str, Any]]:
         status = "ERROR" if r.error else "TERMINATED"
         row = {"model": kind, "trial_id": m.get("trial_id", Path(str(r.path)).name), "status": status,
                "stopped_early": bool(not r.error and 0 < last < planned),
-               "error": (str(r.error).strip().splitlines() or [""])[-1][:300] if r.error else ""}
+               "error": _reason(r.error)}
         for key in search.space:
             row[key] = cfg.get(key)
         row["last_epoch"] = last
@@ -338,6 +369,15 @@ def trial_rows(kind: str, grid, search: SearchConfig) -> list[dict[str, Any]]:
         row["checkpoint_path"] = m.get("checkpoint_path", "")
         rows.append(row)
     return rows
+
+
+def _reason(error: BaseException | None) -> str:
+    """The most telling line of a trial's error (Ray wraps the worker's exception in several layers)."""
+    if error is None:
+        return ""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    named = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception)\b", ln)]
+    return ((named or lines or [type(error).__name__])[-1])[:300]
 
 
 def best_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -422,11 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)
     import ray
 
-    init_kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
     if search.address:
-        ray.init(address=search.address, **init_kwargs)
+        ray.init(address=search.address, **({"runtime_env": {"env_vars": env}} if env else {}))
     else:
-        ray.init(include_dashboard=True, **init_kwargs)  # the dashboard's State API cleans up stopped trials
+        start_local_ray(env)
     try:
         max_concurrent = derive_max_concurrent(ray.cluster_resources(), search)
         print(f"[tuneae] cluster {ray.cluster_resources().get('CPU', 0):g} CPU / "
@@ -434,8 +473,11 @@ def main(argv: list[str] | None = None) -> int:
         data_box = {"ref": ray.put({"train": splits.train, "val": splits.val})}
         all_rows: list[dict[str, Any]] = []
         models: dict[str, Any] = {}
+        interrupted = ""
         for kind in search.models:
             grid = run_one(kind, search, data, model, train, data_box, max_concurrent, args.resume)
+            if grid.num_terminated + grid.num_errors < search.num_samples:  # Ctrl-C: Tune saved its state
+                interrupted = kind
             rows = trial_rows(kind, grid, search)
             all_rows += rows
             best = best_of(rows)
@@ -450,6 +492,10 @@ def main(argv: list[str] | None = None) -> int:
                 "best_metrics": {k: best[k] for k in SHOWN_METRICS} | {"epoch": best["last_epoch"]} if best else None,
                 "best_checkpoint": best["checkpoint_path"] if best else None,
             }
+            if interrupted:
+                print(f"[tuneae] interrupted during {kind}; resume with: python -m tuneae.search "
+                      f"--name {search.name} --resume (and the same flags)", flush=True)
+                break
     finally:
         ray.shutdown()
 
@@ -468,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": {"source": data.source, "image_size": data.image_size, "val_fraction": data.val_fraction,
                  "classes": list(splits.classes), **splits.counts},
         "models": models,
+        "interrupted": interrupted or None,
         "comparison_note": "val/mse and val/psnr are computed the same way for every kind (deterministic "
                            "reconstruction; denoising kinds see sigma=%.2f noise); val/loss is each kind's own "
                            "objective and does not compare across kinds." % train.val_noise_sigma,
@@ -480,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         from tuneae import report
 
         report.main([str(out)])
+    if interrupted:
+        return 130
     return 0 if all(m["best_trial"] for m in models.values()) else 1
 
 

@@ -1,0 +1,113 @@
+"""The search through its real entry point (smoke preset, subprocess) and its pieces: config merging,
+concurrency, bad input rejected before Ray starts."""
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tuneae.checkpoint import configs_of, load_checkpoint
+from tuneae.config import SearchConfig
+from tuneae.data import load_splits
+from tuneae.search import derive_max_concurrent, resolve
+from tuneae.train import evaluate, make_loader
+
+
+def test_smoke_search_end_to_end(smoke_run):
+    s = smoke_run["summary"]
+    assert set(s["models"]) == {"ae", "vae", "dae"}
+    for kind, m in s["models"].items():
+        assert m["trials"] == 4 and m["failed"] == 0, (kind, m)
+        assert m["best_checkpoint"] and Path(m["best_checkpoint"]).is_dir()
+        assert math.isfinite(m["best_metrics"]["val/psnr"])
+    assert sum(m["stopped_early"] for m in s["models"].values()) >= 1, "ASHA stopped no trial"
+    assert s["data"]["test"] > 0 and s["data"]["train"] > 0 and s["wall_time_s"] > 0
+    # 2 trials at once on 2 CPUs: a driver that held a CPU would leave none for the second trial's worker
+    assert s["search"]["max_concurrent_used"] == 2
+    assert s["command"].startswith("python -m tuneae.search --preset smoke")
+    rows = list(csv.DictReader((smoke_run["results"] / "trials.csv").open()))
+    assert len(rows) == 12
+    assert {"train.lr", "train.epochs", "val/loss", "val/psnr", "stopped_early", "last_epoch"} <= set(rows[0])
+    stopped = [r for r in rows if r["stopped_early"] == "True"]
+    assert all(int(r["last_epoch"]) < int(r["train.epochs"]) for r in stopped)
+    assert "val/psnr" in smoke_run["stdout"]  # the end-of-search table
+    # checkpoints stay in the experiment folder, never in results/
+    assert not list(smoke_run["results"].rglob("*.pt"))
+
+
+def test_wandb_offline_runs_written(smoke_run):
+    runs = list((smoke_run["storage"] / "smoke" / "wandb").rglob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 12
+    assert not (smoke_run["root"] / "home" / ".config" / "wandb").exists()  # nothing under $HOME
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae", "dae"])
+def test_best_checkpoint_reloads_alone_and_reproduces_val_loss(smoke_run, kind):
+    m = smoke_run["summary"]["models"][kind]
+    model, payload = load_checkpoint(m["best_checkpoint"])
+    data_cfg, model_cfg, train_cfg = configs_of(payload)
+    assert model_cfg.kind == kind and payload["epoch"] == m["best_metrics"]["epoch"]
+    splits = load_splits(data_cfg)
+    again = evaluate(model, make_loader(splits.val, 64, shuffle=False), torch.device("cpu"), train_cfg)
+    assert again["val/loss"] == pytest.approx(m["best_metrics"]["val/loss"], rel=1e-4)
+
+
+def test_existing_experiment_is_not_overwritten(smoke_run):
+    before = (smoke_run["results"] / "summary.json").read_text()
+    proc = subprocess.run([sys.executable, "-m", "tuneae.search", "--preset", "smoke", "--name", "smoke",
+                           "--storage-path", str(smoke_run["storage"]), "--results-dir",
+                           str(smoke_run["results"].parent)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "exists" in proc.stderr
+    assert (smoke_run["results"] / "summary.json").read_text() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/no/such/folder"], "/no/such/folder"),
+    (["--image-size", "100"], "100"),
+    (["--num-samples", "0"], "--num-samples 0"),
+    (["--epochs", "0"], "train.epochs choice 0"),
+])
+def test_bad_input_fails_fast_before_ray(tmp_path, args, message):
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "tuneae.search", "--preset", "smoke", "--storage-path",
+                           str(tmp_path / "runs"), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Started a local Ray instance" not in proc.stdout + proc.stderr
+    assert time.time() - start < 60
+
+
+def test_help_states_presets_and_flags():
+    out = subprocess.run([sys.executable, "-m", "tuneae.search", "--help"], capture_output=True, text=True).stdout
+    for flag in ["--data", "--model", "--preset", "--num-samples", "--max-concurrent", "--cpus-per-trial",
+                 "--gpus-per-trial", "--workers-per-trial", "--storage-path", "--name", "--seed", "--no-wandb"]:
+        assert flag in out
+    assert "epochs {3, 6, 9}" in out  # the cpu preset's reduced budget is stated
+
+
+def test_config_file_then_flags_override(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[search]\nnum_samples = 7\n[space]\n"train.lr" = [0.01]\n[data]\nval_fraction = 0.2\n')
+    search, data, _, _, _ = resolve(["--preset", "smoke", "--config", str(cfg), "--num-samples", "3"])
+    assert search.num_samples == 3 and search.space["train.lr"] == (0.01,) and data.val_fraction == 0.2
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[search]\nnum_sample = 7\n")
+    with pytest.raises(SystemExit, match="num_sample"):
+        resolve(["--config", str(bad)])
+
+
+def test_derive_max_concurrent_never_oversubscribes():
+    two_cpu = {"CPU": 2.0}
+    assert derive_max_concurrent(two_cpu, SearchConfig(cpus_per_trial=2)) == 1
+    assert derive_max_concurrent(two_cpu, SearchConfig(cpus_per_trial=1)) == 2
+    assert derive_max_concurrent(two_cpu, SearchConfig(cpus_per_trial=1, workers_per_trial=2)) == 1
+    gpu = {"CPU": 16.0, "GPU": 1.0}
+    assert derive_max_concurrent(gpu, SearchConfig(cpus_per_trial=2, gpus_per_trial=0.25)) == 4
+    assert derive_max_concurrent({"CPU": 4.0}, SearchConfig(cpus_per_trial=1, gpus_per_trial=1)) == 1
+    assert derive_max_concurrent(two_cpu, SearchConfig(max_concurrent=8)) == 8  # explicit: autoscaler adds nodes
