@@ -172,8 +172,30 @@ class SearchConfig:
     address: str = ""
     """Ray cluster address (``auto`` joins a running cluster); empty starts a local Ray."""
     space: dict = field(default_factory=lambda: dict(SEED_SPACE))
-    """Search space: ``section.field`` -> tuple of categorical choices."""
+    """Search space of every kind: ``section.field`` -> tuple of categorical choices."""
+    space_by_kind: dict = field(default_factory=dict)
+    """Per-kind additions and overrides, ``{kind: {section.field: choices}}`` (e.g. U-Net depth). Keys a kind does
+    not use (``model.latent_dim`` for U-Nets, noise settings for non-denoising kinds) are dropped for that kind."""
 
+
+ARCH_SPACE: dict[str, tuple] = {
+    "model.base_channels": (16, 32, 64),
+    "model.kernel_size": (3, 5),
+    "model.norm": ("batch", "group", "none"),
+    "model.input_norm": ("none", "standardize"),
+}
+"""Architecture hyperparameters searched by the gpu preset for every kind (the seed's future work)."""
+
+UNET_CPU_SPACE: dict[str, tuple] = {
+    "model.base_channels": (8, 16),
+    "model.depth": (3, 4),
+    "model.norm": ("batch", "group", "none"),
+    "model.input_norm": ("none", "standardize"),
+    "train.lr": (1e-3, 5e-4),
+    "train.epochs": (2, 4),
+    "train.batch_size": (16, 32),
+}
+"""U-Net space that fits 2 CPUs (a U-Net epoch at 128 px costs minutes there): narrow, shallow, few epochs."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
@@ -182,6 +204,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "reduction_factor": 2.0, "name": "smoke"},
         "space": {"train.lr": (1e-3, 3e-3), "train.epochs": (3,), "train.batch_size": (16, 32),
                   "model.latent_dim": (16, 32)},
+        "space_by_kind": {"unet": {"model.depth": (2, 3)}, "dunet": {"model.depth": (2, 3)}},
         "model": {"base_channels": 8},
     },
     "cpu": {
@@ -190,16 +213,20 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "reduction_factor": 3.0, "name": "cpu"},
         "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
                   "model.latent_dim": (512, 1024, 2048)},
+        "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE)},
         "model": {},
     },
     "gpu": {
         "data": {"image_size": 128},
         "search": {"num_samples": 27, "cpus_per_trial": 2.0, "gpus_per_trial": 0.25, "grace_period": 5,
                    "reduction_factor": 2.0, "name": "gpu"},
-        "space": dict(SEED_SPACE),
+        "space": {**SEED_SPACE, **ARCH_SPACE},
+        "space_by_kind": {"ae": {"model.depth": (4, 5)}, "vae": {"model.depth": (4, 5)}, "dae": {"model.depth": (4, 5)},
+                          "unet": {"model.depth": (3, 4, 5)}, "dunet": {"model.depth": (3, 4, 5)}},
         "model": {},
     },
 }
 """Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
 reduced budget for 2 CPUs: 6 trials per model, epochs {3, 6, 9}), gpu (the seed's full grid and epochs, 1/4 GPU
-per trial)."""
+per trial). The cpu preset searches U-Nets (``--model unet dunet``) over ``UNET_CPU_SPACE``; the gpu preset adds
+``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization) and depth for every kind."""

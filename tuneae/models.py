@@ -11,6 +11,7 @@ Pure PyTorch: nothing here imports Ray.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict
 
 import torch
@@ -105,7 +106,7 @@ class Autoencoder(nn.Module):
         self.to_latent = self._latent_head(flat)
         self.from_latent = nn.Linear(cfg.latent_dim, flat)
         rev = chans[::-1]  # [512, 256, 128, 64, 32]
-        self.decoder = nn.ModuleList(_up(cin, cout, cfg.norm) for cin, cout in zip(rev[:-1], rev[1:]))
+        self.decoder = nn.ModuleList(_up(cin, cout, cfg.norm) for cin, cout in itertools.pairwise(rev))
         self.head = nn.ConvTranspose2d(chans[0], 1, 4, stride=2, padding=1)  # -> (B, 1, S, S) logits
 
     def _latent_head(self, flat: int) -> nn.Module:
@@ -320,6 +321,14 @@ BOTTLENECK = frozenset({"ae", "vae", "dae"})
 
 DENOISING = frozenset({"dae", "dunet"})
 """Kinds the training loop feeds a noisy input with the clean image as target."""
+
+UNUSED_BY_KIND: dict[str, frozenset[str]] = {
+    kind: frozenset(({"model.latent_dim"} if kind not in BOTTLENECK else set())
+                    | ({"train.noise_sigma_min", "train.noise_sigma_max", "train.val_noise_sigma"}
+                       if kind not in DENOISING else set()))
+    for kind in MODELS
+}
+"""Config keys that have no effect for a kind; the search leaves them out of that kind's space."""
 
 
 def build_model(cfg: ModelConfig) -> Autoencoder:

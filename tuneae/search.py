@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from typing import Any
 
 from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
 from tuneae.data import DataError, check_source, load_splits
-from tuneae.models import check_model_config
+from tuneae.models import UNUSED_BY_KIND, check_model_config
 
 METRIC, MODE = "val/loss", "min"
 """What the searcher and the scheduler optimise: each kind's own objective on the validation split."""
@@ -105,7 +106,8 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
     """
     args = build_parser().parse_args(argv)
     preset = PRESETS[args.preset]
-    search = replace(SearchConfig(), **preset["search"], space=dict(preset["space"]))
+    search = replace(SearchConfig(), **preset["search"], space=dict(preset["space"]),
+                     space_by_kind={k: dict(v) for k, v in preset.get("space_by_kind", {}).items()})
     data = replace(DataConfig(), **preset["data"])
     model = replace(ModelConfig(), **preset.get("model", {}))
     train = TrainConfig()
@@ -123,12 +125,16 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
         model = _merge(ModelConfig, model, doc.get("model", {}), f"{path} [model]")
         train = _merge(TrainConfig, train, doc.get("train", {}), f"{path} [train]")
         if "space" in doc:
-            space = dict(search.space)
+            space, by_kind = dict(search.space), {k: dict(v) for k, v in search.space_by_kind.items()}
             for key, choices in doc["space"].items():
-                if not isinstance(choices, list) or not choices:
-                    raise SystemExit(f"error: {path} [space] {key!r} must be a non-empty list of choices")
-                space[key] = tuple(choices)
-            search = replace(search, space=space)
+                if key in MODEL_KINDS and isinstance(choices, dict):  # [space.dunet] table: that kind only
+                    for sub, sub_choices in choices.items():
+                        by_kind.setdefault(key, {})[sub] = _choices(sub_choices, f"{path} [space.{key}] {sub!r}")
+                    continue
+                space[key] = _choices(choices, f"{path} [space] {key!r}")
+                for kind_space in by_kind.values():
+                    kind_space.pop(key, None)
+            search = replace(search, space=space, space_by_kind=by_kind)
     s: dict[str, Any] = {}
     for flag, fieldname in [("num_samples", "num_samples"), ("max_concurrent", "max_concurrent"),
                             ("cpus_per_trial", "cpus_per_trial"), ("gpus_per_trial", "gpus_per_trial"),
@@ -145,12 +151,14 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
         s["wandb"] = False
     if not args.address and os.environ.get("RAY_ADDRESS"):
         s["address"] = os.environ["RAY_ADDRESS"]
-    space = dict(search.space)
+    space, by_kind = dict(search.space), {k: dict(v) for k, v in search.space_by_kind.items()}
     for flag, key in [("lr", "train.lr"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
                       ("latent_dim", "model.latent_dim")]:
         if getattr(args, flag):
             space[key] = tuple(getattr(args, flag))
-    search = replace(search, **s, space=space)
+            for kind_space in by_kind.values():  # a flag overrides every kind
+                kind_space.pop(key, None)
+    search = replace(search, **s, space=space, space_by_kind=by_kind)
     d: dict[str, Any] = {}
     if args.data:
         d["source"] = args.data
@@ -168,6 +176,26 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
     return search, data, model, train, args
 
 
+def _choices(value: Any, where: str) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise SystemExit(f"error: {where} must be a non-empty list of choices")
+    return tuple(value)
+
+
+def kind_space(search: SearchConfig, kind: str) -> dict[str, tuple]:
+    """The search space of one model kind: the common space, the kind's own additions, minus unused keys.
+
+    Model kinds differ in which hyperparameters mean anything (``model.latent_dim`` only for bottleneck kinds,
+    noise settings only for denoising kinds), so each kind's experiment searches only its own parameters and TPE
+    never models a parameter that has no effect (Optuna's conditional spaces, done per experiment).
+
+    Returns:
+        ``{"section.field": (choice, ...)}``.
+    """
+    space = {**search.space, **search.space_by_kind.get(kind, {})}
+    return {k: tuple(v) for k, v in space.items() if k not in UNUSED_BY_KIND.get(kind, ())}
+
+
 def validate(search: SearchConfig, data: DataConfig, model: ModelConfig) -> None:
     """Check everything that can be checked before Ray starts or any image is decoded.
 
@@ -176,17 +204,22 @@ def validate(search: SearchConfig, data: DataConfig, model: ModelConfig) -> None
     """
     valid_keys = {f"{sec}.{f.name}" for sec, cls in (("data", DataConfig), ("model", ModelConfig),
                                                         ("train", TrainConfig)) for f in fields(cls)}
-    for key, choices in search.space.items():
-        if key not in valid_keys:
-            raise ValueError(f"search space key {key!r} is unknown; use one of {sorted(valid_keys)}")
-        if not choices:
-            raise ValueError(f"search space {key!r} has no choices")
-    for e in search.space.get("train.epochs", ()):
-        if int(e) < 1:
-            raise ValueError(f"train.epochs choice {e} must be >= 1")
-    for b in search.space.get("train.batch_size", ()):
-        if int(b) < 1:
-            raise ValueError(f"train.batch_size choice {b} must be >= 1")
+    for kind in search.models:
+        space = kind_space(search, kind)
+        for key, choices in space.items():
+            if key not in valid_keys:
+                raise ValueError(f"search space key {key!r} is unknown; use one of {sorted(valid_keys)}")
+            if not choices:
+                raise ValueError(f"search space {key!r} has no choices")
+        for e in space.get("train.epochs", ()):
+            if int(e) < 1:
+                raise ValueError(f"train.epochs choice {e} must be >= 1")
+        for b in space.get("train.batch_size", ()):
+            if int(b) < 1:
+                raise ValueError(f"train.batch_size choice {b} must be >= 1")
+        for lr in space.get("train.lr", ()):
+            if not float(lr) > 0:
+                raise ValueError(f"train.lr choice {lr} must be > 0")
     if search.num_samples < 1:
         raise ValueError(f"--num-samples {search.num_samples} must be >= 1")
     if search.cpus_per_trial <= 0 or search.gpus_per_trial < 0 or search.workers_per_trial < 1:
@@ -195,9 +228,10 @@ def validate(search: SearchConfig, data: DataConfig, model: ModelConfig) -> None
     if search.grace_period < 1 or search.reduction_factor <= 1:
         raise ValueError(f"ASHA needs grace_period >= 1 and reduction_factor > 1 "
                          f"(got {search.grace_period}, {search.reduction_factor})")
-    for kind in search.models:
-        for latent in search.space.get("model.latent_dim", (model.latent_dim,)):
-            check_model_config(replace(model, kind=kind, latent_dim=int(latent)))
+    for kind in search.models:  # every architecture the searcher may propose must build
+        space = {k.split(".", 1)[1]: v for k, v in kind_space(search, kind).items() if k.startswith("model.")}
+        for combo in itertools.product(*space.values()):
+            check_model_config(replace(model, kind=kind, **dict(zip(space, combo, strict=True))))
 
 
 def derive_max_concurrent(cluster: dict[str, float], search: SearchConfig) -> int:
@@ -299,7 +333,7 @@ def _param_space(kind: str, search: SearchConfig, data: DataConfig, model: Model
     from ray import tune
 
     flat = to_flat(data, replace(model, kind=kind), train)
-    for key, choices in search.space.items():
+    for key, choices in kind_space(search, kind).items():
         flat[key] = tune.choice(list(choices))
     return flat
 
@@ -332,7 +366,7 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
                                    param_space=_param_space(kind, search, data, model, train))
     else:
-        max_t = int(max(search.space.get("train.epochs", (train.epochs,))))
+        max_t = int(max(kind_space(search, kind).get("train.epochs", (train.epochs,))))
         searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=search.seed), seed=search.seed)
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=search.grace_period,
                                   reduction_factor=search.reduction_factor)
@@ -360,7 +394,7 @@ def trial_rows(kind: str, grid, search: SearchConfig) -> list[dict[str, Any]]:
         row = {"model": kind, "trial_id": m.get("trial_id", Path(str(r.path)).name), "status": status,
                "stopped_early": bool(not r.error and 0 < last < planned),
                "error": _reason(r.error)}
-        for key in search.space:
+        for key in kind_space(search, kind):
             row[key] = cfg.get(key)
         row["last_epoch"] = last
         for key in SHOWN_METRICS:
@@ -419,8 +453,9 @@ def _versions() -> dict[str, str]:
 
 def format_table(models: dict[str, Any]) -> str:
     """The end-of-search summary table: one line per model kind, best trial's config and validation metrics."""
-    lines = [f"{'model':6} {'trials':>6} {'stopped':>7} {'failed':>6} {'val/loss':>10} {'val/mse':>9} "
-             f"{'val/psnr':>8}  best config"]
+    header = (f"{'model':6} {'trials':>6} {'stopped':>7} {'failed':>6} {'val/loss':>10} {'val/mse':>9} "
+              f"{'val/psnr':>8}  best config")
+    lines = [header]
     for kind, m in models.items():
         b = m.get("best_metrics") or {}
         cfg = " ".join(f"{k.split('.')[-1]}={v}" for k, v in (m.get("best_config") or {}).items())
@@ -488,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
                 "failed": sum(r["status"] == "ERROR" for r in rows),
                 "failures": [{"trial_id": r["trial_id"], "error": r["error"]} for r in rows if r["error"]],
                 "best_trial": best["trial_id"] if best else None,
-                "best_config": {k: best[k] for k in search.space} if best else None,
+                "best_config": {k: best[k] for k in kind_space(search, kind)} if best else None,
                 "best_metrics": {k: best[k] for k in SHOWN_METRICS} | {"epoch": best["last_epoch"]} if best else None,
                 "best_checkpoint": best["checkpoint_path"] if best else None,
             }
@@ -508,16 +543,17 @@ def main(argv: list[str] | None = None) -> int:
         "experiment_dir": exp,
         "wandb": {"mode": env.get("WANDB_MODE"), "dir": env.get("WANDB_DIR")} if env else None,
         "search": {"metric": METRIC, "mode": MODE, "searcher": "OptunaSearch(TPESampler)", "scheduler": "ASHA",
-                   **{k: v for k, v in asdict(search).items() if k not in ("space",)},
-                   "space": {k: list(v) for k, v in search.space.items()},
+                   **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
+                   "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
+                             for kind in search.models},
                    "max_concurrent_used": max_concurrent},
         "data": {"source": data.source, "image_size": data.image_size, "val_fraction": data.val_fraction,
                  "classes": list(splits.classes), **splits.counts},
         "models": models,
         "interrupted": interrupted or None,
         "comparison_note": "val/mse and val/psnr are computed the same way for every kind (deterministic "
-                           "reconstruction; denoising kinds see sigma=%.2f noise); val/loss is each kind's own "
-                           "objective and does not compare across kinds." % train.val_noise_sigma,
+                           f"reconstruction; denoising kinds see sigma={train.val_noise_sigma:.2f} noise); val/loss is "
+                           "each kind's own objective and does not compare across kinds.",
     }
     out = Path(search.results_dir) / search.name
     write_results(out, summary, all_rows)
