@@ -15,13 +15,15 @@ import torch
 from tuneae.checkpoint import configs_of, load_checkpoint
 from tuneae.config import SearchConfig
 from tuneae.data import load_splits
-from tuneae.search import derive_max_concurrent, resolve
+from tuneae.search import derive_max_concurrent, kind_space, resolve
 from tuneae.train import evaluate, make_loader
+
+from .conftest import SMOKE_KINDS
 
 
 def test_smoke_search_end_to_end(smoke_run):
     s = smoke_run["summary"]
-    assert set(s["models"]) == {"ae", "vae", "dae"}
+    assert set(s["models"]) == set(SMOKE_KINDS)
     for kind, m in s["models"].items():
         assert m["trials"] == 4 and m["failed"] == 0, (kind, m)
         assert m["best_checkpoint"] and Path(m["best_checkpoint"]).is_dir()
@@ -32,7 +34,7 @@ def test_smoke_search_end_to_end(smoke_run):
     assert s["search"]["max_concurrent_used"] == 2
     assert s["command"].startswith("python -m tuneae.search --preset smoke")
     rows = list(csv.DictReader((smoke_run["results"] / "trials.csv").open()))
-    assert len(rows) == 12
+    assert len(rows) == 4 * len(SMOKE_KINDS)
     assert {"train.lr", "train.epochs", "val/loss", "val/psnr", "stopped_early", "last_epoch"} <= set(rows[0])
     stopped = [r for r in rows if r["stopped_early"] == "True"]
     assert all(int(r["last_epoch"]) < int(r["train.epochs"]) for r in stopped)
@@ -43,11 +45,11 @@ def test_smoke_search_end_to_end(smoke_run):
 
 def test_wandb_offline_runs_written(smoke_run):
     runs = list((smoke_run["storage"] / "smoke" / "wandb").rglob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 12
+    assert len(runs) == 4 * len(SMOKE_KINDS)
     assert not (smoke_run["root"] / "home" / ".config" / "wandb").exists()  # nothing under $HOME
 
 
-@pytest.mark.parametrize("kind", ["ae", "vae", "dae"])
+@pytest.mark.parametrize("kind", SMOKE_KINDS)
 def test_best_checkpoint_reloads_alone_and_reproduces_val_loss(smoke_run, kind):
     m = smoke_run["summary"]["models"][kind]
     model, payload = load_checkpoint(m["best_checkpoint"])
@@ -62,7 +64,7 @@ def test_existing_experiment_is_not_overwritten(smoke_run):
     before = (smoke_run["results"] / "summary.json").read_text()
     proc = subprocess.run([sys.executable, "-m", "tuneae.search", "--preset", "smoke", "--name", "smoke",
                            "--storage-path", str(smoke_run["storage"]), "--results-dir",
-                           str(smoke_run["results"].parent)], capture_output=True, text=True, timeout=120)
+                           str(smoke_run["results"].parent)], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and "exists" in proc.stderr
     assert (smoke_run["results"] / "summary.json").read_text() == before
 
@@ -76,7 +78,8 @@ def test_existing_experiment_is_not_overwritten(smoke_run):
 def test_bad_input_fails_fast_before_ray(tmp_path, args, message):
     start = time.time()
     proc = subprocess.run([sys.executable, "-m", "tuneae.search", "--preset", "smoke", "--storage-path",
-                           str(tmp_path / "runs"), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                           str(tmp_path / "runs"), *args], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          check=False)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Started a local Ray instance" not in proc.stdout + proc.stderr
@@ -84,7 +87,8 @@ def test_bad_input_fails_fast_before_ray(tmp_path, args, message):
 
 
 def test_help_states_presets_and_flags():
-    out = subprocess.run([sys.executable, "-m", "tuneae.search", "--help"], capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-m", "tuneae.search", "--help"], capture_output=True, text=True,
+                         check=False).stdout
     for flag in ["--data", "--model", "--preset", "--num-samples", "--max-concurrent", "--cpus-per-trial",
                  "--gpus-per-trial", "--workers-per-trial", "--storage-path", "--name", "--seed", "--no-wandb"]:
         assert flag in out
@@ -100,6 +104,17 @@ def test_config_file_then_flags_override(tmp_path):
     bad.write_text("[search]\nnum_sample = 7\n")
     with pytest.raises(SystemExit, match="num_sample"):
         resolve(["--config", str(bad)])
+
+
+def test_each_kind_searches_only_what_it_uses():
+    search, *_ = resolve(["--preset", "gpu", "--model", "ae", "dunet"])
+    ae, dunet = kind_space(search, "ae"), kind_space(search, "dunet")
+    assert "model.latent_dim" in ae and "model.latent_dim" not in dunet  # U-Nets have no bottleneck vector
+    assert "train.noise_sigma_max" not in ae
+    assert {"model.base_channels", "model.kernel_size", "model.norm", "model.input_norm"} <= set(ae) & set(dunet)
+    assert dunet["model.depth"] == (3, 4, 5)
+    search, *_ = resolve(["--preset", "gpu", "--model", "dunet", "--epochs", "2"])
+    assert kind_space(search, "dunet")["train.epochs"] == (2,)  # a flag overrides every kind
 
 
 def test_derive_max_concurrent_never_oversubscribes():

@@ -293,7 +293,7 @@ def _wandb_callback(search: SearchConfig, kind: str):
 
         Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
         return WandbLoggerCallback(project=search.wandb_project, group=f"{search.name}-{kind}",
-                                   upload_timeout=60, excludes=["checkpoint_path"])
+                                   upload_timeout=60, excludes=["checkpoint_path", "node_id"])
     except Exception as exc:  # noqa: BLE001 - any W&B trouble degrades to no logging
         warnings.warn(f"W&B logging disabled: {exc}", stacklevel=2)
         return None
@@ -326,6 +326,27 @@ def start_local_ray(env: dict[str, str] | None = None, **kwargs: Any) -> None:
     os.environ["RAY_API_SERVER_ADDRESS"] = api
     env_vars = {**(env or {}), "RAY_API_SERVER_ADDRESS": api}
     ray.init(include_dashboard=True, dashboard_port=port, runtime_env={"env_vars": env_vars}, **kwargs)
+
+
+def join_ray(address: str, env: dict[str, str] | None = None) -> None:
+    """Connect to a running Ray cluster (``auto``, ``host:port`` or ``ray://...``), pinned like :func:`start_local_ray`.
+
+    The pin here is ``RAY_ADDRESS`` = the cluster's GCS address, resolved once by Ray's own rule (so ``auto``
+    means the same cluster for the driver and for Ray Train's State API queries in the workers).
+
+    Args:
+        address: the cluster address.
+        env: extra environment variables for every Ray worker (W&B settings).
+    """
+    import ray
+
+    env_vars = dict(env or {})
+    if not address.startswith("ray://"):  # Ray Client: the State API goes through the client server instead
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        address = canonicalize_bootstrap_address_or_die(address)
+        env_vars["RAY_ADDRESS"] = address
+    ray.init(address=address, runtime_env={"env_vars": env_vars})
 
 
 # ---------------------------------------------------------------------------------------------- the search
@@ -391,7 +412,8 @@ def trial_rows(kind: str, grid, search: SearchConfig) -> list[dict[str, Any]]:
         last = int(m.get("epoch", 0) or 0)
         planned = int(cfg.get("train.epochs", 0))
         status = "ERROR" if r.error else "TERMINATED"
-        row = {"model": kind, "trial_id": m.get("trial_id", Path(str(r.path)).name), "status": status,
+        trial_id = m.get("trial_id") or Path(str(r.path)).name.removeprefix("trial_")  # no result: diverged at once
+        row = {"model": kind, "trial_id": trial_id, "status": status,
                "stopped_early": bool(not r.error and 0 < last < planned),
                "error": _reason(r.error)}
         for key in kind_space(search, kind):
@@ -401,6 +423,7 @@ def trial_rows(kind: str, grid, search: SearchConfig) -> list[dict[str, Any]]:
             row[key] = m.get(key)
         row["time_total_s"] = m.get("time_total_s")
         row["checkpoint_path"] = m.get("checkpoint_path", "")
+        row["node_id"] = m.get("node_id", "")
         rows.append(row)
     return rows
 
@@ -498,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     if search.address:
-        ray.init(address=search.address, **({"runtime_env": {"env_vars": env}} if env else {}))
+        join_ray(search.address, env)
     else:
         start_local_ray(env)
     try:

@@ -79,6 +79,20 @@ def _inputs(kind: str, clean: torch.Tensor, cfg: TrainConfig, gen: torch.Generat
     return add_gaussian_noise(clean, sigma, generator=gen)
 
 
+def _on_any_rank(flag: bool, device: torch.device) -> bool:
+    """``flag`` OR-ed over the DDP ranks (just ``flag`` without a process group).
+
+    Every rank must stop at the same step: a rank that leaves the loop alone leaves the others waiting forever in
+    the next gradient all-reduce.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+            or torch.distributed.get_world_size() == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)  # (1,)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def train_one_epoch(loss_module: nn.Module, kind: str, loader: Iterable, optimizer: torch.optim.Optimizer,
                     device: torch.device, cfg: TrainConfig, gen: torch.Generator) -> float:
     """One pass over ``loader``; returns the mean of the objective over images (MSE per pixel or nats per image).
@@ -89,7 +103,7 @@ def train_one_epoch(loss_module: nn.Module, kind: str, loader: Iterable, optimiz
         loader: yields ``(x,)`` with x (B, 1, S, S) uint8.
         gen: CPU generator for the noise of denoising kinds.
     Raises:
-        FloatingPointError: the loss became NaN or infinite (a diverging trial fails alone).
+        FloatingPointError: the loss became NaN or infinite, on any DDP rank (all ranks raise at the same step).
     """
     loss_module.train()
     total, count = 0.0, 0
@@ -98,8 +112,10 @@ def train_one_epoch(loss_module: nn.Module, kind: str, loader: Iterable, optimiz
         x = _inputs(kind, clean, cfg, gen).to(device)
         clean = clean.to(device)
         loss, _ = loss_module(x, clean)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} (diverged) at lr={cfg.lr}")
+        if _on_any_rank(not torch.isfinite(loss).item(), device):
+            value = loss.item()
+            what = f"is {value}" if not math.isfinite(value) else "is not finite on another DDP rank"
+            raise FloatingPointError(f"training loss {what} (diverged) at lr={cfg.lr}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

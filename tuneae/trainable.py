@@ -27,6 +27,8 @@ from tuneae.train import LossModule, evaluate, make_loader, train_one_epoch
 
 DATA_KEY = "_data"
 """Config key carrying ``{"ref": ObjectRef}`` of the uint8 train/val arrays (a dict, so Ray does not resolve it)."""
+DIVERGED_KEY = "diverged"
+"""Key of the worker loop's return value that carries the reason a trial diverged."""
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,18 @@ class TrialResources:
         return res
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
+def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
     """Ray Train worker loop: build the model, resume from the latest checkpoint, report once per epoch.
 
     Args:
         config: flat ``section.field`` config (see :func:`tuneae.config.to_flat`) plus ``DATA_KEY``.
-    Reports per epoch: ``train/loss``, ``val/loss``, ``val/mse``, ``val/psnr`` (dB), ``epoch``, and a
-    checkpoint folder with ``model.pt`` (self-describing) and ``optimizer.pt`` written by rank 0.
-    Raises:
-        FloatingPointError: the loss diverged (the trial fails alone; Tune records the reason).
+    Reports per epoch: ``train/loss``, ``val/loss``, ``val/mse``, ``val/psnr`` (dB), ``epoch``, ``node_id`` (the
+    Ray node of this worker) and a checkpoint folder with ``model.pt`` (self-describing) and ``optimizer.pt``
+    written by rank 0.
+    Returns:
+        None, or ``{DIVERGED_KEY: reason}`` when the loss diverged. Divergence is returned, not raised, because
+        Ray Train retries every worker error from the last checkpoint (``max_failures``), and a diverged trial
+        would only diverge again; :func:`run_trial` raises it after ``fit``.
     """
     data_cfg, model_cfg, train_cfg = from_flat(config)
     arrays = ray.get(config[DATA_KEY]["ref"])  # {"train": (N,1,S,S) uint8, "val": (M,1,S,S) uint8}, read-only
@@ -90,19 +95,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         make_loader(arrays["train"], train_cfg.batch_size, shuffle=True, seed=train_cfg.seed + rank))
     val_loader = make_loader(arrays["val"], max(train_cfg.batch_size, 64), shuffle=False)
     gen = torch.Generator().manual_seed(train_cfg.seed * 1000 + rank)
+    node_id = ray.get_runtime_context().get_node_id()  # shows where each trial ran (trials.csv), not sent to W&B
 
     for epoch in range(start_epoch + 1, train_cfg.epochs + 1):
         sampler = getattr(train_loader, "sampler", None)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
-        train_loss = train_one_epoch(loss_module, model_cfg.kind, train_loader, optimizer, device, train_cfg, gen)
+        try:  # every rank raises at the same step (train_one_epoch agrees across ranks), so all return together
+            train_loss = train_one_epoch(loss_module, model_cfg.kind, train_loader, optimizer, device, train_cfg,
+                                         gen)
+        except FloatingPointError as exc:
+            return {DIVERGED_KEY: str(exc)}
         metrics = {"train/loss": train_loss, **evaluate(model, val_loader, device, train_cfg), "epoch": epoch}
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
                 save_checkpoint(tmp, model, data_cfg, train_cfg, epoch, metrics, optimizer)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+            ray.train.report({**metrics, "node_id": node_id}, checkpoint=checkpoint)
+    return None
 
 
 def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResources, train_storage: str,
@@ -114,9 +125,10 @@ def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResourc
         data_box: ``{"ref": ObjectRef}`` of the uint8 arrays (put once by the search driver).
         resources: per-trial worker resources.
         train_storage: folder (or URI) under which each trial's Train run keeps its checkpoints.
-        max_failures: restarts of a failed worker group (a lost node) from the latest checkpoint.
+        max_failures: restarts of a failed worker group (a lost node, a worker error) from the latest checkpoint.
     Raises:
         ray.train.TrainingFailedError: the run failed beyond ``max_failures`` (Tune marks the trial errored).
+        FloatingPointError: the loss diverged (not retried; Tune marks the trial errored with this reason).
     """
     trial_id = ray.tune.get_context().get_trial_id()  # stable across driver restarts: resume finds its run
     trainer = TorchTrainer(
@@ -133,4 +145,6 @@ def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResourc
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
         ),
     )
-    trainer.fit()
+    outcome = trainer.fit().return_value or {}  # rank 0's return value
+    if outcome.get(DIVERGED_KEY):
+        raise FloatingPointError(outcome[DIVERGED_KEY])
