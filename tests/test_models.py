@@ -52,7 +52,7 @@ def test_seed_architecture_at_128(kind):
         z = model.encode(x)
         _, inter = model.forward_intermediates(x)
     assert z.shape == (2, 512)
-    shapes = dict((n, tuple(t.shape[1:])) for n, t in inter)
+    shapes = {n: tuple(t.shape[1:]) for n, t in inter}
     assert shapes["encoder.0"] == (32, 64, 64) and shapes["encoder.4"] == (512, 4, 4)
     assert shapes["decoder.3"] == (32, 64, 64) and shapes["output"] == (1, 128, 128)
 

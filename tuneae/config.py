@@ -54,7 +54,7 @@ class ModelConfig:
     norm: str = "batch"
     """Normalization after each hidden conv: ``batch``, ``group`` or ``none``."""
     input_norm: str = "none"
-    """Input normalization: ``none`` or ``standardize`` (per-image zero mean, unit variance; the output stays in [0, 1])."""
+    """Input normalization: ``none`` or ``standardize`` (per-image zero mean, unit variance); output stays in [0, 1]."""
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ class Autoencoder(nn.Module):
         self.chans = chans
         self.bottom = cfg.image_size // 2 ** cfg.depth  # seed: 128 // 32 = 4 pixels
         self.encoder = nn.ModuleList(
-            _down(cin, cout, cfg.kernel_size, cfg.norm) for cin, cout in zip([1] + chans[:-1], chans))
+            _down(cin, cout, cfg.kernel_size, cfg.norm) for cin, cout in zip([1, *chans[:-1]], chans))
         flat = chans[-1] * self.bottom ** 2  # seed: 512 * 4 * 4 = 8192
         self.to_latent = self._latent_head(flat)
         self.from_latent = nn.Linear(cfg.latent_dim, flat)
