@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from skimage.metrics import structural_similarity
@@ -44,7 +45,7 @@ from tqdm.auto import tqdm
 from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint
 from tuneae.config import MODEL_KINDS, DataConfig
 from tuneae.data import DataError, Splits, add_gaussian_noise, load_splits, to_float
-from tuneae.models import BOTTLENECK, VAE, Autoencoder, UNetAE
+from tuneae.models import BOTTLENECK, VAE, Autoencoder
 from tuneae.train import evaluate, make_loader, psnr_per_image
 
 SIGMAS = (0.05, 0.1, 0.2, 0.3)
@@ -55,6 +56,10 @@ RELOAD_RTOL = 1e-4
 """Relative tolerance within which the reloaded val/loss counts as reproducing the search's."""
 DPI = 80
 """Resolution of every figure (small PNGs)."""
+TOP_CHANNELS = 4
+"""Most active channels shown per layer."""
+CSV_TABLES = ("reconstruction", "denoising", "denoising_classes", "layers")
+"""The CSV tables of a report (``<name>.csv``)."""
 MAX_REPORT_BYTES = 5_000_000
 """Warn above this total size of the report folder."""
 CLASSICAL_GRIDS: dict[str, tuple] = {
@@ -184,11 +189,18 @@ def load_model(trial: Trial) -> tuple[Autoencoder, dict]:
     return model, payload
 
 
+def _experiment_of(checkpoint: Path) -> Path | None:
+    """The experiment folder of a checkpoint ``<experiment>/train/<trial>/<checkpoint>``, or None."""
+    parents = checkpoint.parents
+    return parents[2] if len(parents) > 2 and parents[1].name == "train" else None
+
+
 def data_config(payload: dict, run: Run, source: str | None = None) -> DataConfig:
     """The checkpoint's data settings, with the source overridden by ``source`` (``--data``) when given.
 
     Without an override, a relative folder that does not exist from here is replaced by the absolute folder the
-    summary recorded, and a relative cache folder by ``<experiment folder>/../cache`` (the search's default).
+    summary recorded; a relative cache folder that does not exist from here by ``<storage_path>/cache`` (the
+    search's default), found from the checkpoint's place.
     """
     cfg = DataConfig(**payload["data_config"])
     recorded = str(((run.summary or {}).get("data") or {}).get("source", ""))
@@ -196,10 +208,35 @@ def data_config(payload: dict, run: Run, source: str | None = None) -> DataConfi
         cfg = replace(cfg, source=source)
     elif not Path(cfg.source).expanduser().exists() and recorded.startswith("/") and Path(recorded).is_dir():
         cfg = replace(cfg, source=recorded)
-    if not Path(cfg.cache_dir).is_absolute() and not Path(cfg.cache_dir).exists():
-        trial = next(iter(run.trials.values()))
-        cfg = replace(cfg, cache_dir=str(trial.checkpoint.parents[2].parent / "cache"))
+    exp = _experiment_of(next(iter(run.trials.values())).checkpoint)
+    if not Path(cfg.cache_dir).expanduser().is_absolute() and not Path(cfg.cache_dir).exists() and exp:
+        cfg = replace(cfg, cache_dir=str(exp.parent / "cache"))
     return cfg
+
+
+def load_data(models: dict[str, tuple[Autoencoder, dict]], run: Run, source: str | None = None) -> Splits:
+    """The splits every model was trained on (``load_splits`` of the checkpoints' data settings).
+
+    Raises:
+        ReportError: the models were trained on different data, the data cannot be loaded (naming the source and
+            suggesting ``--data``), or its image size does not fit a model.
+    """
+    cfgs = {kind: data_config(payload, run, source) for kind, (_, payload) in models.items()}
+    same = {k: {f: v for f, v in asdict(c).items() if f not in ("cache_dir", "skip_unreadable")}
+            for k, c in cfgs.items()}
+    if len({json.dumps(v, sort_keys=True) for v in same.values()}) > 1:
+        raise ReportError(f"the models were trained on different data, so one test set cannot compare them: {same}")
+    cfg = next(iter(cfgs.values()))
+    try:
+        splits = load_splits(cfg)
+    except DataError as exc:
+        hint = "" if source else " (named in the checkpoints; pass --data SOURCE when the run was made elsewhere)"
+        raise ReportError(f"cannot load the data {cfg.source!r}{hint}: {exc}") from exc
+    for kind, (model, _) in models.items():
+        if model.cfg.image_size != splits.test.shape[-1]:
+            raise ReportError(f"{kind}: the model takes {model.cfg.image_size} px images, the data "
+                              f"{cfg.source!r} has {splits.test.shape[-1]} px")
+    return splits
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
@@ -309,7 +346,8 @@ def receptive_fields(model: Autoencoder, x: torch.Tensor) -> dict[str, tuple[int
 
     For each layer the gradient of its centre activation (summed over channels) with respect to the input: the
     receptive field is the side of the bounding box of input pixels with a non-zero gradient; the effective one
-    (Luo et al. 2016) that of pixels with at least 1% of the largest |gradient|. Per-image normalization
+    (Luo et al. 2016, "Understanding the effective receptive field in deep convolutional neural networks", NeurIPS)
+    that of pixels with at least 1% of the largest |gradient|. Per-image normalization
     (GroupNorm, ``input_norm="standardize"``) couples every pixel weakly, so there the first is the whole image.
 
     Args:
@@ -337,7 +375,7 @@ def layer_role(model: Autoencoder, name: str, names: list[str]) -> str:
     """A sentence on what a layer captures, chosen by its depth and role in the network."""
     enc = [n for n in names if n.startswith("encoder")]
     dec = [n for n in names if n.startswith("decoder")]
-    unet = isinstance(model, UNetAE)
+    unet = model.cfg.kind not in BOTTLENECK  # skip connections: U-Net
     if name == "output":
         return ("the output: sigmoid(logit(input) + predicted correction)" if unet else
                 "the reconstruction in [0, 1] (sigmoid of the last transposed convolution)")
@@ -352,16 +390,222 @@ def layer_role(model: Autoencoder, name: str, names: list[str]) -> str:
         return "middle layer: textures and parts (ventricles, folds, blobs such as lesions) from combined edges"
     i = dec.index(name)
     if unet:
-        return f"decoder: up-samples and merges the encoder's skip at this scale ({'coarse' if i == 0 else 'finer'} detail)"
+        detail = "coarse" if i == 0 else "finer"
+        return f"decoder: up-samples and merges the encoder's skip connection at this scale ({detail} detail)"
     if i == 0:
         return ("decoder: expands the latent code into a coarse layout; after the fully-connected bottleneck every "
                 "decoder unit sees the whole image")
     return "decoder up-sampling: refines shapes and restores edges at a higher resolution"
 
 
+def layer_table(kind: str, model: Autoencoder, x: torch.Tensor) -> tuple[list[dict], list]:
+    """Describe every layer of ``forward_intermediates`` for one image x (1, 1, S, S) in [0, 1].
+
+    Returns:
+        (one row per layer: shape, receptive fields (see :func:`receptive_fields`), the ``TOP_CHANNELS`` most active
+        channels by mean |activation| and what the layer captures; the ``[(name, (1, C, H, W))]`` activations).
+    """
+    rfs = receptive_fields(model, x)
+    with torch.no_grad():
+        _, inter = model.forward_intermediates(x)
+    names = [n for n, _ in inter]
+    rows = [{"model": kind, "layer": n, "channels": a.shape[1], "height": a.shape[2], "width": a.shape[3],
+             "receptive_field_px": rfs[n][0], "effective_rf_px": rfs[n][1],
+             "top_channels": " ".join(str(int(c)) for c in a[0].abs().mean((1, 2)).argsort(descending=True)
+                                      [:TOP_CHANNELS]),
+             "captures": layer_role(model, n, names)} for n, a in inter]
+    return rows, inter
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+def reload_check(model: Autoencoder, payload: dict, val_images: np.ndarray, reported: float | None) -> dict:
+    """Re-evaluate a reloaded model on the validation split exactly as the search did (``tuneae.train.evaluate``,
+    same batch size and noise seed) and compare with the ``val/loss`` the search reported.
+
+    Returns:
+        ``{"reported_val_loss", "reloaded_val_loss", "rel_diff", "reproduced"}`` (rel_diff relative to the reported
+        value; reproduced when within ``RELOAD_RTOL``).
+    """
+    _, _, tcfg = configs_of(payload)
+    loader = make_loader(val_images, max(tcfg.batch_size, 64), shuffle=False)  # the trainable's validation loader
+    reloaded = evaluate(model, loader, torch.device("cpu"), tcfg)["val/loss"]
+    rel = abs(reloaded - reported) / max(abs(reported), 1e-12) if reported is not None else None
+    return {"reported_val_loss": reported, "reloaded_val_loss": reloaded, "rel_diff": rel,
+            "reproduced": rel is not None and rel <= RELOAD_RTOL}
+
+
+def denoise_all(models: dict, clean: torch.Tensor, val_clean: torch.Tensor, sigma: float, seed: int,
+                bar=None) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Every denoiser's output on the test images at one noise level.
+
+    Args:
+        models: kind -> (model, payload).
+        clean: test images (N, 1, S, S) in [0, 1]; val_clean: validation images (K, 1, S, S) for tuning only.
+        sigma, seed: noise sd on the [0, 1] scale and the base seed (see :func:`noise_seed`).
+    Returns:
+        ({"noisy" | kind | classical method: (N, S, S) in [0, 1]}, {method: {"param", "tuning_val_psnr"}}).
+    """
+    noisy = noisy_copy(clean, sigma, noise_seed(seed, sigma))  # (N, 1, S, S)
+    val_noisy = noisy_copy(val_clean, sigma, noise_seed(seed, sigma, "val"))[:, 0].numpy()  # (K, S, S)
+    outputs = {"noisy": noisy[:, 0].numpy()}
+    tuned = {}
+    for kind, (model, _) in models.items():
+        outputs[kind] = predict(model, noisy)[:, 0].numpy()
+        if bar is not None:
+            bar.update()
+    for m in CLASSICAL_GRIDS:
+        param, scores = tune_classical(m, val_clean[:, 0].numpy(), val_noisy, sigma)
+        outputs[m] = np.stack([classical_denoise(m, im, sigma, param) for im in outputs["noisy"]])
+        tuned[m] = {"param": param, "tuning_val_psnr": scores}
+        if bar is not None:
+            bar.update()
+    return outputs, tuned
+
+
+def class_gaps(res: dict, learned: list[str], classical: list[str]) -> dict[str, dict]:
+    """Per class: PSNR gain over the noisy input of each method, the best learned and best classical method, and
+    the difference of their gains (dB). ``res`` is one sigma's ``{method: summarise(...)}``."""
+    by_class = {}
+    for c, cm in res["noisy"]["per_class"].items():
+        base = cm["psnr"]["mean"]
+        gain = {m: res[m]["per_class"][c]["psnr"]["mean"] - base for m in [*learned, *classical]}
+        best_l, best_c = max(learned, key=gain.get), max(classical, key=gain.get)
+        by_class[c] = {"n": cm["n"], "noisy_psnr": base, "gain": gain, "best_learned": best_l,
+                       "best_classical": best_c, "learned_minus_classical": gain[best_l] - gain[best_c]}
+    return by_class
+
+
+# ---------------------------------------------------------------------------------------------------- figures
+def _figure(rows: int, cols: int, w: float, h: float) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(cols * w, rows * h), dpi=DPI)
+    FigureCanvasAgg(fig)  # the Agg canvas: no GUI backend, no pyplot state
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
+def _save(fig: Figure, path: Path, **kw) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, **kw)
+    _write(path, buf.getvalue())
+    return path.name
+
+
+def plot_grid(rows: list[list[tuple | None]], path: Path, cell: float = 1.2) -> str:
+    """Draw a grid of images as one picture in one axes (fast even for many tiles), a title above each tile.
+
+    Args:
+        rows: per row, tiles ``(image (h, w), title, cmap, vmin, vmax)`` or None (blank); vmin / vmax None: the
+            tile's own range. Tiles are scaled (nearest) to the largest tile's side ``side``.
+        cell: inches per tile.
+    Returns:
+        The file name written.
+    """
+    side = max(t[0].shape[0] for r in rows for t in r if t is not None)
+    head, gap, ncol = side // 3, max(1, side // 32), max(len(r) for r in rows)  # title band, gap in pixels
+    canvas = np.ones((len(rows) * (head + side), ncol * (side + gap), 3))  # (H, W, RGB) white
+    fig = Figure(figsize=(cell * canvas.shape[1] / side, cell * canvas.shape[0] / side), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row):
+            if tile is None:
+                continue
+            img, title, cmap, vmin, vmax = tile
+            img = np.asarray(img, dtype=np.float64)
+            lo = img.min() if vmin is None else vmin
+            hi = img.max() if vmax is None else vmax
+            rgb = colormaps[cmap](np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1))[..., :3]  # (h, w, 3)
+            idx_r = np.arange(side) * img.shape[0] // side
+            idx_c = np.arange(side) * img.shape[1] // side
+            y, x = r * (head + side) + head, c * (side + gap)
+            canvas[y:y + side, x:x + side] = rgb[idx_r][:, idx_c]
+            ax.text(x + side / 2, y - 0.5, title, ha="center", va="bottom", fontsize=6, linespacing=0.9)
+    ax.imshow(canvas, interpolation="nearest" if cell * DPI >= side else "antialiased")  # crisp small tiles
+    ax.axis("off")
+    return _save(fig, path)
+
+
+def _gray(img, title: str) -> tuple:
+    return (img, title, "gray", 0.0, 1.0)
+
+
+def plot_layers(inter: list[tuple[str, torch.Tensor]], rows: list[dict], path: Path) -> str:
+    """Per layer: the channel mean and the most active channels of one image's activations (B = 1), each scaled to
+    its own range."""
+    grid = []
+    for (name, a), row in zip(inter, rows):
+        a = a[0].numpy()  # (C, H, W)
+        title = f"{name}: mean\n{row['channels']}x{row['height']}x{row['width']}, RF {row['receptive_field_px']}px"
+        grid.append([(a.mean(0), title, "viridis", None, None)]
+                    + [(a[int(c)], f"channel {c}", "viridis", None, None) for c in row["top_channels"].split()])
+    return plot_grid(grid, path, cell=1.0)
+
+
+def plot_reconstructions(clean: np.ndarray, recon: dict[str, np.ndarray], titles: list[str], path: Path) -> str:
+    """Rows: the shown test images (F, S, S); columns: original, each model's output, each absolute error."""
+    err = {k: np.abs(r - clean) for k, r in recon.items()}  # (F, S, S) each
+    vmax = max(0.05, max(float(e.max()) for e in err.values()))
+    return plot_grid([[_gray(clean[i], titles[i]), *[_gray(r[i], k) for k, r in recon.items()],
+                       *[(e[i], f"|{k} - x| (0-{vmax:.2f})" if j == 0 else f"|{k} - x|", "magma", 0.0, vmax)
+                         for j, (k, e) in enumerate(err.items())]] for i in range(len(clean))], path)
+
+
+def plot_bars(models: dict[str, dict], path: Path) -> str:
+    """Test PSNR and SSIM (mean ± std) per model, overall and per class."""
+    kinds = list(models)
+    groups = ["all", *models[kinds[0]]["test"]["per_class"]]
+    fig, axes = _figure(1, 2, w=4.0, h=3.2)
+    w = 0.8 / len(kinds)
+    for ax, met in zip(axes[0], ("psnr", "ssim")):
+        for i, k in enumerate(kinds):
+            t = models[k]["test"]
+            vals = [t[met], *[t["per_class"][g][met] for g in groups[1:]]]
+            ax.bar(np.arange(len(groups)) + i * w, [v["mean"] for v in vals], w, yerr=[v["std"] for v in vals],
+                   label=k, capsize=2)
+        ax.set_xticks(np.arange(len(groups)) + 0.4 - w / 2, groups, fontsize=7, rotation=20)
+        ax.set_title(f"test {met.upper()}{' (dB)' if met == 'psnr' else ''}, clean input", fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    return _save(fig, path, bbox_inches="tight")
+
+
+def plot_denoising_curves(denoising: dict[str, dict], learned: list[str], path: Path) -> str:
+    """Mean test PSNR and SSIM against sigma for the noisy input and every denoiser."""
+    sig = [float(s) for s in denoising]
+    fig, axes = _figure(1, 2, w=4.0, h=3.2)
+    for ax, met in zip(axes[0], ("psnr", "ssim")):
+        for name in next(iter(denoising.values())):
+            ax.plot(sig, [d[name][met]["mean"] for d in denoising.values()], "o-" if name in learned else "s--",
+                    label=name, ms=3)
+        ax.set_xlabel("noise sigma (on the [0, 1] scale)", fontsize=8)
+        ax.set_title(f"denoising: test {met.upper()}", fontsize=9)
+    axes[0, 0].legend(fontsize=6)
+    return _save(fig, path, bbox_inches="tight")
+
+
+def plot_denoising_example(clean: np.ndarray, outputs: dict[str, np.ndarray], sigma: float, title: str,
+                           path: Path) -> str:
+    """Top: clean (S, S), noisy input and each denoiser's output; bottom: output - clean (red: too bright)."""
+    lim = 2 * sigma
+    return plot_grid([[_gray(clean, title), *[_gray(o, f"{n}, sigma {sigma:g}" if n == "noisy" else n)
+                                              for n, o in outputs.items()]],
+                      [None, *[(o - clean, f"{n} - clean", "RdBu_r", -lim, lim) for n, o in outputs.items()]]], path)
+
+
+def plot_vae(vae: VAE, a: torch.Tensor, b: torch.Tensor, titles: tuple[str, str], seed: int, path: Path) -> str:
+    """Top: 10 decoded samples z ~ N(0, I); bottom: test image a (1, 1, S, S), the decoded linear interpolation of
+    the posterior means of a and b in 8 steps, test image b."""
+    with torch.no_grad():
+        samples = vae.sample(10, generator=torch.Generator().manual_seed(seed))[:, 0]  # (10, S, S)
+        z = vae.encode(torch.cat([a, b]))  # (2, latent_dim)
+        t = torch.linspace(0, 1, 8)[:, None]  # (8, 1)
+        between = vae.decode((1 - t) * z[0] + t * z[1])[:, 0]  # (8, S, S)
+    return plot_grid([[_gray(im, "prior sample" if j == 0 else "") for j, im in enumerate(samples)],
+                      [_gray(a[0, 0], titles[0]), *[_gray(im, f"t = {v:.2f}") for im, v in zip(between, t[:, 0])],
+                       _gray(b[0, 0], titles[1])]], path)
+
+
 # ---------------------------------------------------------------------------------------------------- files
 def _write(path: Path, data: bytes | str) -> None:
-    """Write atomically: temporary file in the same folder, then ``os.replace``."""
+    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -381,22 +625,29 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     _write(path, buf.getvalue())
 
 
-def _figure(rows: int, cols: int, cell: float = 1.3) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(cols * cell, rows * cell * 1.1), dpi=DPI)
-    FigureCanvasAgg(fig)  # Agg canvas: no GUI backend, no pyplot state
-    return fig, fig.subplots(rows, cols, squeeze=False)
+def _stat_rows(summary: dict, keys: tuple[str, ...], n_all: int, **fixed) -> list[dict]:
+    """CSV rows (overall, then per class) of one ``summarise`` result."""
+    groups = {"all": {**summary, "n": n_all}, **summary["per_class"]}
+    return [{**fixed, "class": g, "n": s["n"], **{f"{k}_{q}": s[k][q] for k in keys for q in ("mean", "std")}}
+            for g, s in groups.items()]
 
 
-def _save(fig: Figure, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    _write(path, buf.getvalue())
-
-
-def _show(ax, img, title: str = "", **kw) -> None:
-    ax.imshow(np.asarray(img), **({"cmap": "gray", "vmin": 0, "vmax": 1} | kw))
-    ax.set_title(title, fontsize=7)
-    ax.axis("off")
+def _tables(m: dict, layers: list[dict]) -> dict[str, list[dict]]:
+    """The CSV tables (``CSV_TABLES``) as lists of rows, from the metrics."""
+    n = m["data"]["test_images"]
+    return {
+        "reconstruction": [r for k, v in m["models"].items()
+                           for r in _stat_rows(v["test"], ("mse", "psnr", "ssim"), n, model=k)],
+        "denoising": [r for s, res in m["denoising"].items() for k, v in res.items()
+                      for r in _stat_rows(v, ("psnr", "ssim"), n, sigma=s, method=k)],
+        "denoising_classes": [{"sigma": s, "class": c, "n": v["n"], "noisy_psnr": round(v["noisy_psnr"], 3),
+                               "best_learned": v["best_learned"],
+                               "learned_gain_db": round(v["gain"][v["best_learned"]], 3),
+                               "best_classical": v["best_classical"],
+                               "classical_gain_db": round(v["gain"][v["best_classical"]], 3),
+                               "learned_minus_classical_db": round(v["learned_minus_classical"], 3)}
+                              for s, by in m["denoising_classes"].items() for c, v in by.items()],
+        "layers": layers}
 
 
 def _fmt(s: dict) -> str:
@@ -408,330 +659,82 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
-# ---------------------------------------------------------------------------------------------------- report
-def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None, data: str | None = None,
-                max_test: int | None = None, sigmas: tuple[float, ...] = SIGMAS, seed: int = 0,
-                use_wandb: bool = True) -> dict[str, Any]:
-    """Write the report of a finished search (see the module docstring for what and where).
+def _markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: list[dict]) -> str:
+    """The text of report.md from the metrics, figure file names and tables."""
+    d, mm, den = m["data"], m["models"], m["denoising"]
+    kinds, sig = list(mm), list(den)
+    methods = [k for k in next(iter(den.values())) if k not in mm and k != "noisy"]
 
-    Args:
-        run_path: a results folder ``results/<name>`` or an experiment folder ``<storage_path>/<name>``.
-        out: output folder (default ``RUN/report``, or ``results/<name>/report`` for an experiment folder).
-        data: data source overriding the one stored in the checkpoints (a hub id, a folder, ``phantom``).
-        max_test: use at most this many test images, spread evenly over the classes (None: all).
-        sigmas: noise standard deviations on the [0, 1] scale, each in (0, 1].
-        seed: seed of the noise, the VAE samples and nothing else.
-        use_wandb: also log figures and tables to W&B (failures only warn).
-    Returns:
-        The contents of ``metrics.json``.
-    Raises:
-        ReportError: a missing or unfinished run, a checkpoint that does not match its config, data that cannot be
-            loaded or does not match the models, or a bad setting.
-    """
-    started = time.time()
-    if not sigmas or any(not 0 < s <= 1 for s in sigmas):
-        raise ReportError(f"--sigmas {list(sigmas)}: need one or more values in (0, 1] (noise sd on the [0, 1] scale)")
-    if max_test is not None and max_test < 1:
-        raise ReportError(f"--max-test {max_test}: must be at least 1")
-    run = find_run(run_path)
-    out = Path(out) if out else (run.path / "report" if run.is_results else Path("results") / run.name / "report")
-    models = {kind: load_model(t) for kind, t in run.trials.items()}  # kind -> (model, payload)
+    def reload(r):
+        if r["rel_diff"] is None:
+            return ["-", f"{r['reloaded_val_loss']:.6g}", "-"]
+        flag = "" if r["reproduced"] else " NOT REPRODUCED"
+        return [f"{r['reported_val_loss']:.6g}", f"{r['reloaded_val_loss']:.6g}", f"{r['rel_diff']:.1e}{flag}"]
 
-    cfgs = {kind: data_config(payload, run, data) for kind, (_, payload) in models.items()}
-    same = {k: {f: v for f, v in asdict(c).items() if f not in ("cache_dir", "skip_unreadable")}
-            for k, c in cfgs.items()}
-    if len({json.dumps(v, sort_keys=True) for v in same.values()}) > 1:
-        raise ReportError(f"the models were trained on different data settings, so one test set cannot compare "
-                          f"them: {same}")
-    dcfg = next(iter(cfgs.values()))
-    try:
-        splits: Splits = load_splits(dcfg)
-    except DataError as exc:
-        raise ReportError(f"cannot load the data {dcfg.source!r} named in the checkpoints: {exc}; "
-                          f"pass --data SOURCE where the run was made elsewhere") from exc
-    size = splits.test.shape[-1]
-    for kind, (model, _) in models.items():
-        if model.cfg.image_size != size:
-            raise ReportError(f"{kind}: model expects {model.cfg.image_size} px images, the data has {size} px")
-    classes = splits.classes
-    test_idx = spread(len(splits.test), max_test)
-    clean = to_float(splits.test[test_idx])  # (N, 1, S, S) in [0, 1]
-    labels = splits.test_labels[test_idx]  # (N,)
-    clean_np = clean[:, 0].numpy()  # (N, S, S)
-    per_class = 2 if len(classes) <= 2 else 1
-    fixed = [int(i) for c in range(len(classes)) for i in np.flatnonzero(labels == c)[:per_class]]  # shown images
-    tune_idx = spread(len(splits.val), TUNE_IMAGES)
-    val_clean = to_float(splits.val[tune_idx])  # (K, 1, S, S): tuning of classical denoisers only
-    methods = list(CLASSICAL_GRIDS)
-    steps = 2 * len(models) + len(sigmas) * (len(models) + len(methods)) + len(models)
-    bar = tqdm(total=steps, desc="report", unit="step", file=sys.stderr)
-    figures: dict[str, str] = {}
-    metrics: dict[str, Any] = {
-        "run": str(run.path), "name": run.name, "command": (run.summary or {}).get("command"),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
-        "data": {"source": dcfg.source, "image_size": size, "classes": list(classes), "test_images": len(test_idx),
-                 "test_total": len(splits.test), "test_indices": test_idx.tolist(),
-                 "tuning_val_images": len(tune_idx), "note": "metrics on the test split; classical denoisers "
-                 "tuned on the validation images; the search saw neither the test split nor these figures"},
-        "models": {}, "denoising": {}, "denoising_classes": {},
-        "noise": {"function": "tuneae.data.add_gaussian_noise (clipped to [0, 1])",
-                  "test_seeds": {f"{s:g}": noise_seed(seed, s) for s in sigmas}},
-    }
-
-    # --- reconstruction of the clean test images, and the reload check on the validation split
-    recon = {}
-    for kind, (model, payload) in models.items():
-        bar.set_postfix_str(f"{kind}: test")
-        recon[kind] = predict(model, clean)[:, 0].numpy()  # (N, S, S)
-        bar.update()
-        bar.set_postfix_str(f"{kind}: reload check")
-        _, _, tcfg = configs_of(payload)
-        reloaded = evaluate(model, make_loader(splits.val, max(tcfg.batch_size, 64), shuffle=False),
-                            torch.device("cpu"), tcfg)["val/loss"]
-        reported = run.trials[kind].reported.get("val/loss", payload["metrics"].get("val/loss"))
-        rel = abs(reloaded - reported) / max(abs(reported), 1e-12) if reported is not None else None
-        bar.update()
-        metrics["models"][kind] = {
-            "trial": run.trials[kind].trial_id, "checkpoint": str(run.trials[kind].checkpoint),
-            "epoch": payload["epoch"], "model_config": payload["model_config"],
-            "train_config": payload.get("train_config"),
-            "reload_check": {"reported_val_loss": reported, "reloaded_val_loss": reloaded, "rel_diff": rel,
-                             "reproduced": rel is not None and rel <= RELOAD_RTOL},
-            "test": summarise(image_metrics(recon[kind], clean_np), labels, classes)}
-
-    # --- denoising: every model and the classical methods, per sigma
-    shown = fixed[0]
-    denoise_examples = {}
-    for s in sigmas:
-        key = f"{s:g}"
-        noisy = noisy_copy(clean, s, noise_seed(seed, s))  # (N, 1, S, S)
-        val_noisy = noisy_copy(val_clean, s, noise_seed(seed, s, "val"))[:, 0].numpy()  # (K, S, S)
-        outputs = {"noisy": noisy[:, 0].numpy()}
-        for kind, (model, _) in models.items():
-            bar.set_postfix_str(f"sigma {key}: {kind}")
-            outputs[kind] = predict(model, noisy)[:, 0].numpy()
-            bar.update()
-        res: dict[str, Any] = {}
-        for m in methods:
-            bar.set_postfix_str(f"sigma {key}: {m}")
-            param, scores = tune_classical(m, val_clean[:, 0].numpy(), val_noisy, s)
-            outputs[m] = np.stack([classical_denoise(m, im, s, param) for im in outputs["noisy"]])
-            res[m] = {"param": param, "tuning_val_psnr": scores}
-            bar.update()
-        for name, o in outputs.items():
-            res[name] = {**summarise(image_metrics(o, clean_np), labels, classes), **res.get(name, {})}
-        metrics["denoising"][key] = res
-        denoise_examples[key] = {name: o[shown] for name, o in outputs.items()}
-        by_class = {}
-        for c, cm in res["noisy"]["per_class"].items():
-            base = cm["psnr"]["mean"]
-            gains = {name: res[name]["per_class"][c]["psnr"]["mean"] - base for name in res if name != "noisy"}
-            learned = max(models, key=lambda k: gains[k])
-            classical = max(methods, key=lambda k: gains[k])
-            by_class[c] = {"n": cm["n"], "noisy_psnr": base, "gain": gains, "best_learned": learned,
-                           "best_classical": classical, "learned_minus_classical": gains[learned] - gains[classical]}
-        metrics["denoising_classes"][key] = by_class
-
-    # --- intermediate layers, VAE samples and interpolation
-    layer_rows = []
-    x0 = clean[shown:shown + 1]  # (1, 1, S, S)
-    for kind, (model, _) in models.items():
-        bar.set_postfix_str(f"{kind}: layers")
-        rfs = receptive_fields(model, x0)
-        with torch.no_grad():
-            _, inter = model.forward_intermediates(x0)
-        names = [n for n, _ in inter]
-        fig, axes = _figure(len(inter), 5, cell=1.1)
-        for r, (name, a) in enumerate(inter):
-            a = a[0]  # (C, H, W)
-            top = a.abs().mean((1, 2)).argsort(descending=True)[:4].tolist()
-            rf, erf = rfs[name]
-            role = layer_role(model, name, names)
-            layer_rows.append({"model": kind, "layer": name, "channels": a.shape[0], "height": a.shape[1],
-                               "width": a.shape[2], "receptive_field_px": rf, "effective_rf_px": erf,
-                               "top_channels": " ".join(map(str, top)), "captures": role})
-            _show(axes[r, 0], a.mean(0), f"{name} {a.shape[0]}x{a.shape[1]}x{a.shape[2]}\nmean, RF {rf}px",
-                  cmap="viridis", vmin=None, vmax=None)
-            for j in range(1, 5):
-                if j - 1 < len(top):
-                    _show(axes[r, j], a[top[j - 1]], f"ch {top[j - 1]}", cmap="viridis", vmin=None, vmax=None)
-                else:
-                    axes[r, j].axis("off")
-        _save(fig, out / f"layers_{kind}.png")
-        figures[f"layers_{kind}"] = f"layers_{kind}.png"
-        bar.update()
-    bar.close()
-    vae_kind = next((k for k, (m, _) in models.items() if isinstance(m, VAE)), None)
-    if vae_kind is not None:
-        vae = models[vae_kind][0]
-        with torch.no_grad():
-            samples = vae.sample(10, generator=torch.Generator().manual_seed(seed))[:, 0]  # (10, S, S)
-            a, b = fixed[0], fixed[-1] if fixed[-1] != fixed[0] else min(1, len(clean) - 1)
-            z = vae.encode(clean[[a, b]])  # (2, latent_dim): posterior means
-            t = torch.linspace(0, 1, 8)[:, None]  # (8, 1)
-            path = vae.decode((1 - t) * z[0] + t * z[1])[:, 0]  # (8, S, S)
-        fig, axes = _figure(2, 10)
-        for j in range(10):
-            _show(axes[0, j], samples[j], "prior sample" if j == 0 else "")
-        strip = [(clean_np[a], f"test {classes[labels[a]]}")] + [(p, f"t={v:.2f}") for p, v in zip(path, t[:, 0])]
-        for j, (img, title) in enumerate([*strip, (clean_np[b], f"test {classes[labels[b]]}")]):
-            _show(axes[1, j], img, title)
-        _save(fig, out / "vae_samples_interpolation.png")
-        figures["vae"] = "vae_samples_interpolation.png"
-
-    # --- figures: reconstruction bars and grid, denoising curves and examples
-    kinds = list(models)
-    groups = ["all", *metrics["models"][kinds[0]]["test"]["per_class"]]
-    fig, axes = _figure(1, 2, cell=4.0)
-    for ax, met in zip(axes[0], ("psnr", "ssim")):
-        w = 0.8 / len(kinds)
-        for i, kind in enumerate(kinds):
-            t_ = metrics["models"][kind]["test"]
-            vals = [t_[met]] + [t_["per_class"][g][met] for g in groups[1:]]
-            ax.bar(np.arange(len(groups)) + i * w, [v["mean"] for v in vals], w, yerr=[v["std"] for v in vals],
-                   label=kind, capsize=2)
-        ax.set_xticks(np.arange(len(groups)) + 0.4 - w / 2, groups, fontsize=7, rotation=20)
-        ax.set_title(f"test {met.upper()}{' (dB)' if met == 'psnr' else ''}", fontsize=9)
-    axes[0, 0].legend(fontsize=7)
-    _save(fig, out / "reconstruction_bars.png")
-    err = {k: np.abs(recon[k][fixed] - clean_np[fixed]) for k in kinds}  # (F, S, S) each
-    vmax = max(0.05, max(float(e.max()) for e in err.values()))
-    fig, axes = _figure(len(fixed), 1 + 2 * len(kinds), cell=1.2)
-    for r, i in enumerate(fixed):
-        _show(axes[r, 0], clean_np[i], f"test: {classes[labels[i]]}")
-        for j, k in enumerate(kinds):
-            _show(axes[r, 1 + j], recon[k][i], k)
-            _show(axes[r, 1 + len(kinds) + j], err[k][r], f"|{k} - x| (0-{vmax:.2f})", cmap="magma", vmax=vmax)
-    _save(fig, out / "reconstruction_grid.png")
-    figures = {"reconstruction_bars": "reconstruction_bars.png", "reconstruction_grid": "reconstruction_grid.png",
-               **figures}
-    names = ["noisy", *kinds, *methods]
-    fig, axes = _figure(1, 2, cell=4.0)
-    for ax, met in zip(axes[0], ("psnr", "ssim")):
-        for name in names:
-            ax.plot(sigmas, [metrics["denoising"][f"{s:g}"][name][met]["mean"] for s in sigmas], "o-" if name in
-                    kinds else "s--", label=name, ms=3)
-        ax.set_xlabel("noise sigma (of [0, 1])", fontsize=8)
-        ax.set_title(f"denoising: test {met.upper()}", fontsize=9)
-    axes[0, 0].legend(fontsize=6)
-    _save(fig, out / "denoising_curves.png")
-    figures["denoising_curves"] = "denoising_curves.png"
-    for key, ex in denoise_examples.items():
-        fig, axes = _figure(2, 1 + len(names), cell=1.2)
-        _show(axes[0, 0], clean_np[shown], f"clean ({classes[labels[shown]]})")
-        axes[1, 0].axis("off")
-        lim = 2 * float(key)
-        for j, name in enumerate(names, start=1):
-            _show(axes[0, j], ex[name], name)
-            _show(axes[1, j], ex[name] - clean_np[shown], f"{name} - clean", cmap="RdBu_r", vmin=-lim, vmax=lim)
-        _save(fig, out / f"denoising_sigma{key}.png")
-        figures[f"denoising_sigma{key}"] = f"denoising_sigma{key}.png"
-
-    # --- tables, metrics.json, report.md
-    rec_rows = [{"model": k, "class": g, "n": (t_ := metrics["models"][k]["test"] if g == "all" else
-                                                metrics["models"][k]["test"]["per_class"][g]).get("n", len(test_idx)),
-                 **{f"{m}_{q}": t_[m][q] for m in ("mse", "psnr", "ssim") for q in ("mean", "std")}}
-                for k in kinds for g in groups]
-    den_rows = [{"sigma": key, "method": name, "class": g, "n": (d := res[name] if g == "all" else
-                                                                  res[name]["per_class"][g]).get("n", len(test_idx)),
-                 **{f"{m}_{q}": d[m][q] for m in ("psnr", "ssim") for q in ("mean", "std")}}
-                for key, res in metrics["denoising"].items() for name in names for g in groups]
-    cls_rows = [{"sigma": key, "class": c, "n": v["n"], "noisy_psnr": round(v["noisy_psnr"], 3),
-                 "best_learned": v["best_learned"], "learned_gain_db": round(v["gain"][v["best_learned"]], 3),
-                 "best_classical": v["best_classical"], "classical_gain_db": round(v["gain"][v["best_classical"]], 3),
-                 "learned_minus_classical_db": round(v["learned_minus_classical"], 3)}
-                for key, by in metrics["denoising_classes"].items() for c, v in by.items()]
-    tables = {"reconstruction": rec_rows, "denoising": den_rows, "denoising_classes": cls_rows, "layers": layer_rows}
-    for name, rows in tables.items():
-        _write_csv(out / f"{name}.csv", rows)
-    metrics["layers"] = layer_rows
-    metrics["wall_time_s"] = round(time.time() - started, 1)
-    _write(out / "metrics.json", json.dumps(metrics, indent=1, default=str) + "\n")
-    _write(out / "report.md", _markdown(metrics, run, kinds, methods, figures, tables))
-    total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    if total > MAX_REPORT_BYTES:
-        warnings.warn(f"report folder {out} holds {total / 1e6:.1f} MB (> 5 MB)", stacklevel=2)
-    if use_wandb:
-        wandb_dir = next(iter(run.trials.values())).checkpoint.parents[2] / "wandb"
-        log_to_wandb(wandb_dir, run.name, metrics, {k: out / v for k, v in figures.items()}, tables)
-    print(f"[tuneae] report of {run.path} in {out} ({total / 1e6:.2f} MB, {metrics['wall_time_s']} s)", flush=True)
-    return metrics
-
-
-def _markdown(metrics: dict, run: Run, kinds: list[str], methods: list[str], figures: dict[str, str],
-              tables: dict[str, list]) -> str:
-    """The text of report.md."""
-    d, mm = metrics["data"], metrics["models"]
-    sig = list(metrics["denoising"])
-    lines = [f"# Report: {run.name}", "",
-             f"Run `{run.path}`" + (f", made by `{metrics['command']}`" if metrics["command"] else "") + ".",
-             f"Data: `{d['source']}` at {d['image_size']} px; classes {', '.join(d['classes'])}. All metrics on "
-             f"{d['test_images']} of {d['test_total']} held-out **test** images (never seen by the search); "
-             f"classical denoisers tuned on {d['tuning_val_images']} validation images. PSNR in dB (data range 1), "
-             f"SSIM after Wang et al. 2004; mean ± std over images.", "",
+    lines = [f"# Report: {m['name']}", "", f"Run `{m['run']}`" + (f", made by `{m['command']}`" if m["command"]
+                                                                   else "") + ".",
+             f"Data: `{d['source']}` at {d['image_size']} px, classes {', '.join(d['classes'])}. Every metric is on "
+             f"{d['test_images']} of the {d['test_total']} held-out **test** images, which the search never saw; "
+             f"the classical denoisers were tuned on {d['tuning_val_images']} validation images. PSNR in dB (data "
+             f"range 1), SSIM after Wang et al. 2004; mean ± std over images.", "",
              "## Reconstruction (clean input)", "",
              _table(["model", "trial", "MSE", "PSNR (dB)", "SSIM", "val/loss reported", "reloaded", "rel. diff"],
-                    [[k, mm[k]["trial"], _fmt(mm[k]["test"]["mse"]), _fmt(mm[k]["test"]["psnr"]),
-                      _fmt(mm[k]["test"]["ssim"]), f"{mm[k]['reload_check']['reported_val_loss']:.6g}",
-                      f"{mm[k]['reload_check']['reloaded_val_loss']:.6g}",
-                      f"{mm[k]['reload_check']['rel_diff']:.1e}" + ("" if mm[k]["reload_check"]["reproduced"]
-                                                                    else " **not reproduced**")] for k in kinds]),
+                    [[k, mm[k]["trial"], *[_fmt(mm[k]["test"][q]) for q in ("mse", "psnr", "ssim")],
+                      *reload(mm[k]["reload_check"])] for k in kinds]),
              "", "Per class, PSNR (dB) / SSIM:", "",
              _table(["model", *mm[kinds[0]]["test"]["per_class"]],
-                    [[k] + [f"{v['psnr']['mean']:.2f} / {v['ssim']['mean']:.3f}"
-                            for v in mm[k]["test"]["per_class"].values()] for k in kinds]),
-             "", "![reconstruction bars](reconstruction_bars.png)", "",
-             "![test images, outputs, absolute errors](reconstruction_grid.png)", "",
-             "## Denoising", "", "Gaussian noise of sd sigma on the [0, 1] scale, clipped to [0, 1]; test PSNR (dB):",
-             ""]
-    den = metrics["denoising"]
+                    [[k, *[f"{v['psnr']['mean']:.2f} / {v['ssim']['mean']:.3f}"
+                           for v in mm[k]["test"]["per_class"].values()]] for k in kinds]),
+             "", f"![test PSNR and SSIM]({figures['bars']})", "",
+             f"![test images, each model's output and absolute error]({figures['grid']})", "",
+             "## Denoising", "",
+             "Gaussian noise of sd sigma on the [0, 1] scale, clipped to [0, 1], added to the test images; every "
+             "model gets the noisy image as input (only dae and dunet were trained for it). Test PSNR (dB):", ""]
     for met in ("psnr", "ssim"):
-        lines += [_table(["method", *[f"σ={s}" for s in sig]],
-                         [[n, *[_fmt(den[s][n][met]) for s in sig]] for n in ["noisy", *kinds, *methods]]), ""]
-        if met == "psnr":
-            lines += ["SSIM:", ""]
-    lines += ["Classical parameters tuned per σ on validation images: " + "; ".join(
-        f"σ={s}: " + ", ".join(f"{m} {den[s][m]['param']}" for m in methods) for s in sig) +
-        " (nl_means: h / σ; tv_chambolle: weight / σ; wavelet: rule, σ scale).", "",
-        "Per class: PSNR gain over the noisy input of the best learned and the best classical method (dB):", "",
-        _table(["σ", "class", "n", "noisy", "best learned", "best classical", "learned − classical"],
-               [[r["sigma"], r["class"], r["n"], f"{r['noisy_psnr']:.2f}", f"{r['best_learned']} +{r['learned_gain_db']:.2f}",
-                 f"{r['best_classical']} +{r['classical_gain_db']:.2f}", f"{r['learned_minus_classical_db']:+.2f}"]
-                for r in tables["denoising_classes"]]), ""]
-    for s, by in metrics["denoising_classes"].items():
-        healthy = [c for c in by if c in NO_TUMOUR]
-        sick = [c for c in by if c not in NO_TUMOUR]
+        lines += [_table(["method", *[f"sigma {s}" for s in sig]],
+                         [[n, *[_fmt(den[s][n][met]) for s in sig]] for n in den[sig[0]]]), ""]
+        lines += ["SSIM:", ""] if met == "psnr" else []
+    lines += ["Classical parameters, tuned per sigma on the validation images (nl_means: h / sigma; tv_chambolle: "
+              "weight / sigma; wavelet: rule and sigma scale): " + "; ".join(
+                  f"sigma {s}: " + ", ".join(f"{k} {den[s][k]['param']}" for k in methods) for s in sig) + ".", "",
+              "Per class: PSNR gain over the noisy input (dB) of the best learned and the best classical method:", "",
+              _table(["sigma", "class", "n", "noisy PSNR", "best learned", "best classical", "learned - classical"],
+                     [[r["sigma"], r["class"], r["n"], f"{r['noisy_psnr']:.2f}",
+                       f"{r['best_learned']} {r['learned_gain_db']:+.2f}",
+                       f"{r['best_classical']} {r['classical_gain_db']:+.2f}",
+                       f"{r['learned_minus_classical_db']:+.2f}"] for r in gaps]), ""]
+    for s, by in m["denoising_classes"].items():
+        healthy, sick = [c for c in by if c in NO_TUMOUR], [c for c in by if c not in NO_TUMOUR]
         if healthy and sick:
-            g = {c: by[c]["gain"][by[c]["best_learned"]] for c in by}
-            lines.append(f"- σ={s}: best learned gain {np.mean([g[c] for c in sick]):.2f} dB on lesion classes vs "
-                         f"{np.mean([g[c] for c in healthy]):.2f} dB on {', '.join(healthy)}.")
-    lines += ["", "![denoising curves](denoising_curves.png)", ""]
-    lines += [f"![denoising at σ={s}: outputs (top), output − clean (bottom)](denoising_sigma{s}.png)" for s in sig]
+            g = {c: v["gain"][v["best_learned"]] for c, v in by.items()}
+            lines.append(f"- sigma {s}: the best learned model gains {np.mean([g[c] for c in sick]):.2f} dB on the "
+                         f"tumour/lesion classes ({', '.join(sick)}) vs {np.mean([g[c] for c in healthy]):.2f} dB "
+                         f"on {', '.join(healthy)}.")
+    lines += ["", f"![denoising PSNR and SSIM against sigma]({figures['curves']})", ""]
+    lines += [f"![sigma {s}: outputs (top), output - clean (bottom)]({figures[f'denoise_{s}']})" for s in sig]
     lines += ["", "## Intermediate layers", "",
-              "For one test image, each layer's channel mean and its 4 most active channels (mean |activation|). "
-              "Receptive field: bounding box of the input pixels with a non-zero gradient of the layer's centre "
-              "activation; effective: pixels with at least 1% of the largest gradient.", ""]
+              f"For one test image, each layer's channel mean and its {TOP_CHANNELS} most active channels (mean "
+              "|activation|). Receptive field: bounding box of the input pixels on which the layer's centre "
+              "activation has a non-zero gradient; effective: at least 1% of the largest gradient.", ""]
     for k in kinds:
-        rows = [r for r in tables["layers"] if r["model"] == k]
-        lines += [f"### {k}", "", _table(["layer", "shape (C×H×W)", "receptive field", "effective", "captures"],
-                                         [[r["layer"], f"{r['channels']}×{r['height']}×{r['width']}",
+        lines += [f"### {k}", "", _table(["layer", "C x H x W", "receptive field", "effective", "captures"],
+                                         [[r["layer"], f"{r['channels']} x {r['height']} x {r['width']}",
                                            f"{r['receptive_field_px']} px", f"{r['effective_rf_px']} px",
-                                           r["captures"]] for r in rows]),
+                                           r["captures"]] for r in layers if r["model"] == k]),
                   "", f"![{k} feature maps]({figures[f'layers_{k}']})", ""]
     if "vae" in figures:
         lines += ["## VAE: samples from the prior and a latent interpolation", "",
-                  "Top: decoded z ~ N(0, I). Bottom: two test images, their posterior means interpolated linearly.", "",
-                  f"![VAE samples and interpolation]({figures['vae']})", ""]
-    lines += ["## Files", "", "metrics.json (every number), " + ", ".join(f"{t}.csv" for t in tables) +
-              f"; report made in {metrics['wall_time_s']} s.", ""]
+                  "Top: decoded z ~ N(0, I). Bottom: two test images and the decoded linear interpolation of their "
+                  "posterior means.", "", f"![VAE samples and interpolation]({figures['vae']})", ""]
+    lines += ["## Files", "", f"metrics.json (every number), {', '.join(CSV_TABLES)} (.csv); report made in "
+              f"{m['wall_time_s']} s.", ""]
     return "\n".join(lines)
 
 
-def log_to_wandb(wandb_dir: Path, name: str, metrics: dict, figures: dict[str, Path],
-                 tables: dict[str, list[dict]]) -> None:
+def log_to_wandb(wandb_dir: Path, metrics: dict, figures: dict[str, Path], tables: dict[str, list[dict]]) -> None:
     """Log the report's figures, tables and headline numbers to one W&B run; any failure only warns.
 
-    W&B runs offline unless ``WANDB_API_KEY`` is set, and keeps all its files (run, config, cache, data) under
+    W&B runs offline unless ``WANDB_API_KEY`` is set and keeps all its files (runs, config, cache, data) under
     ``wandb_dir``, never under ``$HOME``; the environment is restored afterwards.
     """
     env = {"WANDB_DIR": str(wandb_dir), "WANDB_CONFIG_DIR": f"{wandb_dir}/.config",
@@ -744,16 +747,17 @@ def log_to_wandb(wandb_dir: Path, name: str, metrics: dict, figures: dict[str, P
         import wandb
 
         mode = "online" if os.environ.get("WANDB_API_KEY") else "offline"
-        run = wandb.init(project="tuneae", name=f"report-{name}", job_type="report", dir=str(wandb_dir), mode=mode,
-                         config={"run": metrics["run"], "command": metrics["command"], **metrics["data"]})
+        run = wandb.init(project="tuneae", name=f"report-{metrics['name']}", job_type="report", dir=str(wandb_dir),
+                         mode=mode, config={"run": metrics["run"], "command": metrics["command"],
+                                            **{k: v for k, v in metrics["data"].items() if k != "test_indices"}})
         run.log({f"report/{k}": wandb.Image(str(p)) for k, p in figures.items()})
         for key, rows in tables.items():
             cols = list(dict.fromkeys(c for r in rows for c in r))
             run.log({f"table/{key}": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
-        for k, m in metrics["models"].items():
-            run.summary.update({f"test/{k}/{q}": m["test"][q]["mean"] for q in ("mse", "psnr", "ssim")})
+        run.summary.update({f"test/{k}/{q}": v["test"][q]["mean"] for k, v in metrics["models"].items()
+                            for q in ("mse", "psnr", "ssim")})
         run.finish()
-    except Exception as exc:  # noqa: BLE001 - W&B never fails the report
+    except Exception as exc:  # W&B never fails the report
         warnings.warn(f"W&B logging of the report failed: {type(exc).__name__}: {exc}", stacklevel=2)
     finally:
         for k, v in saved.items():
@@ -763,12 +767,127 @@ def log_to_wandb(wandb_dir: Path, name: str, metrics: dict, figures: dict[str, P
                 os.environ[k] = v
 
 
+# ---------------------------------------------------------------------------------------------------- the report
+def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None, data: str | None = None,
+                max_test: int | None = None, sigmas: tuple[float, ...] = SIGMAS, seed: int = 0,
+                use_wandb: bool = True) -> dict[str, Any]:
+    """Write the report of a finished search (see the module docstring for what and where).
+
+    Args:
+        run_path: a results folder ``results/<name>`` or an experiment folder ``<storage_path>/<name>``.
+        out: output folder (default ``RUN/report``, or ``results/<name>/report`` for an experiment folder).
+        data: data source overriding the one stored in the checkpoints (a hub id, a folder, ``phantom``).
+        max_test: use at most this many test images, spread evenly over the classes (None: all).
+        sigmas: noise standard deviations on the [0, 1] scale, each in (0, 1].
+        seed: seed of the noise and of the VAE samples.
+        use_wandb: also log figures and tables to W&B (failures only warn).
+    Returns:
+        The contents of ``metrics.json``.
+    Raises:
+        ReportError: a missing or unfinished run, a checkpoint that does not match its config, data that cannot be
+            loaded or does not fit the models, or a bad setting.
+    """
+    started = time.time()
+    if not sigmas or any(not 0 < s <= 1 for s in sigmas):
+        raise ReportError(f"sigmas {list(sigmas)}: need one or more values in (0, 1] (noise sd on the [0, 1] scale)")
+    if max_test is not None and max_test < 1:
+        raise ReportError(f"max_test={max_test}: must be at least 1")
+    run = find_run(run_path)
+    out = Path(out) if out else (run.path / "report" if run.is_results else Path("results") / run.name / "report")
+    models = {kind: load_model(t) for kind, t in run.trials.items()}  # kind -> (model, payload)
+    splits = load_data(models, run, data)
+    classes, kinds, methods = splits.classes, list(models), list(CLASSICAL_GRIDS)
+    test_idx, tune_idx = spread(len(splits.test), max_test), spread(len(splits.val), TUNE_IMAGES)
+    clean = to_float(splits.test[test_idx])  # (N, 1, S, S) in [0, 1]
+    clean_np, labels = clean[:, 0].numpy(), splits.test_labels[test_idx]  # (N, S, S), (N,)
+    val_clean = to_float(splits.val[tune_idx])  # (K, 1, S, S): tunes the classical denoisers, nothing else
+    per_class = 2 if len(classes) <= 2 else 1
+    shown = [int(i) for c in range(len(classes)) for i in np.flatnonzero(labels == c)[:per_class]]
+    titles = [f"test: {classes[labels[i]]}" for i in shown]
+    bar = tqdm(total=len(kinds) * (3 + len(sigmas)) + len(methods) * len(sigmas), desc="report", unit="step",
+               file=sys.stderr)
+    m: dict[str, Any] = {
+        "run": str(run.path), "name": run.name, "command": (run.summary or {}).get("command"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
+        "data": {"source": splits.counts.get("source", ""), "image_size": int(clean.shape[-1]),
+                 "classes": list(classes), "test_images": len(test_idx), "test_total": len(splits.test),
+                 "test_indices": test_idx.tolist(), "tuning_val_images": len(tune_idx)},
+        "noise": {"function": "tuneae.data.add_gaussian_noise, clipped to [0, 1], torch.Generator seeded per sigma",
+                  "test_seeds": {f"{s:g}": noise_seed(seed, s) for s in sigmas}},
+        "models": {}, "denoising": {}, "denoising_classes": {}}
+    figures: dict[str, str] = {}
+
+    recon = {}  # kind -> (N, S, S): the clean test images reconstructed
+    for kind, (model, payload) in models.items():
+        bar.set_postfix_str(f"{kind}: test, reload check")
+        recon[kind] = predict(model, clean)[:, 0].numpy()
+        trial = run.trials[kind]
+        m["models"][kind] = {
+            "trial": trial.trial_id, "checkpoint": str(trial.checkpoint), "epoch": payload["epoch"],
+            "model_config": payload["model_config"], "train_config": payload.get("train_config"),
+            "reload_check": reload_check(model, payload, splits.val,
+                                         trial.reported.get("val/loss", payload["metrics"].get("val/loss"))),
+            "test": summarise(image_metrics(recon[kind], clean_np), labels, classes)}
+        bar.update(2)
+    figures["bars"] = plot_bars(m["models"], out / "reconstruction_bars.png")
+    figures["grid"] = plot_reconstructions(clean_np[shown], {k: r[shown] for k, r in recon.items()}, titles,
+                                           out / "reconstruction_grid.png")
+
+    for s in sigmas:
+        key = f"{s:g}"
+        bar.set_postfix_str(f"sigma {key}")
+        outputs, tuned = denoise_all(models, clean, val_clean, s, seed, bar)
+        res = {name: {**summarise(image_metrics(o, clean_np), labels, classes), **tuned.get(name, {})}
+               for name, o in outputs.items()}
+        m["denoising"][key] = res
+        m["denoising_classes"][key] = class_gaps(res, kinds, methods)
+        figures[f"denoise_{key}"] = plot_denoising_example(clean_np[shown[0]], {k: o[shown[0]] for k, o in
+                                                                                outputs.items()}, s, titles[0],
+                                                           out / f"denoising_sigma{key}.png")
+    figures["curves"] = plot_denoising_curves(m["denoising"], kinds, out / "denoising_curves.png")
+
+    layers = []
+    x0 = clean[shown[0]:shown[0] + 1]  # (1, 1, S, S)
+    for kind, (model, _) in models.items():
+        bar.set_postfix_str(f"{kind}: layers")
+        rows, inter = layer_table(kind, model, x0)
+        figures[f"layers_{kind}"] = plot_layers(inter, rows, out / f"layers_{kind}.png")
+        layers += rows
+        bar.update()
+    bar.close()
+    vae = next((mod for mod, _ in models.values() if isinstance(mod, VAE)), None)
+    if vae is not None:
+        a, b = shown[0], (shown[-1] if shown[-1] != shown[0] else (shown[0] + 1) % len(clean))
+        figures["vae"] = plot_vae(vae, clean[a:a + 1], clean[b:b + 1], (titles[0], f"test: {classes[labels[b]]}"),
+                                  seed, out / "vae_samples_interpolation.png")
+
+    tables = _tables(m, layers)
+    for name, rows in tables.items():
+        _write_csv(out / f"{name}.csv", rows)
+    m["layers"] = layers
+    m["wall_time_s"] = round(time.time() - started, 1)
+    _write(out / "metrics.json", json.dumps(m, indent=1, default=str) + "\n")
+    _write(out / "report.md", _markdown(m, figures, tables["denoising_classes"], layers))
+    for stale in [*out.glob("layers_*.png"), *out.glob("denoising_sigma*.png")]:  # from an earlier report here
+        if stale.name not in figures.values():
+            stale.unlink()
+    total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    if total > MAX_REPORT_BYTES:
+        warnings.warn(f"report folder {out} holds {total / 1e6:.1f} MB (> 5 MB)", stacklevel=2)
+    if use_wandb:
+        exp = _experiment_of(next(iter(run.trials.values())).checkpoint)
+        log_to_wandb(exp / "wandb" if exp else out.parent / "report-wandb", m,
+                     {k: out / v for k, v in figures.items()}, tables)
+    print(f"[tuneae] report of {run.path} in {out}: {total / 1e6:.2f} MB, {m['wall_time_s']} s", flush=True)
+    return m
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m tuneae.report``."""
     p = argparse.ArgumentParser(prog="python -m tuneae.report", description=(
         "Report a finished search: reload each model's best trial from its checkpoint, measure it on the held-out "
-        "test split (reconstruction, denoising against classical methods, feature maps, VAE samples) and write "
-        "report.md, metrics.json, CSV tables and figures."))
+        "test split (reconstruction; denoising against non-local means, total variation and wavelet shrinkage; "
+        "feature maps; VAE samples) and write report.md, metrics.json, CSV tables and figures."))
     p.add_argument("run", metavar="RUN", help="results/<name> (with summary.json) or an experiment folder "
                                               "<storage_path>/<name>")
     p.add_argument("--out", help="output folder (default RUN/report, or results/<name>/report for an experiment "

@@ -120,7 +120,7 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
         unknown = sorted(set(doc) - {"search", "data", "model", "train", "space"})
         if unknown:
             raise SystemExit(f"error: {path}: unknown table(s) {unknown}")
-        search = _merge(SearchConfig, search, {k: v for k, v in doc.get("search", {}).items()}, f"{path} [search]")
+        search = _merge(SearchConfig, search, dict(doc.get("search", {})), f"{path} [search]")
         data = _merge(DataConfig, data, doc.get("data", {}), f"{path} [data]")
         model = _merge(ModelConfig, model, doc.get("model", {}), f"{path} [model]")
         train = _merge(TrainConfig, train, doc.get("train", {}), f"{path} [train]")
@@ -170,7 +170,10 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
     if args.skip_unreadable:
         d["skip_unreadable"] = True
     if "://" not in search.storage_path:
-        d.setdefault("cache_dir", str(Path(search.storage_path) / "cache"))
+        d.setdefault("cache_dir", str((Path(search.storage_path) / "cache").resolve()))
+    source = d.get("source", data.source)
+    if Path(source).expanduser().is_dir():  # checkpoints store the data config: make it valid from any folder
+        d["source"] = str(Path(source).expanduser().resolve())
     data = replace(data, **d)
     model = replace(model, image_size=data.image_size)
     return search, data, model, train, args
@@ -291,10 +294,23 @@ def _wandb_callback(search: SearchConfig, kind: str):
     try:
         from ray.air.integrations.wandb import WandbLoggerCallback
 
+        class ClosingWandbLoggerCallback(WandbLoggerCallback):
+            """Closes every trial's W&B run at the end of the experiment, also after Ctrl-C.
+
+            On Ctrl-C Tune ends the experiment without ending the running trials first; Ray's callback then
+            waited ``upload_timeout`` for runs never told to finish and killed them, leaving runs without an exit
+            record (measured with Ray 2.60 / wandb 0.31). Ray's own ``__del__`` does the same as here, too late.
+            """
+
+            def on_experiment_end(self, trials, **info):
+                for trial in list(self._trial_logging_actors):
+                    self._signal_logging_actor_stop(trial=trial)
+                super().on_experiment_end(trials, **info)
+
         Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
-        return WandbLoggerCallback(project=search.wandb_project, group=f"{search.name}-{kind}",
-                                   upload_timeout=60, excludes=["checkpoint_path", "node_id"])
-    except Exception as exc:  # noqa: BLE001 - any W&B trouble degrades to no logging
+        return ClosingWandbLoggerCallback(project=search.wandb_project, group=f"{search.name}-{kind}",
+                                          upload_timeout=60, excludes=["checkpoint_path", "node_id"])
+    except Exception as exc:
         warnings.warn(f"W&B logging disabled: {exc}", stacklevel=2)
         return None
 
@@ -383,13 +399,22 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
     path = f"{exp}/{kind}"
     callbacks = [cb for cb in [_wandb_callback(search, kind)] if cb is not None]
     if resume and tune.Tuner.can_restore(path):
-        print(f"[tuneae] resuming {kind} from {path}", flush=True)
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True,
+        # Unfinished trials continue (keeping their ids) from their Train checkpoints, finished ones are kept,
+        # errored ones stay failed (a diverged trial would only diverge again), and the searcher and scheduler
+        # reload their state from `path`. The W&B callback comes back from the saved tuner state.
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
                                    param_space=_param_space(kind, search, data, model, train))
+        done = tuner.get_results()
+        if done.num_terminated + done.num_errors >= search.num_samples:
+            print(f"[tuneae] {kind} already finished in {path}; kept as it is", flush=True)
+            return done
+        print(f"[tuneae] resuming {kind} from {path}", flush=True)
     else:
         max_t = int(max(kind_space(search, kind).get("train.epochs", (train.epochs,))))
         searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=search.seed), seed=search.seed)
-        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=search.grace_period,
+        # Rungs count the reported `epoch`, not Tune's iterations: a trial resumed after a driver restart
+        # continues from its Train checkpoint at epoch k + 1 while its iteration count starts again at 1.
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=search.grace_period,
                                   reduction_factor=search.reduction_factor)
         tuner = tune.Tuner(
             trainable,
@@ -403,18 +428,38 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
     return tuner.fit()
 
 
-def trial_rows(kind: str, grid, search: SearchConfig) -> list[dict[str, Any]]:
-    """One row per trial: searched params, last epoch, metrics, status, stopped early or not, error."""
+FINAL_STATUSES = {"TERMINATED", "ERROR"}
+"""Tune trial statuses of a finished trial; any other status in the saved state means the search was interrupted."""
+
+
+def saved_statuses(path: str) -> dict[str, str]:
+    """Trial id -> status in the experiment state that Tune saved last under ``path`` (what ``--resume`` continues).
+
+    On Ctrl-C Tune saves its state (unfinished trials still ``RUNNING`` or ``PENDING``) and only then stops the
+    trials, which the returned ``ResultGrid`` then shows as ``TERMINATED``; the saved state tells them apart.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    return {t.trial_id: t.status for t in ExperimentAnalysis(path).trials}
+
+
+def trial_rows(kind: str, grid, search: SearchConfig, saved: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per trial: searched params, last epoch, metrics, status, stopped early or not, error.
+
+    Args:
+        saved: :func:`saved_statuses`; a trial saved as unfinished gets the status ``INTERRUPTED``.
+    """
     rows = []
     for r in grid:
         cfg = r.config or {}
         m = r.metrics or {}
         last = int(m.get("epoch", 0) or 0)
         planned = int(cfg.get("train.epochs", 0))
-        status = "ERROR" if r.error else "TERMINATED"
         trial_id = m.get("trial_id") or Path(str(r.path)).name.removeprefix("trial_")  # no result: diverged at once
+        status = "ERROR" if r.error else (saved or {}).get(trial_id, "TERMINATED")
+        status = status if status in FINAL_STATUSES else "INTERRUPTED"
         row = {"model": kind, "trial_id": trial_id, "status": status,
-               "stopped_early": bool(not r.error and 0 < last < planned),
+               "stopped_early": bool(status == "TERMINATED" and 0 < last < planned),
                "error": _reason(r.error)}
         for key in kind_space(search, kind):
             row[key] = cfg.get(key)
@@ -474,6 +519,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _fmt(v: Any, digits: int) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, (int, float)) else "-"
+
+
 def format_table(models: dict[str, Any]) -> str:
     """The end-of-search summary table: one line per model kind, best trial's config and validation metrics."""
     header = (f"{'model':6} {'trials':>6} {'stopped':>7} {'failed':>6} {'val/loss':>10} {'val/mse':>9} "
@@ -482,9 +531,8 @@ def format_table(models: dict[str, Any]) -> str:
     for kind, m in models.items():
         b = m.get("best_metrics") or {}
         cfg = " ".join(f"{k.split('.')[-1]}={v}" for k, v in (m.get("best_config") or {}).items())
-        fmt = (lambda v, p: f"{v:.{p}f}" if isinstance(v, (int, float)) else "-")
         lines.append(f"{kind:6} {m['trials']:>6} {m['stopped_early']:>7} {m['failed']:>6} "
-                     f"{fmt(b.get('val/loss'), 4):>10} {fmt(b.get('val/mse'), 5):>9} {fmt(b.get('val/psnr'), 2):>8}"
+                     f"{_fmt(b.get('val/loss'), 4):>10} {_fmt(b.get('val/mse'), 5):>9} {_fmt(b.get('val/psnr'), 2):>8}"
                      f"  {cfg}")
     return "\n".join(lines)
 
@@ -533,15 +581,21 @@ def main(argv: list[str] | None = None) -> int:
         models: dict[str, Any] = {}
         interrupted = ""
         for kind in search.models:
-            grid = run_one(kind, search, data, model, train, data_box, max_concurrent, args.resume)
-            if grid.num_terminated + grid.num_errors < search.num_samples:  # Ctrl-C: Tune saved its state
+            try:
+                grid = run_one(kind, search, data, model, train, data_box, max_concurrent, args.resume)
+            except KeyboardInterrupt:  # a second Ctrl-C skips Tune's last save; the periodic one remains
                 interrupted = kind
-            rows = trial_rows(kind, grid, search)
+                print(f"[tuneae] interrupted during {kind}; resume with --resume", flush=True)
+                break
+            saved = saved_statuses(f"{exp}/{kind}")
+            if len(saved) < search.num_samples or set(saved.values()) - FINAL_STATUSES:  # Ctrl-C
+                interrupted = kind
+            rows = trial_rows(kind, grid, search, saved)
             all_rows += rows
             best = best_of(rows)
             models[kind] = {
                 "trials": len(rows),
-                "completed": sum(r["status"] != "ERROR" and not r["stopped_early"] for r in rows),
+                "completed": sum(r["status"] == "TERMINATED" and not r["stopped_early"] for r in rows),
                 "stopped_early": sum(r["stopped_early"] for r in rows),
                 "failed": sum(r["status"] == "ERROR" for r in rows),
                 "failures": [{"trial_id": r["trial_id"], "error": r["error"]} for r in rows if r["error"]],
@@ -570,8 +624,8 @@ def main(argv: list[str] | None = None) -> int:
                    "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
                              for kind in search.models},
                    "max_concurrent_used": max_concurrent},
-        "data": {"source": data.source, "image_size": data.image_size, "val_fraction": data.val_fraction,
-                 "classes": list(splits.classes), **splits.counts},
+        "data": {**splits.counts, "source": data.source, "source_description": splits.counts["source"],
+                 "image_size": data.image_size, "val_fraction": data.val_fraction, "classes": list(splits.classes)},
         "models": models,
         "interrupted": interrupted or None,
         "comparison_note": "val/mse and val/psnr are computed the same way for every kind (deterministic "
@@ -585,7 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from tuneae import report
 
-        report.main([str(out)])
+        code = report.main([str(out), *(["--no-wandb"] if not search.wandb else [])])
+        if code:
+            return code
     if interrupted:
         return 130
     return 0 if all(m["best_trial"] for m in models.values()) else 1

@@ -1,0 +1,149 @@
+"""Tests of ``python -m tuneae.report`` on the shared smoke search (``smoke_run``): outputs, metrics checked
+independently, classical denoisers, reload reproducibility and clear errors for bad runs."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio
+
+from tuneae import report
+from tuneae.checkpoint import MODEL_FILE, configs_of, load_checkpoint
+from tuneae.data import add_gaussian_noise, load_splits, to_float
+
+
+@pytest.fixture(scope="module")
+def smoke_report(smoke_run, tmp_path_factory) -> dict:
+    """The report of the smoke search (W&B offline, $HOME pointed at an empty folder), made once per module."""
+    out = tmp_path_factory.mktemp("report") / "report"
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.delenv("WANDB_API_KEY", raising=False)
+        assert report.main([str(smoke_run["results"]), "--out", str(out), "--max-test", "12"]) == 0
+    return {"out": out, "home": home, "metrics": json.loads((out / "metrics.json").read_text()), **smoke_run}
+
+
+def _kinds(summary: dict) -> list[str]:
+    return [k for k, m in summary["models"].items() if m["best_checkpoint"]]
+
+
+def test_report_writes_every_file_small_and_finite(smoke_report):
+    out, metrics = smoke_report["out"], smoke_report["metrics"]
+    for name in ["report.md", "metrics.json", *[f"{t}.csv" for t in report.CSV_TABLES]]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    text = (out / "report.md").read_text()
+    figures = re.findall(r"\]\(([^)]+\.png)\)", text)
+    assert len(figures) >= 5 and all((out / f).is_file() for f in figures), figures
+    assert sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) < 5_000_000
+    assert not list(out.glob(".*.tmp")) and not (out / "wandb").exists()  # atomic writes; W&B files elsewhere
+    assert not any(smoke_report["home"].iterdir()), "W&B wrote under $HOME"
+    kinds = _kinds(smoke_report["summary"])
+    assert set(kinds) <= set(metrics["models"]) and len(kinds) >= 3
+    assert metrics["command"] == smoke_report["summary"]["command"]
+    assert metrics["data"]["test_images"] == len(metrics["data"]["test_indices"]) <= 12
+    for kind in kinds:
+        for q in ("mse", "psnr", "ssim"):
+            assert math.isfinite(metrics["models"][kind]["test"][q]["mean"]), (kind, q)
+        assert metrics["models"][kind]["test"]["per_class"], kind
+        assert f"| {kind} |" in text
+    assert set(metrics["denoising"]) == {f"{s:g}" for s in report.SIGMAS}
+    for sigma, res in metrics["denoising"].items():
+        assert set(res) == {"noisy", *kinds, *report.CLASSICAL_GRIDS}, sigma
+        for method, v in res.items():
+            assert math.isfinite(v["psnr"]["mean"]) and math.isfinite(v["ssim"]["mean"]), (sigma, method)
+            assert -1 <= v["ssim"]["mean"] <= 1
+    layers = [r for r in metrics["layers"] if r["model"] == "ae"]
+    k = metrics["models"]["ae"]["model_config"]["kernel_size"]
+    assert [r["receptive_field_px"] for r in layers][:2] == [k, k + 2 * (k - 1)]  # stride-2 k x k convolutions
+    size = metrics["data"]["image_size"]  # after the fully-connected bottleneck every unit sees the whole image:
+    assert all(r["receptive_field_px"] == size for r in layers if r["layer"].startswith("decoder"))
+
+
+def test_noisy_psnr_matches_independent_computation(smoke_report):
+    metrics = smoke_report["metrics"]
+    kind = _kinds(smoke_report["summary"])[0]
+    _, payload = load_checkpoint(smoke_report["summary"]["models"][kind]["best_checkpoint"])
+    data_cfg, _, _ = configs_of(payload)
+    clean = to_float(load_splits(data_cfg).test[metrics["data"]["test_indices"]])  # (N, 1, S, S)
+    for sigma, seed in metrics["noise"]["test_seeds"].items():
+        noisy = add_gaussian_noise(clean, float(sigma), generator=torch.Generator().manual_seed(seed))
+        expected = np.mean([peak_signal_noise_ratio(c[0].double().numpy(), n[0].double().numpy(), data_range=1.0)
+                            for c, n in zip(clean, noisy)])
+        assert metrics["denoising"][sigma]["noisy"]["psnr"]["mean"] == pytest.approx(expected, abs=1e-3), sigma
+
+
+def _smooth(size: int, phase: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:1:size * 1j, 0:1:size * 1j]
+    return 0.5 + 0.3 * np.sin(2 * np.pi * xx + phase) * np.cos(3 * np.pi * yy - phase)  # (S, S) in [0.2, 0.8]
+
+
+@pytest.mark.parametrize("method", list(report.CLASSICAL_GRIDS))
+def test_classical_denoiser_raises_psnr(method):
+    rng = np.random.default_rng(0)
+    sigma = 0.2
+    tune_clean, clean = _smooth(48, 0.3)[None], _smooth(64, 1.1)
+    tune_noisy = np.clip(tune_clean + sigma * rng.standard_normal(tune_clean.shape), 0, 1)
+    param, scores = report.tune_classical(method, tune_clean, tune_noisy, sigma)
+    assert param in report.CLASSICAL_GRIDS[method] and len(scores) == len(report.CLASSICAL_GRIDS[method])
+    noisy = np.clip(clean + sigma * rng.standard_normal(clean.shape), 0, 1)
+    out = report.classical_denoise(method, noisy, sigma, param)
+    assert out.shape == clean.shape and 0 <= out.min() and out.max() <= 1
+    gain = peak_signal_noise_ratio(clean, out, data_range=1) - peak_signal_noise_ratio(clean, noisy, data_range=1)
+    assert gain > 3.0, f"{method} {param}: {gain:.2f} dB"
+
+
+def test_reload_reproduces_search_metrics(smoke_report):
+    summary, metrics = smoke_report["summary"], smoke_report["metrics"]
+    for kind in _kinds(summary):
+        check = metrics["models"][kind]["reload_check"]
+        assert check["reloaded_val_loss"] == pytest.approx(summary["models"][kind]["best_metrics"]["val/loss"],
+                                                           rel=1e-4), kind
+        assert check["reproduced"], kind
+
+
+def test_experiment_folder_picks_the_summary_best_trials(smoke_run):
+    run = report.find_run(smoke_run["storage"] / "smoke")
+    assert not run.is_results
+    for kind in _kinds(smoke_run["summary"]):
+        assert run.trials[kind].trial_id == smoke_run["summary"]["models"][kind]["best_trial"], kind
+
+
+def _fails(capsys, run, *words) -> None:
+    assert report.main([str(run), "--no-wandb"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and all(w in err for w in words), err
+    with pytest.raises(report.ReportError):
+        report.make_report(run, use_wandb=False)
+
+
+def test_bad_runs_give_clear_errors(smoke_run, tmp_path, capsys):
+    _fails(capsys, tmp_path / "missing", "does not exist", "missing")
+    (tmp_path / "empty").mkdir()
+    _fails(capsys, tmp_path / "empty", "neither a results folder")
+    (tmp_path / "exp" / "ae").mkdir(parents=True)
+    _fails(capsys, tmp_path / "exp", "no finished trial")
+
+    summary = json.loads((smoke_run["results"] / "summary.json").read_text())
+    for m in summary["models"].values():
+        m.update(best_trial=None, best_checkpoint=None, best_metrics=None)
+    (tmp_path / "nobest").mkdir()
+    (tmp_path / "nobest" / "summary.json").write_text(json.dumps(summary))
+    _fails(capsys, tmp_path / "nobest", "no finished trial", "summary.json")
+
+    kind = _kinds(smoke_run["summary"])[0]
+    src = smoke_run["summary"]["models"][kind]["best_checkpoint"]
+    bad = tmp_path / "runs" / "bad" / "train" / "trial-bad" / "checkpoint_0"
+    shutil.copytree(src, bad)
+    payload = torch.load(bad / MODEL_FILE, weights_only=True)
+    payload["model_config"]["base_channels"] += 1  # the weights no longer fit the config
+    torch.save(payload, bad / MODEL_FILE)
+    summary["models"] = {kind: {"best_trial": "bad", "best_checkpoint": str(bad), "best_metrics": {"val/loss": 1.0}}}
+    (tmp_path / "badckpt").mkdir()
+    (tmp_path / "badckpt" / "summary.json").write_text(json.dumps(summary))
+    _fails(capsys, tmp_path / "badckpt", "does not match its model config", str(bad), kind)
