@@ -104,6 +104,10 @@ def test_config_file_then_flags_override(tmp_path):
     bad.write_text("[search]\nnum_sample = 7\n")
     with pytest.raises(SystemExit, match="num_sample"):
         resolve(["--config", str(bad)])
+    typed = tmp_path / "typed.toml"
+    typed.write_text('[model]\nbase_channels = "eight"\n')
+    with pytest.raises(SystemExit, match="base_channels = 'eight': expected int"):
+        resolve(["--config", str(typed)])
 
 
 def test_each_kind_searches_only_what_it_uses():

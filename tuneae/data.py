@@ -154,7 +154,7 @@ def _scan_folder(root: Path, skip_unreadable: bool) -> dict[str, list[Path]]:
                 raise DataError(f"{str(p)!r} is not directly inside a class folder of {str(split_dir)!r} ({layout})")
             if p.suffix.lower() not in IMAGE_EXTENSIONS and not skip_unreadable:
                 raise DataError(f"{str(p)!r} is not an image file (ending not in {sorted(IMAGE_EXTENSIONS)}); "
-                                f"remove it or set skip_unreadable")
+                                f"remove it or pass --skip-unreadable")
         if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in files):
             raise DataError(f"data folder {str(split_dir)!r} holds no image files; expected {layout}")
         found[split] = files
@@ -260,7 +260,7 @@ def _decode_all(records: list[_Record], size: int, skip_unreadable: bool) -> tup
             if isinstance(out, Exception):
                 if not skip_unreadable:
                     raise DataError(f"cannot read image file {rec.where!r}: {type(out).__name__}: {out}. "
-                                    f"Fix or remove it, or set skip_unreadable to count and skip it") from out
+                                    f"Fix or remove it, or pass --skip-unreadable to count and skip it") from out
                 ok[i] = False
             else:
                 images[i, 0] = out
@@ -295,7 +295,7 @@ def _decoded(records: list[_Record], cfg: DataConfig) -> tuple[np.ndarray, np.nd
         bad = [r.where for r, good in zip(records, ok) if not good]
         if bad and not cfg.skip_unreadable:
             raise DataError(f"cannot read image file {bad[0]!r} ({len(bad)} unreadable in all, as cached in "
-                            f"{str(path)!r}); fix or remove it, or set skip_unreadable to count and skip it")
+                            f"{str(path)!r}); fix or remove it, or pass --skip-unreadable to count and skip it")
         return images, ok
     images, ok = _decode_all(records, cfg.image_size, cfg.skip_unreadable)
     path.parent.mkdir(parents=True, exist_ok=True)

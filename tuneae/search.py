@@ -94,7 +94,14 @@ def _merge(cls, base, updates: dict[str, Any], where: str):
     bad = sorted(set(updates) - known)
     if bad:
         raise SystemExit(f"error: unknown field(s) {bad} in {where}; known: {sorted(known)}")
-    return replace(base, **updates)
+    for name, value in updates.items():  # TOML gives typed values: they must match the field's type
+        default = getattr(base, name)
+        ok = ((isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool)))
+              or (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
+              or (isinstance(default, tuple) and isinstance(value, list)))
+        if not ok:
+            raise SystemExit(f"error: {where} {name} = {value!r}: expected {type(default).__name__}")
+    return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in updates.items()})
 
 
 def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, ModelConfig, TrainConfig,
@@ -132,8 +139,8 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
                         by_kind.setdefault(key, {})[sub] = _choices(sub_choices, f"{path} [space.{key}] {sub!r}")
                     continue
                 space[key] = _choices(choices, f"{path} [space] {key!r}")
-                for kind_space in by_kind.values():
-                    kind_space.pop(key, None)
+                for per_kind in by_kind.values():
+                    per_kind.pop(key, None)
             search = replace(search, space=space, space_by_kind=by_kind)
     s: dict[str, Any] = {}
     for flag, fieldname in [("num_samples", "num_samples"), ("max_concurrent", "max_concurrent"),
@@ -156,9 +163,15 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
                       ("latent_dim", "model.latent_dim")]:
         if getattr(args, flag):
             space[key] = tuple(getattr(args, flag))
-            for kind_space in by_kind.values():  # a flag overrides every kind
-                kind_space.pop(key, None)
+            for per_kind in by_kind.values():  # a flag overrides every kind
+                per_kind.pop(key, None)
     search = replace(search, **s, space=space, space_by_kind=by_kind)
+    if args.config:  # a fixed value in [model] / [train] that the space also searches would be silently ignored
+        for section in ("model", "train"):
+            for name in doc.get(section, {}):
+                if any(f"{section}.{name}" in kind_space(search, k) for k in search.models):
+                    warnings.warn(f"{args.config}: [{section}] {name} is also in the search space, which wins; "
+                                  f"set it under [space] as a one-element list to fix it", stacklevel=2)
     d: dict[str, Any] = {}
     if args.data:
         d["source"] = args.data
