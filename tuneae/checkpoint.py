@@ -6,6 +6,8 @@ Both are written atomically (temporary file + ``os.replace``), so a crash never 
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import tempfile
 from dataclasses import asdict
@@ -48,6 +50,29 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write text or bytes atomically: a temporary file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
+    """Write dict rows as CSV atomically; the header is the union of the rows' keys in first-seen order."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buf.getvalue())
 
 
 def save_checkpoint(folder: str | os.PathLike, model: Autoencoder, data_cfg: DataConfig, train_cfg: TrainConfig,

@@ -12,7 +12,6 @@ Pure PyTorch: nothing here imports Ray.
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
 
 import torch
 import torch.nn.functional as F
@@ -339,8 +338,3 @@ def build_model(cfg: ModelConfig) -> Autoencoder:
     """
     check_model_config(cfg)
     return MODELS[cfg.kind](cfg)
-
-
-def model_config_dict(model: Autoencoder) -> dict:
-    """The model's config as a plain dict (stored in checkpoints)."""
-    return asdict(model.cfg)

@@ -20,13 +20,11 @@ committed) and outside the report folder. W&B trouble only warns.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -42,7 +40,7 @@ from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 from tqdm.auto import tqdm
 
-from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint
+from tuneae.checkpoint import CheckpointError, atomic_write, atomic_write_csv, configs_of, load_checkpoint
 from tuneae.config import MODEL_KINDS, DataConfig
 from tuneae.data import DataError, Splits, add_gaussian_noise, load_splits, to_float
 from tuneae.models import BOTTLENECK, VAE, Autoencoder
@@ -485,7 +483,7 @@ def _figure(rows: int, cols: int, w: float, h: float) -> tuple[Figure, np.ndarra
 def _save(fig: Figure, path: Path, **kw) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, **kw)
-    _write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
     return path.name
 
 
@@ -604,27 +602,6 @@ def plot_vae(vae: VAE, a: torch.Tensor, b: torch.Tensor, titles: tuple[str, str]
 
 
 # ---------------------------------------------------------------------------------------------------- files
-def _write(path: Path, data: bytes | str) -> None:
-    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-    writer.writeheader()
-    writer.writerows(rows)
-    _write(path, buf.getvalue())
-
-
 def _stat_rows(summary: dict, keys: tuple[str, ...], n_all: int, **fixed) -> list[dict]:
     """CSV rows (overall, then per class) of one ``summarise`` result."""
     groups = {"all": {**summary, "n": n_all}, **summary["per_class"]}
@@ -863,11 +840,11 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
 
     tables = _tables(m, layers)
     for name, rows in tables.items():
-        _write_csv(out / f"{name}.csv", rows)
+        atomic_write_csv(out / f"{name}.csv", rows)
     m["layers"] = layers
     m["wall_time_s"] = round(time.time() - started, 1)
-    _write(out / "metrics.json", json.dumps(m, indent=1, default=str) + "\n")
-    _write(out / "report.md", _markdown(m, figures, tables["denoising_classes"], layers))
+    atomic_write(out / "metrics.json", json.dumps(m, indent=1, default=str) + "\n")
+    atomic_write(out / "report.md", _markdown(m, figures, tables["denoising_classes"], layers))
     for stale in [*out.glob("layers_*.png"), *out.glob("denoising_sigma*.png")]:  # from an earlier report here
         if stale.name not in figures.values():
             stale.unlink()

@@ -10,8 +10,6 @@ Ray Train (:mod:`tuneae.trainable`). Every trial is logged to W&B through Ray's 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import itertools
 import json
 import math
@@ -28,6 +26,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tuneae.checkpoint import atomic_write, atomic_write_csv
 from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
 from tuneae.data import DataError, check_source, load_splits
 from tuneae.models import UNUSED_BY_KIND, check_model_config
@@ -502,22 +501,10 @@ def best_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(ok, key=lambda r: r[METRIC]) if ok else None
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_results(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Write ``summary.json`` and ``trials.csv`` into ``out`` atomically."""
-    _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    buf = io.StringIO()
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    writer = csv.DictWriter(buf, fieldnames=keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    _atomic_write_text(out / "trials.csv", buf.getvalue())
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write_csv(out / "trials.csv", rows)
 
 
 def _versions() -> dict[str, str]:

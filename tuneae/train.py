@@ -178,8 +178,3 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return metrics
-
-
-def is_finite_metrics(metrics: dict[str, float]) -> bool:
-    """True when every float metric is finite."""
-    return all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
