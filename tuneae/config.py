@@ -192,10 +192,11 @@ UNET_CPU_SPACE: dict[str, tuple] = {
     "model.norm": ("batch", "group", "none"),
     "model.input_norm": ("none", "standardize"),
     "train.lr": (1e-3, 5e-4),
-    "train.epochs": (2, 4),
+    "train.epochs": (4, 8),
     "train.batch_size": (16, 32),
 }
-"""U-Net space that fits 2 CPUs (a U-Net epoch at 128 px costs minutes there): narrow, shallow, few epochs."""
+"""U-Net space that fits 2 CPUs (an epoch at 128 px costs 50 s at base 8, 150 s at base 16 there): narrow,
+shallow, few epochs."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
@@ -209,8 +210,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu": {
         "data": {"image_size": 128},
-        "search": {"num_samples": 6, "cpus_per_trial": 2.0, "grace_period": 1,
-                   "reduction_factor": 3.0, "name": "cpu"},
+        "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 4, "cpus_per_trial": 2.0,
+                   "grace_period": 1, "reduction_factor": 3.0, "name": "cpu"},
         "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
                   "model.latent_dim": (512, 1024, 2048)},
         "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE)},
@@ -227,6 +228,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 """Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
-reduced budget for 2 CPUs: 6 trials per model, epochs {3, 6, 9}), gpu (the seed's full grid and epochs, 1/4 GPU
-per trial). The cpu preset searches U-Nets (``--model unet dunet``) over ``UNET_CPU_SPACE``; the gpu preset adds
+reduced budget for 2 CPUs, about an hour: ae, vae, dae and the denoising U-Net, 4 trials each, epochs {3, 6, 9}
+for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets), gpu (the seed's full grid and epochs, 1/4 GPU per
+trial). The gpu preset adds
 ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization) and depth for every kind."""
