@@ -58,11 +58,42 @@ def test_report_writes_every_file_small_and_finite(smoke_report):
         for method, v in res.items():
             assert math.isfinite(v["psnr"]["mean"]) and math.isfinite(v["ssim"]["mean"]), (sigma, method)
             assert -1 <= v["ssim"]["mean"] <= 1
+    targets = metrics["targets"]  # recomputed from the stored metrics: same verdicts
+    assert targets == json.loads(json.dumps(report.check_targets(metrics)))
+    assert set(targets["denoising"]) == {"0.1", "0.2"} and "## Targets" in text
+    assert targets["reconstruction"]["best_bottleneck"] in kinds
     layers = [r for r in metrics["layers"] if r["model"] == "ae"]
     k = metrics["models"]["ae"]["model_config"]["kernel_size"]
     assert [r["receptive_field_px"] for r in layers][:2] == [k, k + 2 * (k - 1)]  # stride-2 k x k convolutions
     size = metrics["data"]["image_size"]  # after the fully-connected bottleneck every unit sees the whole image:
     assert all(r["receptive_field_px"] == size for r in layers if r["layer"].startswith("decoder"))
+
+
+def _target_metrics(learned_psnr: float, classical_psnr: float, gains: dict[str, tuple[float, float]]) -> dict:
+    """A minimal report ``metrics`` dict: one learned model (dunet), one classical method, per-class gains
+    (class -> (learned gain, classical gain)), and two bottleneck models, one with a too-large latent."""
+    res = {"noisy": {"psnr": {"mean": 20.0}}, "dunet": {"psnr": {"mean": learned_psnr}},
+           **{m: {"psnr": {"mean": classical_psnr - i}} for i, m in enumerate(report.CLASSICAL_GRIDS)}}
+    by = {c: {"n": 10, "gain": {"dunet": g[0], **{m: g[1] - i for i, m in enumerate(report.CLASSICAL_GRIDS)}}}
+          for c, g in gains.items()}
+    models = {"dunet": {"model_config": {"latent_dim": 0}, "test": {"psnr": {"mean": 40.0}, "ssim": {"mean": 0.9}}},
+              "ae": {"model_config": {"latent_dim": 1024}, "test": {"psnr": {"mean": 26.5}, "ssim": {"mean": 0.74}}},
+              "vae": {"model_config": {"latent_dim": 4096}, "test": {"psnr": {"mean": 30.0}, "ssim": {"mean": 0.8}}}}
+    return {"models": models, "denoising": {"0.1": res}, "denoising_classes": {"0.1": by}}
+
+
+def test_targets_rise_with_the_classical_methods_and_compare_classes():
+    gains = {"glioma": (6.0, 5.0), "no_tumor": (6.5, 5.0)}  # tumour class: +1.0 over classical, no_tumor: +1.5
+    t = report.check_targets(_target_metrics(28.4, 26.0, gains))
+    d = t["denoising"]["0.1"]
+    assert d["target"] == 28.3 and d["met"] and d["best_classical"] == next(iter(report.CLASSICAL_GRIDS))
+    assert d["tumour_minus_classical_db"] == pytest.approx(1.0) and d["tumour_classes_no_worse"] is False
+    assert "0.2" not in t["denoising"]  # not measured, not judged
+    d = report.check_targets(_target_metrics(28.4, 27.0, {"glioma": (6.0, 5.0), "no_tumor": (5.5, 5.0)}))
+    assert d["denoising"]["0.1"]["target"] == pytest.approx(29.0) and not d["denoising"]["0.1"]["met"]
+    assert d["denoising"]["0.1"]["tumour_classes_no_worse"] is True
+    r = t["reconstruction"]  # the vae's latent 4096 is outside the target's class; the U-Net has no bottleneck
+    assert r["best_bottleneck"] == "ae" and r["psnr"] == 26.5 and not r["met"]  # SSIM 0.74 < 0.75
 
 
 def test_noisy_psnr_matches_independent_computation(smoke_report):
