@@ -15,7 +15,7 @@ import torch
 from tuneae.checkpoint import configs_of, load_checkpoint
 from tuneae.config import SearchConfig
 from tuneae.data import load_splits
-from tuneae.search import derive_max_concurrent, kind_space, resolve
+from tuneae.search import ConfigError, derive_max_concurrent, kind_space, resolve
 from tuneae.train import evaluate, make_loader
 
 from .conftest import SMOKE_KINDS
@@ -105,11 +105,11 @@ def test_config_file_then_flags_override(tmp_path):
     assert search.num_samples == 3 and search.space["train.lr"] == (0.01,) and data.val_fraction == 0.2
     bad = tmp_path / "bad.toml"
     bad.write_text("[search]\nnum_sample = 7\n")
-    with pytest.raises(SystemExit, match="num_sample"):
+    with pytest.raises(ConfigError, match="num_sample"):
         resolve(["--config", str(bad)])
     typed = tmp_path / "typed.toml"
     typed.write_text('[model]\nbase_channels = "eight"\n')
-    with pytest.raises(SystemExit, match="base_channels = 'eight': expected int"):
+    with pytest.raises(ConfigError, match="base_channels = 'eight': expected int"):
         resolve(["--config", str(typed)])
 
 

@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "search: Ray Tune + Optuna TPE + ASHA, each trial trained under Ray Train, logged to W&B.",
         epilog="Presets: smoke = synthetic 32 px phantoms, 4 trials per model of 3 epochs, ~1-2 min on 2 CPUs "
                "(the tests use it); cpu = the real data at 128x128 with a reduced budget for 2 CPUs "
-               "(6 trials per model, epochs {3, 6, 9}, ASHA grace 1 / reduction 3; about an hour for ae + vae); "
+               "(ae, vae, dae and the denoising U-Net dunet, 4 trials each; epochs {3, 6, 9} for the bottleneck "
+               "models, {4, 8} for dunet with base channels {8, 16} and depth {3, 4}; ASHA grace 1 / reduction 3; "
+               "about an hour); "
                "gpu = the seed's full grid (lr {1e-3,5e-4,1e-4}, epochs {10,20,40}, batch {16,32,64}, latent "
                "{512,1024,2048}), 27 trials per model, 1/4 GPU per trial. Flags override the preset; a --config "
                "TOML file sits between the two.",
@@ -88,18 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class ConfigError(ValueError):
+    """A bad ``--config`` file or preset override; the message names the file, table and field."""
+
+
 def _merge(cls, base, updates: dict[str, Any], where: str):
     known = {f.name for f in fields(cls)}
     bad = sorted(set(updates) - known)
     if bad:
-        raise SystemExit(f"error: unknown field(s) {bad} in {where}; known: {sorted(known)}")
+        raise ConfigError(f"unknown field(s) {bad} in {where}; known: {sorted(known)}")
     for name, value in updates.items():  # TOML gives typed values: they must match the field's type
         default = getattr(base, name)
         ok = ((isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool)))
               or (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
               or (isinstance(default, tuple) and isinstance(value, list)))
         if not ok:
-            raise SystemExit(f"error: {where} {name} = {value!r}: expected {type(default).__name__}")
+            raise ConfigError(f"{where} {name} = {value!r}: expected {type(default).__name__}")
     return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in updates.items()})
 
 
@@ -108,7 +114,8 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
     """Merge preset, config file and command line (in that order) into typed configs.
 
     Raises:
-        SystemExit: with a message naming the file, table or flag at fault.
+        ConfigError: a config file that cannot be read, or an unknown table, field or badly typed value, naming the
+            file, table and field at fault (command-line errors exit through argparse, status 2).
     """
     args = build_parser().parse_args(argv)
     preset = PRESETS[args.preset]
@@ -122,10 +129,10 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
         try:
             doc = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SystemExit(f"error: cannot read config file {path}: {exc}") from exc
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         unknown = sorted(set(doc) - {"search", "data", "model", "train", "space"})
         if unknown:
-            raise SystemExit(f"error: {path}: unknown table(s) {unknown}")
+            raise ConfigError(f"{path}: unknown table(s) {unknown}")
         search = _merge(SearchConfig, search, dict(doc.get("search", {})), f"{path} [search]")
         data = _merge(DataConfig, data, doc.get("data", {}), f"{path} [data]")
         model = _merge(ModelConfig, model, doc.get("model", {}), f"{path} [model]")
@@ -193,7 +200,7 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
 
 def _choices(value: Any, where: str) -> tuple:
     if not isinstance(value, list) or not value:
-        raise SystemExit(f"error: {where} must be a non-empty list of choices")
+        raise ConfigError(f"{where} must be a non-empty list of choices")
     return tuple(value)
 
 
@@ -540,7 +547,11 @@ def format_table(models: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tuneae.search``; returns the exit status (0: every model has a best trial)."""
     started = time.time()
-    search, data, model, train, args = resolve(argv)
+    try:
+        search, data, model, train, args = resolve(argv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         validate(search, data, model)
         check_source(data)
