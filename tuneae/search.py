@@ -326,6 +326,14 @@ def _wandb_callback(search: SearchConfig, kind: str):
                     self._signal_logging_actor_stop(trial=trial)
                 super().on_experiment_end(trials, **info)
 
+            def __del__(self):
+                # Ray's __del__ calls ray.is_initialized(), which raises when it runs during interpreter shutdown
+                # (modules already torn down): a harmless but alarming traceback. Runs were closed above.
+                try:
+                    super().__del__()
+                except Exception:
+                    pass
+
         Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
         return ClosingWandbLoggerCallback(project=search.wandb_project, group=f"{search.name}-{kind}",
                                           upload_timeout=60, excludes=["checkpoint_path", "node_id"])
