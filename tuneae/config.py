@@ -219,8 +219,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "gpu": {
         "data": {"image_size": 128},
-        "search": {"num_samples": 27, "cpus_per_trial": 2.0, "gpus_per_trial": 0.25, "grace_period": 5,
-                   "reduction_factor": 2.0, "name": "gpu"},
+        "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 27, "cpus_per_trial": 2.0,
+                   "gpus_per_trial": 0.25, "grace_period": 5, "reduction_factor": 2.0, "name": "gpu"},
         "space": {**SEED_SPACE, **ARCH_SPACE},
         "space_by_kind": {"ae": {"model.depth": (4, 5)}, "vae": {"model.depth": (4, 5)}, "dae": {"model.depth": (4, 5)},
                           "unet": {"model.depth": (3, 4, 5)}, "dunet": {"model.depth": (3, 4, 5)}},
@@ -230,5 +230,5 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 """Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
 reduced budget for 2 CPUs, about an hour: ae, vae, dae and the denoising U-Net, 4 trials each, epochs {3, 6, 9}
 for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets), gpu (the seed's full grid and epochs, 1/4 GPU per
-trial). The gpu preset adds
+trial; the same four kinds). The gpu preset adds
 ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization) and depth for every kind."""

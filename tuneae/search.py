@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                "models, {4, 8} for dunet with base channels {8, 16} and depth {3, 4}; ASHA grace 1 / reduction 3; "
                "about an hour); "
                "gpu = the seed's full grid (lr {1e-3,5e-4,1e-4}, epochs {10,20,40}, batch {16,32,64}, latent "
-               "{512,1024,2048}), 27 trials per model, 1/4 GPU per trial. Flags override the preset; a --config "
-               "TOML file sits between the two.",
+               "{512,1024,2048}) plus base channels, kernel size, normalization and depth, the same four kinds, "
+               "27 trials each, 1/4 GPU per trial. Flags override the preset; a --config TOML file sits between "
+               "the two.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--preset", choices=sorted(PRESETS), default="cpu", help="budget preset (default: cpu)")
