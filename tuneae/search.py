@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--data", metavar="SOURCE", help="a Hugging Face hub id (default benschill/brain-tumor-collection, read from "
                                        "its parquet export), a local folder in imagefolder layout "
                                        "(train/<class>/*.jpg, test/<class>/*.jpg), or 'phantom' (synthetic)")
-    a("--model", nargs="+", choices=MODEL_KINDS, help="model kinds, one search each (default: ae vae)")
+    a("--model", nargs="+", choices=MODEL_KINDS,
+      help="model kinds, one search each (default: the preset's; cpu and gpu: ae vae dae dunet)")
     a("--num-samples", type=int, help="trials per model kind")
     a("--max-concurrent", type=int, help="concurrent trials (default: as many as the cluster's CPUs/GPUs hold)")
     a("--cpus-per-trial", type=float, help="CPUs per Train worker (= torch threads)")
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--resume", action="store_true", help="resume the experiment --name from its storage (finished trials are "
                                             "kept, the searcher keeps its history)")
     a("--seed", type=int, help="seed of the searcher, the data split and training (default 0)")
-    a("--image-size", type=int, help="input side in pixels, divisible by 32 (default 128; smoke: 32)")
+    a("--image-size", type=int, help="input side in pixels, divisible by 2**depth of every model searched (32 for the "
+                                           "seed's depth 5; default 128, smoke: 32)")
     a("--grace-period", type=int, help="ASHA grace period in epochs (first rung)")
     a("--reduction-factor", type=float, help="ASHA reduction factor")
     a("--lr", type=float, nargs="+", help="learning-rate choices (search space override)")
@@ -92,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class ConfigError(ValueError):
-    """A bad ``--config`` file or preset override; the message names the file, table and field."""
+    """A bad ``--config`` file: unreadable, or an unknown table or field, or a value of the wrong type; the message
+    names the file, table and field."""
 
 
 def _merge(cls, base, updates: dict[str, Any], where: str):
