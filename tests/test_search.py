@@ -15,8 +15,8 @@ import torch
 from tuneae.checkpoint import configs_of, load_checkpoint
 from tuneae.config import SearchConfig
 from tuneae.data import load_splits
-from tuneae.search import ConfigError, derive_max_concurrent, kind_space, resolve
-from tuneae.train import evaluate, make_loader
+from tuneae.search import ConfigError, derive_max_concurrent, kind_space, main, resolve
+from tuneae.train import eval_batch_size, evaluate, make_loader
 
 from .conftest import SMOKE_KINDS
 
@@ -59,15 +59,17 @@ def test_best_checkpoint_reloads_alone_and_reproduces_val_loss(smoke_run, kind):
     data_cfg, model_cfg, train_cfg = configs_of(payload)
     assert model_cfg.kind == kind and payload["epoch"] == m["best_metrics"]["epoch"]
     splits = load_splits(data_cfg)
-    again = evaluate(model, make_loader(splits.val, 64, shuffle=False), torch.device("cpu"), train_cfg)
+    loader = make_loader(splits.val, eval_batch_size(train_cfg.batch_size), shuffle=False)  # as the trainable's
+    again = evaluate(model, loader, torch.device("cpu"), train_cfg)
     assert again["val/loss"] == pytest.approx(m["best_metrics"]["val/loss"], rel=1e-4)
 
 
-def test_existing_experiment_is_not_overwritten(smoke_run):
+def test_existing_experiment_is_not_overwritten(smoke_run, tmp_path):
     before = (smoke_run["results"] / "summary.json").read_text()
     proc = subprocess.run([sys.executable, "-m", "tuneae.search", "--preset", "smoke", "--name", "smoke",
                            "--storage-path", str(smoke_run["storage"]), "--results-dir",
-                           str(smoke_run["results"].parent)], capture_output=True, text=True, timeout=120, check=False)
+                           str(smoke_run["results"].parent)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "exists" in proc.stderr
     assert (smoke_run["results"] / "summary.json").read_text() == before
 
@@ -111,6 +113,14 @@ def test_config_file_then_flags_override(tmp_path):
     typed.write_text('[model]\nbase_channels = "eight"\n')
     with pytest.raises(ConfigError, match="base_channels = 'eight': expected int"):
         resolve(["--config", str(typed)])
+
+
+def test_main_rejects_bad_config_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nlearning_rate = 0.1\n")
+    assert main(["--config", str(bad)]) == 2  # fails in config resolution: no data read, no Ray started
+    err = capsys.readouterr().err
+    assert str(bad) in err and "learning_rate" in err and "[train]" in err
 
 
 def test_each_kind_searches_only_what_it_uses():

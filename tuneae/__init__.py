@@ -1,8 +1,12 @@
 """tuneae: the best autoencoder for brain-tumour MRI reconstruction and denoising, by distributed search.
 
+Model kinds: ``ae`` (autoencoder), ``vae`` (variational), ``dae`` (denoising AE), all through a ``latent_dim``
+bottleneck, and the U-Nets ``unet`` and ``dunet`` (skip connections at every scale, Ronneberger et al. 2015;
+``dunet`` is a denoising U-Net: noisy input, clean target).
+
 Modules, in the order data flows: :mod:`tuneae.config` (typed settings, presets), :mod:`tuneae.data` (sources,
-cache, de-duplication, splits), :mod:`tuneae.models` (AE, VAE, denoising AE), :mod:`tuneae.train` (pure PyTorch
-loop and metrics), :mod:`tuneae.trainable` (Ray Train glue), :mod:`tuneae.search` (Ray Tune, Optuna, ASHA, W&B;
+cache, de-duplication, splits), :mod:`tuneae.models` (the five kinds), :mod:`tuneae.train` (pure PyTorch loop and
+metrics), :mod:`tuneae.trainable` (Ray Train glue), :mod:`tuneae.search` (Ray Tune, Optuna, ASHA, W&B;
 ``python -m tuneae.search``), :mod:`tuneae.checkpoint` (self-describing checkpoints), :mod:`tuneae.report`
 (post-hoc report; ``python -m tuneae.report``).
 """

@@ -22,6 +22,9 @@ from tuneae.models import Autoencoder, build_model
 
 MODEL_FILE = "model.pt"
 OPTIMIZER_FILE = "optimizer.pt"
+REQUIRED_KEYS = ("model_config", "data_config", "train_config", "state_dict", "epoch", "metrics")
+"""Payload keys :func:`load_checkpoint` requires; :func:`save_checkpoint` always writes them (the report reads
+``data_config`` and ``train_config`` to reload the validation split and re-evaluate)."""
 
 
 class CheckpointError(ValueError):
@@ -39,7 +42,18 @@ def package_version() -> str:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``."""
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``.
+
+    ``os.replace`` is atomic within one file system (POSIX ``rename``), so readers see the old file or the new
+    one, never a partial one; the temporary file is removed on any failure. Missing parent folders are created.
+
+    Args:
+        obj: anything ``torch.save`` can pickle (load it back with ``weights_only=True`` only if it holds tensors,
+            plain containers and numbers).
+        path: the destination file.
+    Raises:
+        OSError: the folder cannot be created or written, or the replace fails.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -53,7 +67,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write text or bytes atomically: a temporary file in the same folder, then ``os.replace``."""
+    """Write text or bytes atomically: a temporary file in the same folder, then ``os.replace``.
+
+    Readers see the old file or the new one, never a partial one; the temporary file is removed on any failure.
+    Missing parent folders are created.
+
+    Args:
+        path: the destination file.
+        data: bytes, or text written as UTF-8 (no newline translation).
+    Raises:
+        OSError: the folder cannot be created or written, or the replace fails.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -67,7 +91,15 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
 
 
 def atomic_write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
-    """Write dict rows as CSV atomically; the header is the union of the rows' keys in first-seen order."""
+    """Write dict rows as CSV atomically (see :func:`atomic_write`); Python's ``csv`` excel dialect, UTF-8.
+
+    Args:
+        path: the destination file.
+        rows: one dict per row; the header is the union of the rows' keys in first-seen order and a row without
+            a key gets an empty cell. No rows: a file holding only an empty header line.
+    Raises:
+        OSError: as :func:`atomic_write`.
+    """
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
@@ -82,9 +114,11 @@ def save_checkpoint(folder: str | os.PathLike, model: Autoencoder, data_cfg: Dat
     Args:
         model: the unwrapped model (not DDP); its weights are moved to CPU.
         epoch: epochs completed (1-based).
-        metrics: the metrics reported for this epoch (``val/loss`` ...).
+        metrics: the metrics reported for this epoch (``val/loss`` ...); non-numeric values are dropped.
     Returns:
         The path of ``model.pt``.
+    Raises:
+        OSError: the folder cannot be created or written (see :func:`atomic_torch_save`).
     """
     folder = Path(folder)
     payload = {
@@ -108,11 +142,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     Args:
         path: ``model.pt`` or the folder holding it.
+        map_location: where the tensors are loaded (``torch.load``'s ``map_location``); the model is built there.
     Returns:
         (model in eval mode, payload dict with ``model_config``, ``data_config``, ``train_config``, ``epoch``,
         ``metrics``, ``tuneae_version``).
     Raises:
-        CheckpointError: the file is missing or unreadable, or its weights do not fit its model config.
+        CheckpointError: the file is missing or unreadable, lacks one of :data:`REQUIRED_KEYS`, or its weights do
+            not fit its model config; the message names the file (and the missing key).
     """
     path = Path(path)
     if path.is_dir():
@@ -125,7 +161,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    for key in ("model_config", "state_dict", "epoch", "metrics"):
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, not a dict; "
+                              f"not a tuneae checkpoint")
+    for key in REQUIRED_KEYS:
         if key not in payload:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}; not a tuneae checkpoint")
     try:
@@ -139,6 +178,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def configs_of(payload: dict) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    """The (data, model, train) configs stored in a checkpoint payload."""
+    """The (data, model, train) configs stored in a checkpoint payload.
+
+    Args:
+        payload: the dict returned by :func:`load_checkpoint` (which guarantees the three config keys).
+    Returns:
+        (DataConfig, ModelConfig, TrainConfig) rebuilt from ``data_config``, ``model_config``, ``train_config``.
+    Raises:
+        KeyError: a config key is missing (a payload not from :func:`load_checkpoint`).
+        TypeError: a stored config has a field the installed tuneae does not know (written by another version).
+    """
     return (DataConfig(**payload["data_config"]), ModelConfig(**payload["model_config"]),
             TrainConfig(**payload["train_config"]))

@@ -1,6 +1,10 @@
-"""Convolutional autoencoders: AE, VAE and denoising AE on one shared encoder/decoder stack.
+"""Convolutional autoencoders: AE, VAE and denoising AE on one shared encoder/decoder stack, and U-Nets.
 
-The stack is the seed project's (5 x stride-2 conv down, 5 x transposed conv up, LeakyReLU):
+Kinds (:data:`MODELS`): ``ae``, ``vae`` and ``dae`` (denoising AE) squeeze every image through a ``latent_dim``
+vector; ``unet`` and ``dunet`` (:class:`UNetAE`) have skip connections between encoder and decoder at every scale
+(Ronneberger et al. 2015), ``dunet`` being the denoising U-Net (noisy input, clean target).
+
+The bottleneck stack is the seed project's (5 x stride-2 conv down, 5 x transposed conv up, LeakyReLU):
 
     encoder  (B, 1, 128, 128) -conv-> (B, 32, 64, 64) -> 64@32 -> 128@16 -> 256@8 -> (B, 512, 4, 4) -flatten-> Linear
     decoder  Linear -> (B, 512, 4, 4) -convT-> 256@8 -> 128@16 -> 64@32 -> 32@64 -convT-> (B, 1, 128, 128), sigmoid
@@ -207,6 +211,9 @@ class VAE(Autoencoder):
         KL = -1/2 * sum(1 + logvar - mu^2 - exp(logvar)) (Kingma & Welling 2014, appendix B). Averaging over the
         batch (the seed summed) makes the loss comparable across batch sizes.
 
+        Args:
+            x: input (B, 1, S, S) in [0, 1]; z is sampled in training mode, z = mu in eval mode.
+            target: image (B, 1, S, S) in [0, 1], the Bernoulli likelihood's (soft) targets.
         Returns:
             (loss scalar in nats per image, reconstruction (B, 1, S, S) in [0, 1]).
         """
@@ -265,7 +272,10 @@ class UNetAE(Autoencoder):
         nn.init.zeros_(self.head.bias)
 
     def encode(self, x: torch.Tensor, keep: list | None = None) -> list[torch.Tensor]:  # type: ignore[override]
-        """(B, 1, S, S) in [0, 1] -> [(B, c_0, S, S), (B, c_1, S/2, S/2), ..., bottleneck (B, c_d, S/2**d, ...)]."""
+        """(B, 1, S, S) in [0, 1] -> [(B, c_0, S, S), (B, c_1, S/2, S/2), ..., bottleneck (B, c_d, S/2**d, ...)].
+
+        ``keep``, when given, receives ``("encoder.stem", ...)``, ``("encoder.0", ...)``, ... in order.
+        """
         h = standardize(x) if self.cfg.input_norm == "standardize" else x
         h = self.stem(h)  # (B, c_0, S, S)
         feats = [h]
@@ -304,7 +314,16 @@ class UNetAE(Autoencoder):
         return torch.sigmoid(self._logit(x) + self._decode_logits(self.encode(x)))
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
-        """Output plus every encoder and decoder stage's activation, ending with ``("output", output)``."""
+        """Output plus every encoder and decoder stage's activation (after its last LeakyReLU), for the report.
+
+        Args:
+            x: (B, 1, S, S) in [0, 1] (noisy for ``dunet``).
+        Returns:
+            (output (B, 1, S, S) in [0, 1], equal to ``forward(x)``, and [(name, activation), ...] in network order,
+            with c_i = base_channels * 2**i and d = depth: ``encoder.stem`` (B, c_0, S, S); ``encoder.i``
+            (B, c_{i+1}, S / 2**(i+1), S / 2**(i+1)) for i < d; ``decoder.j`` (B, c_{d-1-j}, S / 2**(d-1-j),
+            S / 2**(d-1-j)) for j < d, after the skip concatenation and double conv; last ``("output", output)``).
+        """
         keep: list[tuple[str, torch.Tensor]] = []
         out = torch.sigmoid(self._logit(x) + self._decode_logits(self.encode(x, keep), keep))
         keep.append(("output", out))

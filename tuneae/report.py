@@ -779,7 +779,7 @@ def _markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: list[d
             def mean(key, classes, by=by):
                 return np.average([by[c][key] for c in classes], weights=[by[c]["n"] for c in classes])
 
-            g = {c: {"gain": v["gain"][v["best_learned"]], **v} for c, v in by.items()}
+            g = {c: {**v, "gain": v["gain"][v["best_learned"]]} for c, v in by.items()}
             lines.append(f"- sigma {s}: the best learned model gains {mean('gain', sick, g):.2f} dB on the "
                          f"tumour/lesion classes ({', '.join(sick)}) vs {mean('gain', healthy, g):.2f} dB on "
                          f"{', '.join(healthy)}; relative to the best classical method "

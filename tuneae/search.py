@@ -115,11 +115,22 @@ def _merge(cls, base, updates: dict[str, Any], where: str):
 
 def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, ModelConfig, TrainConfig,
                                                      argparse.Namespace]:
-    """Merge preset, config file and command line (in that order) into typed configs.
+    """Merge preset, config file and command line (in that order) into typed configs. Starts nothing, reads no data.
 
+    Also: ``--seed`` seeds the data split and training too; a local ``storage_path`` sets the default
+    ``data.cache_dir`` to ``<storage_path>/cache`` (absolute); a local data folder is made absolute (checkpoints
+    store it); ``model.image_size`` follows ``data.image_size``; ``RAY_ADDRESS`` is used when ``--address`` is not
+    given. A ``[model]``/``[train]`` value that the space also searches gives a ``UserWarning`` (the space wins).
+
+    Args:
+        argv: command-line arguments without the program name; None reads ``sys.argv[1:]``.
+    Returns:
+        (search, data, model, train, parsed arguments); ``search.space`` / ``search.space_by_kind`` map
+        ``"section.field"`` to a tuple of choices.
     Raises:
-        ConfigError: a config file that cannot be read, or an unknown table, field or badly typed value, naming the
-            file, table and field at fault (command-line errors exit through argparse, status 2).
+        ConfigError: a config file that cannot be read, or an unknown table, field or badly typed value, or a
+            ``[space]`` entry that is not a non-empty list, naming the file, table and field at fault.
+        SystemExit: bad command-line flags (argparse prints the error and exits with status 2), or ``--help``.
     """
     args = build_parser().parse_args(argv)
     preset = PRESETS[args.preset]
@@ -215,8 +226,12 @@ def kind_space(search: SearchConfig, kind: str) -> dict[str, tuple]:
     noise settings only for denoising kinds), so each kind's experiment searches only its own parameters and TPE
     never models a parameter that has no effect (Optuna's conditional spaces, done per experiment).
 
+    Args:
+        search: the resolved search config (its ``space`` and ``space_by_kind``).
+        kind: a model kind (``ae``, ``vae``, ``dae``, ``unet``, ``dunet``).
     Returns:
-        ``{"section.field": (choice, ...)}``.
+        ``{"section.field": (choice, ...)}``: the common space updated by ``space_by_kind[kind]``, without the keys
+        in ``UNUSED_BY_KIND[kind]``. Raises nothing (an unknown kind just gets the common space).
     """
     space = {**search.space, **search.space_by_kind.get(kind, {})}
     return {k: tuple(v) for k, v in space.items() if k not in UNUSED_BY_KIND.get(kind, ())}
@@ -225,6 +240,14 @@ def kind_space(search: SearchConfig, kind: str) -> dict[str, tuple]:
 def validate(search: SearchConfig, data: DataConfig, model: ModelConfig) -> None:
     """Check everything that can be checked before Ray starts or any image is decoded.
 
+    Checks every kind's space keys against the config fields, epochs / batch size >= 1 and lr > 0 among the
+    choices, the trial budget, the resources per trial, ASHA's settings, and that every combination of the
+    ``model.*`` choices builds (:func:`tuneae.models.check_model_config`, e.g. image size divisible by 2**depth).
+
+    Args:
+        search: the resolved search config.
+        data: not read at present (the image size is checked through ``model.image_size``).
+        model: the base model config; each kind's ``model.*`` choices are applied on top of it.
     Raises:
         ValueError: naming the field and value (search space keys, budgets, resources, model sizes).
     """
@@ -412,7 +435,26 @@ def _trial_dirname(trial) -> str:
 
 def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig,
             data_box: dict, max_concurrent: int, resume: bool):
-    """Run (or resume) the Tune experiment of one model kind; returns its ``ResultGrid``."""
+    """Run (or resume) the Tune experiment of one model kind under ``<experiment_dir>/<kind>``.
+
+    Optuna TPE (Bergstra et al. 2011) proposes configs, ASHA (Li et al. 2020) stops trials at rungs counted by the
+    reported ``epoch`` (max_t: the largest ``train.epochs`` choice), each trial is :func:`tuneae.trainable.run_trial`
+    (upstream API: ``ray.tune.Tuner``, ``ray.tune.search.optuna.OptunaSearch``, ``ray.tune.schedulers.ASHAScheduler``).
+
+    Args:
+        kind: the model kind searched.
+        search, data, model, train: the resolved configs; ``kind_space(search, kind)`` is searched.
+        data_box: ``{"ref": ObjectRef}`` of the uint8 train/val arrays in the Ray object store.
+        max_concurrent: trials running at once (:func:`derive_max_concurrent`).
+        resume: continue a saved experiment at that path when one exists (finished trials are kept, errored ones
+            stay failed); a kind whose saved trials all finished is returned without running anything.
+    Returns:
+        The ``ray.tune.ResultGrid``; failed trials are in it with their error (Tune's ``max_failures=0``), not raised.
+    Raises:
+        KeyboardInterrupt: a second Ctrl-C (the first makes Tune save its state and return).
+        Exception: an error outside the trials (Tune itself, a failed restore), which ``Tuner.fit`` re-raises
+            (upstream: ``ray.tune.Tuner.fit`` docs).
+    """
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -468,6 +510,13 @@ def saved_statuses(path: str) -> dict[str, str]:
 
     On Ctrl-C Tune saves its state (unfinished trials still ``RUNNING`` or ``PENDING``) and only then stops the
     trials, which the returned ``ResultGrid`` then shows as ``TERMINATED``; the saved state tells them apart.
+
+    Args:
+        path: one kind's experiment folder, ``<experiment_dir>/<kind>`` (local path or URI).
+    Returns:
+        ``{trial_id: status}`` with Tune's statuses (``TERMINATED``, ``ERROR``, ``RUNNING``, ``PENDING``, ...).
+    Raises:
+        ValueError: no experiment state file under ``path`` (upstream: ``ray.tune.ExperimentAnalysis``).
     """
     from ray.tune import ExperimentAnalysis
 
@@ -478,7 +527,16 @@ def trial_rows(kind: str, grid, search: SearchConfig, saved: dict[str, str] | No
     """One row per trial: searched params, last epoch, metrics, status, stopped early or not, error.
 
     Args:
+        kind: the model kind (the ``model`` column).
+        grid: the kind's ``ray.tune.ResultGrid`` (or any iterable of ``ray.tune.Result``).
+        search: selects the parameter columns (``kind_space(search, kind)``).
         saved: :func:`saved_statuses`; a trial saved as unfinished gets the status ``INTERRUPTED``.
+    Returns:
+        One dict per trial with keys ``model``, ``trial_id``, ``status`` (``TERMINATED``, ``ERROR`` or
+        ``INTERRUPTED``), ``stopped_early`` (terminated before its planned epochs: ASHA), ``error`` (one line, at
+        most 300 characters, "" if none), the searched ``section.field`` keys, ``last_epoch``, the
+        ``SHOWN_METRICS`` (``val/psnr`` in dB; None when the trial reported nothing), ``time_total_s``,
+        ``checkpoint_path`` and ``node_id`` ("" when absent).
     """
     rows = []
     for r in grid:
@@ -514,14 +572,28 @@ def _reason(error: BaseException | None) -> str:
 
 
 def best_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The finished trial with the lowest finite last ``val/loss``, or None."""
+    """The best trial of one kind: the lowest finite last ``val/loss`` among trials not ``ERROR`` with a checkpoint.
+
+    Args:
+        rows: :func:`trial_rows` of one kind (``val/loss`` compares only within a kind).
+    Returns:
+        That row, or None when no trial qualifies.
+    """
     ok = [r for r in rows if r["status"] != "ERROR" and isinstance(r.get(METRIC), (int, float))
           and math.isfinite(r[METRIC]) and r["checkpoint_path"]]
     return min(ok, key=lambda r: r[METRIC]) if ok else None
 
 
 def write_results(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    """Write ``summary.json`` and ``trials.csv`` into ``out`` atomically."""
+    """Write ``summary.json`` (indented, non-JSON values as ``str``) and ``trials.csv`` into ``out`` atomically.
+
+    Args:
+        out: the results folder, ``<results_dir>/<name>`` (created if missing).
+        summary: the search summary.
+        rows: :func:`trial_rows` of every kind (CSV header: the union of their keys).
+    Raises:
+        OSError: the folder cannot be created or written.
+    """
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     atomic_write_csv(out / "trials.csv", rows)
 
@@ -543,7 +615,16 @@ def _fmt(v: Any, digits: int) -> str:
 
 
 def format_table(models: dict[str, Any]) -> str:
-    """The end-of-search summary table: one line per model kind, best trial's config and validation metrics."""
+    """The end-of-search summary table: one line per model kind, best trial's config and validation metrics.
+
+    Args:
+        models: kind -> the summary's per-kind dict (``trials``, ``stopped_early``, ``failed``, ``best_metrics``,
+            ``best_config``; the last two may be None).
+    Returns:
+        The table as text with a header line; val/loss, val/mse and val/psnr (dB) of the best trial, "-" when none.
+    Raises:
+        KeyError: a kind's dict lacks ``trials``, ``stopped_early`` or ``failed``.
+    """
     header = (f"{'model':6} {'trials':>6} {'stopped':>7} {'failed':>6} {'val/loss':>10} {'val/mse':>9} "
               f"{'val/psnr':>8}  best config")
     lines = [header]
@@ -557,7 +638,17 @@ def format_table(models: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m tuneae.search``; returns the exit status (0: every model has a best trial)."""
+    """Entry point of ``python -m tuneae.search``.
+
+    Args:
+        argv: command-line arguments without the program name; None reads ``sys.argv[1:]``.
+    Returns:
+        The exit status: 0 every kind has a best trial, 1 some kind has none, 2 bad input (config file, invalid
+        settings, data source, existing experiment without ``--resume``; one ``error:`` line on stderr, before Ray
+        starts), 130 interrupted, or the report's non-zero status with ``--report``.
+    Raises:
+        SystemExit: bad command-line flags or ``--help`` (argparse; status 2 for bad flags).
+    """
     started = time.time()
     try:
         search, data, model, train, args = resolve(argv)

@@ -17,6 +17,25 @@ from tuneae.config import TrainConfig
 from tuneae.data import add_gaussian_noise, to_float
 from tuneae.models import DENOISING, Autoencoder
 
+MIN_EVAL_BATCH = 64
+"""Smallest validation batch: evaluation needs no gradients, so small training batches need not slow it down."""
+
+
+def eval_batch_size(batch_size: int) -> int:
+    """The validation loader's batch size for a trial trained with ``batch_size``: ``max(batch_size, 64)``.
+
+    Every caller that evaluates a trial's validation split (:func:`fit`, the Ray Train worker loop, the report)
+    must use this: the report re-evaluates a reloaded checkpoint and checks that it reproduces the ``val/loss``
+    the trial reported, and the batching decides how the seeded validation noise of denoising kinds is drawn
+    (one draw per batch) and in which order floating-point sums run.
+
+    Args:
+        batch_size: the trial's training batch size (images, >= 1).
+    Returns:
+        The validation batch size in images, >= 64.
+    """
+    return max(batch_size, MIN_EVAL_BATCH)
+
 
 class LossModule(nn.Module):
     """Wraps a model so that ``forward(x, target)`` returns ``model.objective(x, target)``.
@@ -41,6 +60,7 @@ def make_loader(images: np.ndarray, batch_size: int, shuffle: bool, seed: int = 
         images: (N, 1, S, S) uint8 (read-only arrays from the Ray object store are copied once here).
         batch_size: images per batch; the last batch may be smaller.
         shuffle: reshuffle each epoch with a generator seeded by ``seed``.
+        seed: seed of the shuffling generator.
     Returns:
         A loader yielding 1-tuples ``(x,)`` with x (B, 1, S, S) uint8.
     Raises:
@@ -95,15 +115,24 @@ def _on_any_rank(flag: bool, device: torch.device) -> bool:
 
 def train_one_epoch(loss_module: nn.Module, kind: str, loader: Iterable, optimizer: torch.optim.Optimizer,
                     device: torch.device, cfg: TrainConfig, gen: torch.Generator) -> float:
-    """One pass over ``loader``; returns the mean of the objective over images (MSE per pixel or nats per image).
+    """One pass over ``loader`` with one Adam (or other ``optimizer``) step per batch, in training mode.
 
     Args:
-        loss_module: a :class:`LossModule` (possibly DDP-wrapped).
-        kind: the model kind (denoising kinds get a noisy input).
-        loader: yields ``(x,)`` with x (B, 1, S, S) uint8.
+        loss_module: a :class:`LossModule` (possibly DDP-wrapped); ``forward(x, target) -> (loss, recon)``.
+        kind: the model kind; denoising kinds (``dae``, ``dunet``) get a noisy input, sigma on the [0, 1] scale
+            drawn once per batch uniform in [``cfg.noise_sigma_min``, ``cfg.noise_sigma_max``].
+        loader: yields ``(x,)`` with x (B, 1, S, S) uint8 in [0, 255].
+        optimizer: steps the parameters of ``loss_module``.
+        device: where the batches go (the model must already be there).
+        cfg: noise range and ``lr`` (the latter only for the divergence message).
         gen: CPU generator for the noise of denoising kinds.
+    Returns:
+        This rank's running mean of the objective over the epoch's images (each batch's loss weighted by its size,
+        taken while the weights change): MSE per pixel on the [0, 1] scale for ``ae``/``dae``/``unet``/``dunet``,
+        negative ELBO in nats per image for ``vae``. 0.0 for an empty loader.
     Raises:
         FloatingPointError: the loss became NaN or infinite, on any DDP rank (all ranks raise at the same step).
+        TypeError: a batch is not uint8 (from :func:`tuneae.data.to_float`).
     """
     loss_module.train()
     total, count = 0.0, 0
@@ -127,14 +156,27 @@ def train_one_epoch(loss_module: nn.Module, kind: str, loader: Iterable, optimiz
 @torch.no_grad()
 def evaluate(model: Autoencoder, loader: Iterable, device: torch.device, cfg: TrainConfig,
              seed: int = 1234) -> dict[str, float]:
-    """Validation metrics, computed the same way for every kind.
+    """Validation metrics, computed the same way for every kind, in eval mode without gradients.
 
-    For denoising kinds the input carries Gaussian noise of sigma ``cfg.val_noise_sigma`` (seeded, so every epoch
-    and every reload sees the same noisy set) and the metrics compare the output with the clean image.
+    For denoising kinds the input carries Gaussian noise of sigma ``cfg.val_noise_sigma`` (on the [0, 1] scale;
+    seeded, so every epoch and every reload with the same batching sees the same noisy set) and the metrics
+    compare the output with the clean image. The VAE decodes its posterior mean (deterministic).
 
+    Args:
+        model: the unwrapped model (not DDP), already on ``device``; left in eval mode.
+        loader: yields ``(x,)`` with x (B, 1, S, S) uint8 in [0, 255]; use batches of
+            :func:`eval_batch_size` to reproduce a trial's reported metrics.
+        device: where the batches go.
+        cfg: only ``val_noise_sigma`` is read.
+        seed: seed of the validation noise generator.
     Returns:
-        ``{"val/loss": objective averaged over images, "val/mse": MSE per pixel averaged over images,
-        "val/psnr": mean of per-image PSNR in dB}``.
+        ``{"val/loss": the model's objective averaged over images (MSE per pixel, or nats per image for the VAE),
+        "val/mse": MSE per pixel on the [0, 1] scale averaged over images, "val/psnr": mean of per-image PSNR in dB
+        (see :func:`psnr_per_image`)}``.
+    Raises:
+        ZeroDivisionError: the loader yields no batch (:func:`make_loader` never builds such a loader).
+        TypeError: a batch is not uint8 (from :func:`tuneae.data.to_float`).
+        ValueError: a negative ``cfg.val_noise_sigma`` for a denoising kind.
     """
     model.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -155,20 +197,31 @@ def evaluate(model: Autoencoder, loader: Iterable, device: torch.device, cfg: Tr
 def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cfg: TrainConfig,
         device: torch.device | str = "cpu",
         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, float]:
-    """Train ``model`` for ``cfg.epochs`` epochs with Adam, without Ray (scripts, tests, benchmarks).
+    """Train ``model`` in place for ``cfg.epochs`` epochs with Adam (Kingma & Ba 2015) at ``cfg.lr``, without Ray.
+
+    For scripts, tests and benchmarks; the same steps as the Ray Train worker loop, on one process. Seeds
+    ``torch.manual_seed(cfg.seed)``; the validation loader uses :func:`eval_batch_size`.
 
     Args:
-        train_images, val_images: (N, 1, S, S) uint8.
+        model: moved to ``device`` and trained in place.
+        train_images, val_images: (N, 1, S, S) uint8 in [0, 255], N >= 1.
+        cfg: lr, epochs, batch_size, seed, noise settings.
+        device: e.g. ``"cpu"`` or ``"cuda"``.
         on_epoch: called after each epoch with (epoch starting at 1, metrics).
     Returns:
-        The last epoch's metrics: ``train/loss``, ``val/loss``, ``val/mse``, ``val/psnr``, ``epoch``.
+        The last epoch's metrics: ``train/loss``, ``val/loss``, ``val/mse``, ``val/psnr`` (dB) (units as in
+        :func:`train_one_epoch` and :func:`evaluate`) and ``epoch``; ``{}`` when ``cfg.epochs < 1``.
+    Raises:
+        FloatingPointError: the training loss became NaN or infinite.
+        ValueError: an empty image array or ``cfg.batch_size < 1`` (from :func:`make_loader`), or a negative noise
+            sigma for a denoising kind (from :func:`tuneae.data.add_gaussian_noise`).
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     train_loader = make_loader(train_images, cfg.batch_size, shuffle=True, seed=cfg.seed)
-    val_loader = make_loader(val_images, max(cfg.batch_size, 64), shuffle=False)
+    val_loader = make_loader(val_images, eval_batch_size(cfg.batch_size), shuffle=False)
     gen = torch.Generator().manual_seed(cfg.seed)
     loss_module = LossModule(model)
     metrics: dict[str, float] = {}

@@ -23,7 +23,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tuneae.checkpoint import MODEL_FILE, OPTIMIZER_FILE, save_checkpoint
 from tuneae.config import from_flat
 from tuneae.models import build_model
-from tuneae.train import LossModule, evaluate, make_loader, train_one_epoch
+from tuneae.train import LossModule, eval_batch_size, evaluate, make_loader, train_one_epoch
 
 DATA_KEY = "_data"
 """Config key carrying ``{"ref": ObjectRef}`` of the uint8 train/val arrays (a dict, so Ray does not resolve it)."""
@@ -93,7 +93,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
                 state[k] = v.to(device)
     train_loader = ray.train.torch.prepare_data_loader(
         make_loader(arrays["train"], train_cfg.batch_size, shuffle=True, seed=train_cfg.seed + rank))
-    val_loader = make_loader(arrays["val"], max(train_cfg.batch_size, 64), shuffle=False)
+    val_loader = make_loader(arrays["val"], eval_batch_size(train_cfg.batch_size), shuffle=False)
     gen = torch.Generator().manual_seed(train_cfg.seed * 1000 + rank)
     node_id = ray.get_runtime_context().get_node_id()  # shows where each trial ran (trials.csv), not sent to W&B
 
