@@ -22,7 +22,11 @@ from tuneae.data import (
     to_float,
 )
 
-REAL = Path("/work/shared/data/brain-tumor-mri")
+from .conftest import REAL_DATA
+
+REAL = next((p for p in (REAL_DATA, Path("/work/shared/data/brain-tumor-mri")) if p.exists()), REAL_DATA)
+"""The real data set: ``../shared/data/brain-tumor-mri`` beside the checkout (as README's command 2 uses it), else
+this project's machines' fixed location; tests that need it are skipped where neither exists."""
 
 
 def _image(path: Path, h: int, w: int, seed: int, mode: str = "RGB") -> Path:

@@ -44,7 +44,7 @@ from tuneae.checkpoint import CheckpointError, atomic_write, atomic_write_csv, c
 from tuneae.config import MODEL_KINDS, DataConfig
 from tuneae.data import DataError, Splits, add_gaussian_noise, load_splits, to_float
 from tuneae.models import BOTTLENECK, VAE, Autoencoder
-from tuneae.train import evaluate, make_loader, psnr_per_image
+from tuneae.train import eval_batch_size, evaluate, make_loader, psnr_per_image
 
 SIGMAS = (0.05, 0.1, 0.2, 0.3)
 """Default noise levels: standard deviation of the Gaussian noise on the [0, 1] scale (clipped to [0, 1] after)."""
@@ -435,7 +435,7 @@ def reload_check(model: Autoencoder, payload: dict, val_images: np.ndarray, repo
         value; reproduced when within ``RELOAD_RTOL``).
     """
     _, _, tcfg = configs_of(payload)
-    loader = make_loader(val_images, max(tcfg.batch_size, 64), shuffle=False)  # the trainable's validation loader
+    loader = make_loader(val_images, eval_batch_size(tcfg.batch_size), shuffle=False)  # as the trainable validates
     reloaded = evaluate(model, loader, torch.device("cpu"), tcfg)["val/loss"]
     rel = abs(reloaded - reported) / max(abs(reported), 1e-12) if reported is not None else None
     return {"reported_val_loss": reported, "reloaded_val_loss": reloaded, "rel_diff": rel,
