@@ -121,6 +121,9 @@ def test_main_rejects_bad_config_file(tmp_path, capsys):
     assert main(["--config", str(bad)]) == 2  # fails in config resolution: no data read, no Ray started
     err = capsys.readouterr().err
     assert str(bad) in err and "learning_rate" in err and "[train]" in err
+    flat = tmp_path / "flat.toml"
+    flat.write_text("search = 5\n")
+    assert main(["--config", str(flat)]) == 2 and "['search'] must be tables" in capsys.readouterr().err
 
 
 def test_each_kind_searches_only_what_it_uses():

@@ -102,3 +102,8 @@ def test_make_loader_copies_read_only_arrays():
     (batch,) = next(iter(loader))
     batch += 1  # writable
     assert bool((batch == 1).all()) and np.array_equal(arr, before)  # the source array is untouched
+
+
+def test_make_loader_rejects_float_images():
+    with pytest.raises(ValueError, match=r"uint8.*float32"):
+        make_loader(np.full((4, 1, 8, 8), 0.5, np.float32), 2, shuffle=False)

@@ -148,6 +148,9 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
         unknown = sorted(set(doc) - {"search", "data", "model", "train", "space"})
         if unknown:
             raise ConfigError(f"{path}: unknown table(s) {unknown}")
+        not_tables = sorted(k for k, v in doc.items() if not isinstance(v, dict))
+        if not_tables:
+            raise ConfigError(f"{path}: {not_tables} must be tables ([name] headers), not plain values")
         search = _merge(SearchConfig, search, dict(doc.get("search", {})), f"{path} [search]")
         data = _merge(DataConfig, data, doc.get("data", {}), f"{path} [data]")
         model = _merge(ModelConfig, model, doc.get("model", {}), f"{path} [model]")

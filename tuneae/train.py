@@ -64,8 +64,12 @@ def make_loader(images: np.ndarray, batch_size: int, shuffle: bool, seed: int = 
     Returns:
         A loader yielding 1-tuples ``(x,)`` with x (B, 1, S, S) uint8.
     Raises:
-        ValueError: an empty image array or a non-positive batch size.
+        ValueError: an empty image array, images that are not uint8 (float images in [0, 1] would silently become
+            0s and 1s), or a non-positive batch size.
     """
+    if np.asarray(images).dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (0-255), got {np.asarray(images).dtype}; see tuneae.data.to_float "
+                         "for the model-side conversion")
     if len(images) == 0:
         raise ValueError("cannot train or evaluate on an empty image set")
     if batch_size < 1:
