@@ -193,3 +193,19 @@ def test_bad_runs_give_clear_errors(smoke_run, tmp_path, capsys):
     (tmp_path / "badckpt").mkdir()
     (tmp_path / "badckpt" / "summary.json").write_text(json.dumps(summary))
     _fails(capsys, tmp_path / "badckpt", "does not match its model config", str(bad), kind)
+
+
+def test_report_figures_write_nothing_under_home(tmp_path):
+    """Matplotlib's font cache and config dir go to the temp dir, not $HOME (a fresh process, fresh $HOME)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MPLCONFIGDIR"} | {"HOME": str(tmp_path)}
+    code = ("import tuneae.report as r, numpy as np, pathlib; "
+            "r.plot_bars({'ae': {'test': {'psnr': {'mean': 20.0, 'std': 1.0}, 'ssim': {'mean': 0.5, 'std': 0.1}, "
+            "'per_class': {}}}}, "
+            f"pathlib.Path({str(tmp_path / 'out' / 'bars.png')!r}))")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert (tmp_path / "out" / "bars.png").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"], "something wrote under $HOME"

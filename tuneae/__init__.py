@@ -12,3 +12,11 @@ metrics), :mod:`tuneae.trainable` (Ray Train glue), :mod:`tuneae.search` (Ray Tu
 """
 
 __version__ = "0.1.0"
+
+import os as _os
+import tempfile as _tempfile
+
+# Matplotlib (the report's figures) keeps its font cache in ~/.cache/matplotlib and creates ~/.config/matplotlib
+# unless told otherwise; tuneae writes nothing under $HOME that the user did not ask for, so its default goes to
+# the temp dir. A user's own MPLCONFIGDIR wins.
+_os.environ.setdefault("MPLCONFIGDIR", _os.path.join(_tempfile.gettempdir(), "tuneae-matplotlib"))
