@@ -228,7 +228,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 """Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
-reduced budget for 2 CPUs, about an hour: ae, vae, dae and the denoising U-Net, 4 trials each, epochs {3, 6, 9}
+reduced budget for 2 CPUs, 80 min: ae, vae, dae and the denoising U-Net, 4 trials each, epochs {3, 6, 9}
 for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets), gpu (the seed's full grid and epochs, 1/4 GPU per
 trial; the same four kinds). The gpu preset adds
 ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization) and depth for every kind."""

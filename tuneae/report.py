@@ -483,11 +483,11 @@ def class_gaps(res: dict, learned: list[str], classical: list[str]) -> dict[str,
     return by_class
 
 
-def _weighted_gap(by: dict[str, dict], classes: list[str]) -> float | None:
-    """Image-weighted mean of ``learned_minus_classical`` (dB) over ``classes`` of one sigma's :func:`class_gaps`."""
+def _class_mean(by: dict[str, dict], classes: list[str], key: str = "learned_minus_classical") -> float | None:
+    """Image-weighted mean of ``by[c][key]`` (dB) over ``classes`` of one sigma's :func:`class_gaps`; None if none."""
     if not classes:
         return None
-    return float(np.average([by[c]["learned_minus_classical"] for c in classes], weights=[by[c]["n"] for c in classes]))
+    return float(np.average([by[c][key] for c in classes], weights=[by[c]["n"] for c in classes]))
 
 
 def check_targets(m: dict[str, Any]) -> dict[str, Any]:
@@ -520,8 +520,8 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
             continue
         target = max(fixed, psnr[classical] + TARGET_MARGIN_DB)
         by = m.get("denoising_classes", {}).get(key, {})
-        sick_gap = _weighted_gap(by, [c for c in by if c not in NO_TUMOUR])
-        healthy_gap = _weighted_gap(by, [c for c in by if c in NO_TUMOUR])
+        sick_gap = _class_mean(by, [c for c in by if c not in NO_TUMOUR])
+        healthy_gap = _class_mean(by, [c for c in by if c in NO_TUMOUR])
         out["denoising"][key] = {
             "best_learned": learned, "psnr": psnr[learned], "best_classical": classical,
             "classical_psnr": psnr[classical], "target": target, "met": psnr[learned] >= target,
@@ -776,15 +776,11 @@ def _markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: list[d
     for s, by in m["denoising_classes"].items():
         healthy, sick = [c for c in by if c in NO_TUMOUR], [c for c in by if c not in NO_TUMOUR]
         if healthy and sick:
-            def mean(key, classes, by=by):
-                return np.average([by[c][key] for c in classes], weights=[by[c]["n"] for c in classes])
-
             g = {c: {**v, "gain": v["gain"][v["best_learned"]]} for c, v in by.items()}
-            lines.append(f"- sigma {s}: the best learned model gains {mean('gain', sick, g):.2f} dB on the "
-                         f"tumour/lesion classes ({', '.join(sick)}) vs {mean('gain', healthy, g):.2f} dB on "
+            lines.append(f"- sigma {s}: the best learned model gains {_class_mean(g, sick, 'gain'):.2f} dB on the "
+                         f"tumour/lesion classes ({', '.join(sick)}) vs {_class_mean(g, healthy, 'gain'):.2f} dB on "
                          f"{', '.join(healthy)}; relative to the best classical method "
-                         f"{mean('learned_minus_classical', sick):+.2f} vs "
-                         f"{mean('learned_minus_classical', healthy):+.2f} dB (image-weighted means).")
+                         f"{_class_mean(by, sick):+.2f} vs {_class_mean(by, healthy):+.2f} dB (image-weighted means).")
     lines += ["", "Every method per class, test PSNR (dB) / SSIM:", ""]
     classes = list(den[sig[0]]["noisy"]["per_class"])
     for s in sig:

@@ -67,8 +67,9 @@ def make_loader(images: np.ndarray, batch_size: int, shuffle: bool, seed: int = 
         ValueError: an empty image array, images that are not uint8 (float images in [0, 1] would silently become
             0s and 1s), or a non-positive batch size.
     """
-    if np.asarray(images).dtype != np.uint8:
-        raise ValueError(f"images must be uint8 (0-255), got {np.asarray(images).dtype}; see tuneae.data.to_float "
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (0-255), got {images.dtype}; see tuneae.data.to_float "
                          "for the model-side conversion")
     if len(images) == 0:
         raise ValueError("cannot train or evaluate on an empty image set")
