@@ -20,13 +20,21 @@ class DataConfig:
     """Where the images come from and how they are prepared."""
 
     source: str = DEFAULT_HUB_ID
-    """A Hugging Face hub id, a local folder in ``imagefolder`` layout, or ``"phantom"`` (synthetic)."""
+    """A Hugging Face hub id, a local folder (``train/`` + ``test/`` class folders, class folders, or one flat folder
+    of images), or ``"phantom"`` (synthetic)."""
     image_size: int = 128
     """Side of the square model input in pixels; must be divisible by 2**depth of the model (32 for the seed's)."""
+    split: str = "group"
+    """``group``: pool the de-duplicated images and split their duplicate groups, stratified by class, into train /
+    val / test (no group in two splits); ``original``: the folders' own split, cross-split duplicates removed."""
     val_fraction: float = 0.1
-    """Fraction of the de-duplicated training images held out for validation (stratified by class)."""
+    """Fraction of each class's images in validation (``original``: held out from the folders' train images)."""
+    test_fraction: float = 0.1
+    """Fraction of each class's images in test (``group`` split only)."""
+    manifest: str = ""
+    """A manifest CSV written by an earlier run (``results/<name>/manifest.csv``): reproduce its split exactly."""
     seed: int = 0
-    """Seed of the validation split and of the synthetic phantoms."""
+    """Seed of the split and of the synthetic phantoms."""
     cache_dir: str = "runs/cache"
     """Folder of the decoded-image cache (uint8 arrays keyed by content, size and preprocessing)."""
     skip_unreadable: bool = False

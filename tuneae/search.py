@@ -28,7 +28,7 @@ from typing import Any
 
 from tuneae.checkpoint import atomic_write, atomic_write_csv
 from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
-from tuneae.data import DataError, check_source, load_splits
+from tuneae.data import DataError, check_source, load_splits, write_manifest
 from tuneae.models import UNUSED_BY_KIND, check_model_config
 
 METRIC, MODE = "val/loss", "min"
@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "else offline; sync later with `wandb sync`)")
     a("--wandb-project", help="W&B project (default tuneae)")
     a("--skip-unreadable", action="store_true", help="count and skip unreadable images instead of failing")
+    a("--split", choices=["group", "original"], help="group: leakage-free split of the duplicate groups (default); "
+                                                     "original: the folders' own split, cross-split copies removed")
     a("--report", action="store_true", help="run the best-trial report (python -m tuneae.report) afterwards")
     return p
 
@@ -206,6 +208,10 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
         train = replace(train, seed=args.seed)
     if args.skip_unreadable:
         d["skip_unreadable"] = True
+    if args.split:
+        d["split"] = args.split
+    if data.manifest:  # like the source: valid from any folder
+        d["manifest"] = str(Path(data.manifest).expanduser().resolve())
     if "://" not in search.storage_path:
         d.setdefault("cache_dir", str((Path(search.storage_path) / "cache").resolve()))
     source = d.get("source", data.source)
@@ -751,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(search.results_dir) / search.name
     write_results(out, summary, all_rows)
+    write_manifest(splits, out / "manifest.csv")
     print("\n" + format_table(models))
     print(f"\n[tuneae] wrote {out / 'summary.json'} and {out / 'trials.csv'}; checkpoints in {exp}")
     if args.report:
