@@ -109,6 +109,9 @@ def test_reencoded_resized_and_mode_copies_are_duplicates(tmp_path):
     assert (c["files"], c["distinct_files"], c["distinct_images"]) == (15, 14, 10)
     assert c["slices"] == c["train"] + c["val"] + c["test"] + sum(c["copies_removed"].values())
     _check_groups(s)
+    exact = load_splits(_cfg(tmp_path, root, near_distance=-1))  # equal pixels only
+    assert exact.counts["copies_removed"] == {"byte": 1, "pixel": 1, "near": 0}
+    assert _rows(exact)["a/small.png"]["status"] == "kept"
 
 
 def test_a_png_of_a_jpegs_pixels_is_a_pixel_copy(tmp_path):
@@ -245,6 +248,25 @@ def test_missing_folder(tmp_path):
     assert str(tmp_path / "nope") in str(e.value)
 
 
+def test_volumes_slices_of_one_file_stay_in_one_split(tmp_path):
+    import nibabel as nib
+    from scipy.ndimage import zoom
+
+    root = tmp_path / "vols"
+    root.mkdir()
+    for k in range(6):  # smooth volumes, 32 x 32 x 5 slices, distinct per file
+        vol = zoom(np.random.default_rng(k).random((6, 6, 5)), (32 / 6, 32 / 6, 1), order=3).astype(np.float32)
+        nib.Nifti1Image(vol * 1000, np.eye(4)).to_filename(root / f"scan{k}.nii.gz")
+    s = load_splits(_cfg(tmp_path, root))
+    c = s.counts
+    assert (c["layout"], c["files"], c["slices"]) == ("flat folder", 6, 30) and sum(c["copies_removed"].values()) == 0
+    by_file: dict[str, set] = {}
+    for r in s.manifest:
+        by_file.setdefault(r["path"], set()).add((r["group"], r["split"]))
+    assert all(len(v) == 1 for v in by_file.values()) and len(by_file) == 6
+    assert (c["train"], c["val"], c["test"]) == (20, 5, 5)  # whole files: 4 / 1 / 1
+
+
 # ---------------------------------------------------------------------------------------------------- manifest
 def test_manifest_reproduces_the_split(tmp_path):
     root = _classes_folder(tmp_path / "d", n_per_class=10, classes=("a", "b"))
@@ -306,10 +328,10 @@ def test_cache_reused_and_padding(tmp_path, monkeypatch):
     white = [im[0] for im in np.concatenate([s.train, s.val, s.test]) if im[0, 16, 16] == 255]
     assert len(white) == 1 and white[0][:7].max() == 0 and white[0][-7:].max() == 0 and white[0][10:22].min() == 255
 
-    def boom(path):
+    def boom(*args, **kwargs):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(decode_mod, "pillow_slices", boom)
+    monkeypatch.setattr(decode_mod.images, "read_slices", boom)
     again = load_splits(_cfg(tmp_path, root))
     assert np.array_equal(again.train, s.train) and again.counts == s.counts
     with pytest.raises(DataError, match="AssertionError"):  # another size is another cache entry: decoded again
@@ -455,3 +477,15 @@ def test_real_data_counts(tmp_path):
     assert c["distinct_images"] < 2870 and c["cross_label_groups"] >= 1 and c["groups_across_folder_splits"] > 200
     assert all(n > 0 for split in c["per_class"].values() for n in split.values())
     _check_groups(s)
+    at6 = load_splits(DataConfig(source=str(REAL), image_size=32, cache_dir=str(tmp_path), near_distance=6)).counts
+    assert (at6["distinct_images"], at6["groups_across_folder_splits"], at6["cross_label_groups"]) == (2834, 208, 2)
+
+
+def test_search_split_flag_and_manifest_path(tmp_path, monkeypatch):
+    from tuneae.search import resolve
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text('[data]\nmanifest = "old/manifest.csv"\n')
+    _, data, *_ = resolve(["--preset", "smoke", "--split", "original", "--config", "run.toml"])
+    assert data.split == "original" and data.manifest == str(tmp_path / "old/manifest.csv")  # valid from any folder
+    assert resolve(["--preset", "smoke"])[1].split == "group"

@@ -33,6 +33,9 @@ class DataConfig:
     """Fraction of each class's images in test (``group`` split only)."""
     manifest: str = ""
     """A manifest CSV written by an earlier run (``results/<name>/manifest.csv``): reproduce its split exactly."""
+    near_distance: int = 9
+    """Largest Hamming distance (bits of 256) between the difference hashes of two images that count as copies
+    (resized, cropped by a few pixels, recompressed); -1 matches equal pixels only (see tuneae.data.duplicates)."""
     seed: int = 0
     """Seed of the split and of the synthetic phantoms."""
     cache_dir: str = "runs/cache"

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed", type=int, default=d.seed, help=f"seed of the split (default {d.seed})")
     a("--val-fraction", type=float, default=d.val_fraction, help=f"default {d.val_fraction}")
     a("--test-fraction", type=float, default=d.test_fraction, help=f"default {d.test_fraction} (group split)")
+    a("--near-distance", type=int, default=d.near_distance,
+      help=f"largest Hamming distance (bits of 256) of two difference hashes that count as one image (default "
+           f"{d.near_distance}); -1: equal pixels only")
     a("--manifest", default="", help="reproduce the split of this manifest.csv instead of splitting")
     a("--cache-dir", default=d.cache_dir, help=f"decoded-image cache (default {d.cache_dir})")
     a("--skip-unreadable", action="store_true", help="count and skip image files that cannot be decoded")
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = replace(DataConfig(), source=args.source, image_size=args.image_size, split=args.split, seed=args.seed,
                   val_fraction=args.val_fraction, test_fraction=args.test_fraction, manifest=args.manifest,
+                  near_distance=args.near_distance,
                   cache_dir=args.cache_dir, skip_unreadable=args.skip_unreadable)
     started = time.time()
     try:

@@ -1,7 +1,9 @@
 """Files to grey slices to model-size uint8 images, with content fingerprints, cached on disk.
 
-The decode step takes one reader, ``(path) -> list of 2D float arrays in [0, 1]`` (one per slice: a volume gives
-many, a photo one). Every slice then gets
+The decode step takes one reader, ``(path, data=None) -> list of 2D float arrays in [0, 1]`` (one per slice: a
+volume gives many, a photo one): :func:`tuneae.images.read_slices` with the ``DataConfig``'s slice plane, intensity
+window and empty-slice rule (8-bit files: ``convert("L")`` / 255; 16-bit, float, DICOM, NIfTI: a percentile
+window). Every slice then gets
 
 * its model input: padded to a square with black and resized to ``image_size`` (``ImageOps.pad``, Lanczos, in
   float), then rounded to uint8;
@@ -12,28 +14,32 @@ many, a photo one). Every slice then gets
   resized and recompressed copies (see :mod:`tuneae.data.duplicates`).
 
 Decoded slices are cached in ``<cache_dir>/<key>.npz``; the key covers every file's sha256, the image size, the
-reader and ``PREPROCESS_VERSION``, so each file is decoded once per size.
+reader (``tuneae.images.DECODER_VERSION`` and its settings) and ``PREPROCESS_VERSION``, so each file is decoded
+once per size and settings.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
-from tuneae.data.sources import Record, suffix_of
+from tuneae import images
+from tuneae.config import DataConfig
+from tuneae.data.sources import Record
 
-Reader = Callable[[Path], list[np.ndarray]]
-"""Decodes one file to its slices: 2D float arrays in [0, 1], one per slice."""
+Reader = Callable[..., list[np.ndarray]]
+"""``(path, data=None) -> slices``: decodes one file (or its bytes, named by ``path``) to 2D float arrays in
+[0, 1], one per slice."""
 
 PREPROCESS_VERSION = "float-pad-lanczos-u8+pixel16+dhash16-v2"
 """Part of the cache key: change it whenever the decoded output (images or fingerprints) changes."""
@@ -41,30 +47,18 @@ PREPROCESS_VERSION = "float-pad-lanczos-u8+pixel16+dhash16-v2"
 HASH_SIZE = 16
 """``imagehash.dhash`` hash size: 16 gives 16 x 16 = 256 bits."""
 
-READER_ID = "pillow-exif-L/255-v1"
-"""Names :func:`pillow_slices` in the cache key."""
 
-
-def pillow_slices(path: Path) -> list[np.ndarray]:
-    """Read an 8-bit image file with Pillow: EXIF rotation applied, ``convert("L")`` (ITU-R 601 luma), / 255.
-
-    Args:
-        path: an image file Pillow opens (JPEG, PNG, TIFF, BMP, GIF, WebP; first frame only).
+def current_reader(cfg: DataConfig) -> tuple[Reader, str]:
+    """The reader of ``cfg``'s files and its cache-key id (looked up at call time, so tests can replace it).
 
     Returns:
-        One ``(H, W)`` float32 slice in [0, 1].
-
-    Raises:
-        OSError, ValueError, SyntaxError: Pillow cannot read the file (a truncated or fake image).
+        ``(reader, id)``: :func:`tuneae.images.read_slices` bound to ``cfg.slice_plane``, the window
+        (``cfg.window_low``, ``cfg.window_high``) and ``cfg.min_foreground``; the id names them and
+        ``tuneae.images.DECODER_VERSION``.
     """
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img).convert("L")
-        return [np.asarray(img, dtype=np.float32) / 255.0]
-
-
-def current_reader() -> tuple[Reader, str]:
-    """The reader of local files and its cache-key id, looked up at call time."""
-    return pillow_slices, READER_ID
+    window = (cfg.window_low, cfg.window_high)
+    reader = partial(images.read_slices, plane=cfg.slice_plane, window=window, min_foreground=cfg.min_foreground)
+    return reader, f"{images.DECODER_VERSION}|{cfg.slice_plane}|{window}|{cfg.min_foreground}"
 
 
 @dataclass(frozen=True)
@@ -126,10 +120,7 @@ def _check_slices(slices: object) -> list[np.ndarray]:
 def _read(rec: Record, reader: Reader) -> list[np.ndarray]:
     if rec.path is not None:
         return _check_slices(reader(rec.path))
-    with tempfile.TemporaryDirectory(prefix="tuneae-hub-") as tmp:  # the reader takes a path: hub bytes -> file
-        path = Path(tmp) / f"row{suffix_of(rec.data or b'')}"
-        path.write_bytes(rec.data or b"")
-        return _check_slices(reader(path))
+    return _check_slices(reader(Path(rec.rel), rec.data or b""))  # a hub row: its bytes, named by its row
 
 
 def _decode_one(rec: Record, reader: Reader, size: int) -> list[tuple] | Exception:
@@ -174,7 +165,7 @@ def _read_cache(path: Path, shas: list[str], size: int) -> Decoded | None:
     return out
 
 
-def decode_files(records: list[Record], size: int, cache_dir: str) -> tuple[Decoded, bool]:
+def decode_files(records: list[Record], cfg: DataConfig) -> tuple[Decoded, bool]:
     """Slices and fingerprints of every distinct image file among ``records``, from the cache or decoded.
 
     Byte-identical files are decoded once. A file that cannot be decoded gets an ``error`` and no slices; the
@@ -182,8 +173,8 @@ def decode_files(records: list[Record], size: int, cache_dir: str) -> tuple[Deco
 
     Args:
         records: files to decode (records with ``image=False`` are ignored).
-        size: side of the model input in pixels.
-        cache_dir: folder of the cache (created if missing; written atomically).
+        cfg: ``image_size`` (side of the model input in pixels), ``cache_dir`` (created if missing; written
+            atomically) and the reader's settings (see :func:`current_reader`).
 
     Returns:
         ``(decoded, from_cache)``.
@@ -193,10 +184,11 @@ def decode_files(records: list[Record], size: int, cache_dir: str) -> tuple[Deco
     """
     from tuneae.checkpoint import atomic_write  # the project's atomic writer (moves to tuneae.files)
 
-    reader, reader_id = current_reader()
+    reader, reader_id = current_reader(cfg)
+    size = cfg.image_size
     unique = sorted({r.sha: r for r in reversed(records) if r.image}.values(), key=lambda r: r.sha)
     shas = [r.sha for r in unique]
-    path = _cache_path(cache_dir, shas, size, reader_id)
+    path = _cache_path(cfg.cache_dir, shas, size, reader_id)
     cached = _read_cache(path, shas, size)
     if cached is not None:
         return cached, True

@@ -4,18 +4,24 @@ Two slices are *copies* of one image when
 
 * their decoded grey pixels are equal (same shape, same 16-bit values): byte copies, lossless re-encodes and
   mode changes (``RGB`` with equal channels vs ``L``); or
-* their 256-bit difference hashes (``imagehash.dhash``, ``hash_size=16``) differ in at most ``MAX_DISTANCE`` bits:
-  resized, recompressed or re-saved copies. Constant slices (all one grey) have an all-zero hash and are only
-  matched exactly; near matches between slices of one file (neighbouring slices of a volume) are not copies.
+* their 256-bit difference hashes (``imagehash.dhash``, ``hash_size=16``) differ in at most ``max_distance`` bits
+  (``DataConfig.near_distance``, default ``MAX_DISTANCE``): resized, slightly cropped, recompressed copies.
+  Constant slices (all one grey) have an all-zero hash and are only matched exactly; near matches between slices
+  of one file (neighbouring slices of a volume) are not copies.
 
 Copy groups are the connected components of these links (so a chain of near copies forms one group). Split
 *units* join the copy groups of slices of one file as well (the slices of one volume, one patient, must not
 straddle two splits). Components come from :func:`scipy.sparse.csgraph.connected_components`.
 
-``MAX_DISTANCE = 6`` of 256 bits: on the brain-tumour MRI folder it joins the resized and recompressed copies that
-its data README describes (2870 distinct pixel images -> 2834 groups) while distinct slices of different scans
-stay apart; the near-duplicate search compares every pair of hashes (XOR and popcount in numpy), O(M^2) in time
-and O(M) in memory: about a second for 3300 slices.
+Why ``MAX_DISTANCE = 9`` of 256 bits: on the brain-tumour MRI folder (3264 files, 2870 distinct pixel images),
+every pair of distinct pixel images at distance 1-9 that was looked at is one scan slice resized, shifted or
+cropped by a few pixels, or recompressed (8 of 8 pairs at 7-9, decoded PSNR 25-41 dB); at distance 10 the first
+pair of different slices appears (two neighbouring slices of one scan, ``p (802)`` / ``p (803)``). The data
+README's count at 6 bits, 2834 groups, is reproduced at 6. Registered volumes (slices of different subjects at one
+position) may need a smaller distance: ``DataConfig.near_distance``.
+
+The near-duplicate search compares every pair of hashes (XOR and popcount in numpy), O(M^2) in time and O(M) in
+memory: about half a second for 3300 slices.
 """
 from __future__ import annotations
 
@@ -25,8 +31,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-MAX_DISTANCE = 6
-"""Largest Hamming distance (bits of 256) between the difference hashes of two near copies."""
+MAX_DISTANCE = 9
+"""Default largest Hamming distance (bits of 256) between the difference hashes of two near copies."""
 
 KINDS = ("byte", "pixel", "near")
 """How a copy relates to the image kept from its group: the same file bytes (and slice), equal decoded pixels
@@ -92,13 +98,13 @@ def find_groups(pixel_hash: np.ndarray, dhash: np.ndarray, informative: np.ndarr
         dhash: (M, 32) uint8 packed 256-bit difference hashes.
         informative: (M,) bool; constant slices are matched only by ``pixel_hash``.
         file_id: (M,) int; slices with the same id come from one file.
-        max_distance: see ``MAX_DISTANCE``.
+        max_distance: see ``MAX_DISTANCE``; -1 (any negative) links equal pixels only.
 
     Returns:
         :class:`Groups`.
     """
     m = len(pixel_hash)
-    near = near_pairs(dhash, informative, max_distance)
+    near = near_pairs(dhash, informative & (max_distance >= 0), max_distance)
     near = near[file_id[near[:, 0]] != file_id[near[:, 1]]]
     links = np.concatenate([_same_value_pairs(pixel_hash), near])
     return Groups(copy=components(m, links), unit=components(m, np.concatenate([links, _same_value_pairs(file_id)])))

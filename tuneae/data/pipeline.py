@@ -20,6 +20,7 @@ from tuneae.data.phantoms import phantom_images
 from tuneae.data.sources import LAYOUTS, folder_listing, hub_listing, scan_folder, source_kind
 from tuneae.data.splits import SPLITS, Splits, carve_val, group_split, original_split
 from tuneae.data.summary import make_counts, manifest_rows
+from tuneae.images import check_read_options
 
 SPLIT_RULES = ("group", "original")
 """Values of ``DataConfig.split``."""
@@ -47,9 +48,10 @@ def check_source(cfg: DataConfig) -> None:
     """Validate the data settings cheaply, before any decoding, training or Ray start.
 
     Checks ``image_size`` (a positive number of pixels; whether a model can take it is the model config's rule,
-    :func:`tuneae.models.check_model_config`), ``split``, ``val_fraction``, ``test_fraction``, ``phantom_count``,
-    that a ``manifest`` file exists, and a local folder's layout (one of ``LAYOUTS``; contents are not read). A
-    hub id is checked only for its form (``owner/name``).
+    :func:`tuneae.models.check_model_config`), ``split``, ``val_fraction``, ``test_fraction``, the decoding
+    settings (``slice_plane``, ``window_low`` / ``window_high``, ``min_foreground``), ``phantom_count``, that a
+    ``manifest`` file exists, and a local folder's layout (one of ``LAYOUTS``; images are not decoded). A hub id is
+    checked only for its form (``owner/name``).
 
     Raises:
         DataError: naming the bad field and value, or the missing folder, its layout problem or the manifest.
@@ -57,6 +59,10 @@ def check_source(cfg: DataConfig) -> None:
     if not isinstance(cfg.image_size, (int, np.integer)) or isinstance(cfg.image_size, bool) or cfg.image_size < 8:
         raise DataError(f"image_size={cfg.image_size!r}: must be a whole number of pixels >= 8 (and divisible by "
                         f"2**depth of the models searched), e.g. 64, 128 or 256")
+    if isinstance(cfg.near_distance, bool) or not isinstance(cfg.near_distance, (int, np.integer)) \
+            or not -1 <= cfg.near_distance < 256:
+        raise DataError(f"near_distance={cfg.near_distance!r}: a whole number of bits from 0 to 255, or -1 (equal "
+                        f"pixels only)")
     if cfg.split not in SPLIT_RULES:
         raise DataError(f"split={cfg.split!r}: choose one of {list(SPLIT_RULES)}")
     for name in ("val_fraction", "test_fraction"):
@@ -65,6 +71,10 @@ def check_source(cfg: DataConfig) -> None:
     if cfg.val_fraction + cfg.test_fraction >= 1.0:
         raise DataError(f"val_fraction + test_fraction = {cfg.val_fraction + cfg.test_fraction:g}: must be below 1, "
                         f"leaving images to train on")
+    try:
+        check_read_options(cfg.slice_plane, (cfg.window_low, cfg.window_high), cfg.min_foreground)
+    except ValueError as e:
+        raise DataError(str(e)) from e
     if cfg.manifest and not Path(cfg.manifest).expanduser().is_file():
         raise DataError(f"manifest={cfg.manifest!r}: no such file (a manifest.csv written by an earlier run)")
     kind = source_kind(cfg.source)
@@ -194,7 +204,7 @@ def _load_items(cfg: DataConfig) -> tuple[Items, str, str]:
         images, labels, classes = phantom_images(cfg.phantom_count, cfg.image_size, cfg.seed)
         return phantom_items(images, labels, classes), "phantom", "phantom (synthetic head phantoms, not MRI)"
     listing = folder_listing(Path(cfg.source).expanduser()) if kind == "folder" else hub_listing(cfg)
-    decoded, _ = decode_files(listing.records, cfg.image_size, cfg.cache_dir)
+    decoded, _ = decode_files(listing.records, cfg)
     return build_items(listing.records, decoded, cfg.skip_unreadable), listing.layout, cfg.source
 
 
@@ -226,7 +236,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         if layout == "phantom":
             copy = unit = np.arange(len(items.file))
         else:
-            groups = find_groups(items.pixel_hash, items.dhash, items.informative, items.file)
+            groups = find_groups(items.pixel_hash, items.dhash, items.informative, items.file, cfg.near_distance)
             copy, unit = groups.copy, groups.unit
         decision = decide(items, cfg, copy, unit)
     arrays = _arrays(items, decision)

@@ -1,25 +1,21 @@
 """Where images come from: the three local folder layouts (read by our own directory walk) and the hub.
 
 Local folders are walked with :func:`os.walk`, never globbed, so names holding ``[``, ``]``, ``*`` or spaces are
-read as they are. Hidden files and folders (``.*``) are ignored. Files without an image ending (a ``metadata.csv``,
-a ``README.md``, ``SHA256SUMS``) are listed as skipped and counted, never decoded and never an error.
+read as they are. Hidden files and folders (``.*``) are ignored. Image files are those
+:func:`tuneae.images.is_image_file` reads (an image ending, or a DICOM file without one); other files (a
+``metadata.csv``, a ``README.md``, ``SHA256SUMS``) are listed as skipped and counted, never decoded, never an error.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from tuneae.config import DEFAULT_HUB_ID, DataConfig
 from tuneae.data.errors import DataError
-
-IMAGE_EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".webp"})
-"""File endings read as images in a local folder (lower case, compared with the end of the file name)."""
+from tuneae.images import IMAGE_EXTENSIONS, is_image_file
 
 SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test"}
@@ -77,12 +73,6 @@ def canonical_class(name: str) -> str:
     return re.sub(r"_tumou?r$", "", s)
 
 
-def is_image_name(name: str) -> bool:
-    """True if a file name ends in one of ``IMAGE_EXTENSIONS`` (case-insensitive)."""
-    low = name.lower()
-    return any(low.endswith(ext) for ext in IMAGE_EXTENSIONS)
-
-
 def source_kind(source: str) -> str:
     """``"phantom"``, ``"folder"`` (an existing path, or one written as a path) or ``"hub"`` (``owner/name``)."""
     if source == "phantom":
@@ -111,7 +101,8 @@ def _layout_error(root: Path, why: str) -> DataError:
 
 
 def scan_folder(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
-    """List a local folder in one of the three ``LAYOUTS`` without reading any file's contents.
+    """List a local folder in one of the three ``LAYOUTS``; only files without an image ending are opened (for the
+    DICOM marker, 132 bytes).
 
     Args:
         root: the data root (``~`` already expanded).
@@ -131,9 +122,9 @@ def scan_folder(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
         raise _layout_error(root, "is not a folder")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     top_files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
-    top_images = [p for p in top_files if is_image_name(p.name)]
+    top_images = [p for p in top_files if is_image_file(p)]
     walks = {d: _walk(d) for d in subdirs}
-    with_images = {d: files for d, files in walks.items() if any(is_image_name(f.name) for f in files)}
+    with_images = {d: files for d, files in walks.items() if any(is_image_file(f) for f in files)}
     entries = [(p, UNLABELED, "") for p in top_files]
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_FOLDERS]
     if split_dirs:
@@ -165,7 +156,7 @@ def _split_entries(root: Path, split_dir: Path, files: list[Path]) -> list[tuple
     for p in files:
         rel = p.relative_to(split_dir)
         if len(rel.parts) == 1:
-            if is_image_name(p.name):
+            if is_image_file(p):
                 raise _layout_error(root, f"has image {str(p)!r} directly in a split folder, outside any class "
                                           f"folder")
             out.append((p, UNLABELED, split))
@@ -197,7 +188,7 @@ def folder_listing(root: Path) -> Listing:
         except OSError as e:
             raise DataError(f"cannot read file {str(path)!r}: {e.strerror or e}") from e
         records.append(Record(rel=rel, label=canonical_class(cls), folder_split=split, sha=sha, path=path,
-                              image=is_image_name(path.name)))
+                              image=is_image_file(path)))
     return Listing(records, layout)
 
 
@@ -234,14 +225,3 @@ def hub_listing(cfg: DataConfig) -> Listing:
                                   folder_split=SPLIT_FOLDERS.get(split, split), sha=hashlib.sha256(data).hexdigest(),
                                   data=data))
     return Listing(records, "hub")
-
-
-def suffix_of(data: bytes) -> str:
-    """File ending for image bytes without a name (hub rows), from Pillow's format sniffing; ``""`` if unknown."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
-    except Exception:  # not an image Pillow knows: the reader will say so
-        return ""
-    return {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif", "WEBP": ".webp"}.get(
-        fmt or "", "")

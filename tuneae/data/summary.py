@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tuneae.data.decode import HASH_SIZE
-from tuneae.data.duplicates import KINDS, MAX_DISTANCE
+from tuneae.data.duplicates import KINDS
 from tuneae.data.items import Items
 from tuneae.data.splits import SPLITS
 
@@ -14,9 +14,6 @@ if TYPE_CHECKING:
     from tuneae.config import DataConfig
     from tuneae.data.pipeline import Decision
 
-NEAR_RULE = (f"imagehash.dhash(hash_size={HASH_SIZE}): {HASH_SIZE * HASH_SIZE} bits; near copies at a Hamming "
-             f"distance <= {MAX_DISTANCE}")
-"""The near-duplicate rule, as the summary states it."""
 
 _EXAMPLES = 10  # groups (and files per group) listed in the summary
 
@@ -29,6 +26,12 @@ def _cross_label(items: Items, decision: Decision) -> list[list[str]]:
         groups.setdefault(int(decision.group[i]), []).append(
             f"{items.classes[items.label[i]]}: {items.records[items.file[i]].rel}")
     return [v[:5] for v in list(groups.values())[:_EXAMPLES]]
+
+
+def _near_rule(distance: int) -> str:
+    if distance < 0:
+        return "off: equal pixels only"
+    return f"imagehash.dhash(hash_size={HASH_SIZE}), {HASH_SIZE * HASH_SIZE} bits, Hamming distance <= {distance}"
 
 
 def _warnings(per_class: dict[str, dict[str, int]], classes: tuple[str, ...]) -> list[str]:
@@ -83,7 +86,7 @@ def make_counts(items: Items, decision: Decision, cfg: DataConfig, layout: str, 
         "unlisted": int((st == "unlisted").sum()),
         **{name: sum(per_class[name].values()) for name in SPLITS},
         "per_class": per_class,
-        "near_duplicate_rule": NEAR_RULE,
+        "near_duplicate_rule": _near_rule(cfg.near_distance) if not cfg.manifest else None,
         "warnings": _warnings(per_class, items.classes),
     }
 
@@ -114,7 +117,7 @@ def format_summary(counts: dict) -> str:
              f"unreadable (skipped); {c['slices']} images decoded",
              f"distinct: {c['distinct_files']} by bytes, {c['distinct_pixels']} by pixels, "
              f"{c['distinct_images'] if c['distinct_images'] is not None else '-'} after near copies "
-             f"({c['near_duplicate_rule']})",
+             f"({c['near_duplicate_rule'] or 'from the manifest'})",
              "copies removed: " + ", ".join(f"{n} {k}" for k, n in c["copies_removed"].items())
              + f"; left out: {c['cross_label_images']} images in {c['cross_label_groups']} groups holding two "
                f"classes, {c['cross_split_removed']} cross-split copies"]
