@@ -240,6 +240,7 @@ def test_brackets_in_path_and_metadata_csv(tmp_path):
     assert (c["files"], c["non_image_skipped"], c["slices"]) == (11, 3, 8)
     assert sorted(c["non_image_examples"]) == ["README.md", "a[1]/metadata.csv", "b/metadata.csv"]
     assert s.classes == ("a_1", "b") and _rows(s)["a[1]/metadata.csv"]["status"] == "not_image"
+    assert load_splits(_cfg(tmp_path, root, skip_unreadable=True)).counts == c  # the advice of the old error works
 
 
 def test_missing_folder(tmp_path):
@@ -489,3 +490,10 @@ def test_search_split_flag_and_manifest_path(tmp_path, monkeypatch):
     _, data, *_ = resolve(["--preset", "smoke", "--split", "original", "--config", "run.toml"])
     assert data.split == "original" and data.manifest == str(tmp_path / "old/manifest.csv")  # valid from any folder
     assert resolve(["--preset", "smoke"])[1].split == "group"
+
+
+def test_search_writes_the_manifest(smoke_run):
+    rows = read_manifest(smoke_run["results"] / "manifest.csv")
+    counts = smoke_run["summary"]["data"]
+    for name in ("train", "val", "test"):
+        assert sum(r["status"] == "kept" and r["split"] == name for r in rows) == counts[name] > 0
