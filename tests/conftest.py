@@ -27,7 +27,7 @@ def ray_session(tmp_path_factory):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from tuneae.search import start_local_ray
+    from tuneae.search.session import start_local_ray
 
     start_local_ray(num_cpus=2)
     yield ray

@@ -15,6 +15,8 @@ from skimage.metrics import peak_signal_noise_ratio
 from tuneae import report
 from tuneae.checkpoint import MODEL_FILE, configs_of, load_checkpoint
 from tuneae.data import add_gaussian_noise, load_splits, to_float
+from tuneae.report import classical, make, tables
+from tuneae.report.targets import DENOISING_TARGETS_DB, check_targets, targets_markdown
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def _kinds(summary: dict) -> list[str]:
 
 def test_report_writes_every_file_small_and_finite(smoke_report):
     out, metrics = smoke_report["out"], smoke_report["metrics"]
-    for name in ["report.md", "metrics.json", *[f"{t}.csv" for t in report.CSV_TABLES]]:
+    for name in ["report.md", "metrics.json", *[f"{t}.csv" for t in tables.CSV_TABLES]]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     text = (out / "report.md").read_text()
     figures = re.findall(r"\]\(([^)]+\.png)\)", text)
@@ -52,9 +54,9 @@ def test_report_writes_every_file_small_and_finite(smoke_report):
             assert math.isfinite(metrics["models"][kind]["test"][q]["mean"]), (kind, q)
         assert metrics["models"][kind]["test"]["per_class"], kind
         assert f"| {kind} |" in text
-    assert set(metrics["denoising"]) == {f"{s:g}" for s in report.SIGMAS}
+    assert set(metrics["denoising"]) == {f"{s:g}" for s in make.SIGMAS}
     for sigma, res in metrics["denoising"].items():
-        assert set(res) == {"noisy", *kinds, *report.CLASSICAL_GRIDS}, sigma
+        assert set(res) == {"noisy", *kinds, *classical.CLASSICAL_GRIDS}, sigma
         for method, v in res.items():
             assert math.isfinite(v["psnr"]["mean"]) and math.isfinite(v["ssim"]["mean"]), (sigma, method)
             assert -1 <= v["ssim"]["mean"] <= 1
@@ -62,9 +64,9 @@ def test_report_writes_every_file_small_and_finite(smoke_report):
     assert set(targets["denoising"]) == {"0.1", "0.2"} and "## Targets" in text
     for sigma, d in targets["denoising"].items():
         res = metrics["denoising"][sigma]
-        best_classical = max(res[m]["psnr"]["mean"] for m in report.CLASSICAL_GRIDS)
+        best_classical = max(res[m]["psnr"]["mean"] for m in classical.CLASSICAL_GRIDS)
         assert d["psnr"] == max(res[k]["psnr"]["mean"] for k in kinds)
-        assert d["target"] == max(report.DENOISING_TARGETS_DB[float(sigma)], best_classical + 2.0)
+        assert d["target"] == max(DENOISING_TARGETS_DB[float(sigma)], best_classical + 2.0)
         assert d["met"] == (d["psnr"] >= d["target"])
     assert targets["reconstruction"]["best_bottleneck"] in {"ae", "vae", "dae"} & set(kinds)
     assert "Every method per class" in text
@@ -80,7 +82,7 @@ def _target_metrics(learned_psnr: float, classical_psnr: float, gaps: dict[str, 
     best), per-class ``learned_minus_classical`` gaps (dB, 10 images each), and three bottleneck models: ae close to
     the reconstruction target, dae meeting it with a lower PSNR, vae above it but with a latent too large to count."""
     res = {"noisy": {"psnr": {"mean": 20.0}}, "dunet": {"psnr": {"mean": learned_psnr}},
-           **{m: {"psnr": {"mean": classical_psnr - i}} for i, m in enumerate(report.CLASSICAL_GRIDS)}}
+           **{m: {"psnr": {"mean": classical_psnr - i}} for i, m in enumerate(classical.CLASSICAL_GRIDS)}}
     by = {c: {"n": 10, "learned_minus_classical": g} for c, g in gaps.items()}
 
     def model(latent, psnr, ssim):
@@ -92,22 +94,22 @@ def _target_metrics(learned_psnr: float, classical_psnr: float, gaps: dict[str, 
 
 
 def test_targets_rise_with_the_classical_methods_and_compare_classes():
-    t = report.check_targets(_target_metrics(28.4, 26.0, {"glioma": 1.0, "pituitary": 2.0, "no_tumor": 1.6}))
+    t = check_targets(_target_metrics(28.4, 26.0, {"glioma": 1.0, "pituitary": 2.0, "no_tumor": 1.6}))
     d = t["denoising"]["0.1"]
-    assert d["target"] == 28.3 and d["met"] and d["best_classical"] == next(iter(report.CLASSICAL_GRIDS))
+    assert d["target"] == 28.3 and d["met"] and d["best_classical"] == next(iter(classical.CLASSICAL_GRIDS))
     assert d["tumour_minus_classical_db"] == pytest.approx(1.5) and d["tumour_classes_no_worse"] is False
     assert "0.2" not in t["denoising"]  # not measured, not judged
-    t2 = report.check_targets(_target_metrics(28.4, 27.0, {"glioma": 2.0, "no_tumor": 1.5}))
+    t2 = check_targets(_target_metrics(28.4, 27.0, {"glioma": 2.0, "no_tumor": 1.5}))
     assert t2["denoising"]["0.1"]["target"] == pytest.approx(29.0) and not t2["denoising"]["0.1"]["met"]
     assert t2["denoising"]["0.1"]["tumour_classes_no_worse"] is True
     r = t["reconstruction"]  # ae has the higher PSNR but misses SSIM; dae meets both; vae's latent is too large
     assert r["best_bottleneck"] == "dae" and r["met"] and r["psnr"] == 26.1
     partial = _target_metrics(28.4, 26.0, {"glioma": 1.0})
     del partial["models"]["dae"], partial["denoising_classes"]
-    t3 = report.check_targets(partial)
+    t3 = check_targets(partial)
     assert t3["denoising"]["0.1"]["tumour_classes_no_worse"] is None  # no class data: no verdict, no crash
     assert t3["reconstruction"]["best_bottleneck"] == "ae" and not t3["reconstruction"]["met"]
-    md = "\n".join(report._targets_markdown(t))
+    md = "\n".join(targets_markdown(t))
     assert "## Targets" in md and "**met**" in md and "no_tumor" in md
 
 
@@ -129,16 +131,16 @@ def _smooth(size: int, phase: float) -> np.ndarray:
     return 0.5 + 0.3 * np.sin(2 * np.pi * xx + phase) * np.cos(3 * np.pi * yy - phase)  # (S, S) in [0.2, 0.8]
 
 
-@pytest.mark.parametrize("method", list(report.CLASSICAL_GRIDS))
+@pytest.mark.parametrize("method", list(classical.CLASSICAL_GRIDS))
 def test_classical_denoiser_raises_psnr(method):
     rng = np.random.default_rng(0)
     sigma = 0.2
     tune_clean, clean = _smooth(48, 0.3)[None], _smooth(64, 1.1)
     tune_noisy = np.clip(tune_clean + sigma * rng.standard_normal(tune_clean.shape), 0, 1)
-    param, scores = report.tune_classical(method, tune_clean, tune_noisy, sigma)
-    assert param in report.CLASSICAL_GRIDS[method] and len(scores) == len(report.CLASSICAL_GRIDS[method])
+    param, scores = classical.tune_classical(method, tune_clean, tune_noisy, sigma)
+    assert param in classical.CLASSICAL_GRIDS[method] and len(scores) == len(classical.CLASSICAL_GRIDS[method])
     noisy = np.clip(clean + sigma * rng.standard_normal(clean.shape), 0, 1)
-    out = report.classical_denoise(method, noisy, sigma, param)
+    out = classical.classical_denoise(method, noisy, sigma, param)
     assert out.shape == clean.shape and 0 <= out.min() and out.max() <= 1
     gain = peak_signal_noise_ratio(clean, out, data_range=1) - peak_signal_noise_ratio(clean, noisy, data_range=1)
     assert gain > 3.0, f"{method} {param}: {gain:.2f} dB"
@@ -202,7 +204,7 @@ def test_report_figures_write_nothing_under_home(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "MPLCONFIGDIR"} | {"HOME": str(tmp_path)}
-    code = ("import tuneae.report as r, numpy as np, pathlib; "
+    code = ("import tuneae.report.plots as r, numpy as np, pathlib; "
             "r.plot_bars({'ae': {'test': {'psnr': {'mean': 20.0, 'std': 1.0}, 'ssim': {'mean': 0.5, 'std': 0.1}, "
             "'per_class': {}}}}, "
             f"pathlib.Path({str(tmp_path / 'out' / 'bars.png')!r}))")

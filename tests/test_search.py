@@ -15,7 +15,10 @@ import torch
 from tuneae.checkpoint import configs_of, load_checkpoint
 from tuneae.config import SearchConfig
 from tuneae.data import load_splits
-from tuneae.search import ConfigError, derive_max_concurrent, kind_space, main, resolve
+from tuneae.search.cli import ConfigError, resolve
+from tuneae.search.run import main
+from tuneae.search.space import kind_space
+from tuneae.search.tune import derive_max_concurrent
 from tuneae.train import eval_batch_size, evaluate, make_loader
 
 from .conftest import SMOKE_KINDS
