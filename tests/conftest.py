@@ -53,6 +53,15 @@ def smoke_run(tmp_path_factory) -> dict:
             "summary": json.loads((results / "summary.json").read_text())}
 
 
+def best_checkpoint(run: dict, kind: str) -> Path:
+    """The best checkpoint folder of ``kind`` in a :func:`smoke_run` (summary.json records it relative to the
+    experiment folder, which it records relative to the results folder)."""
+    from tuneae.layout import RunLayout
+
+    layout = RunLayout.from_summary(run["results"], run["summary"])
+    return layout.checkpoint(run["summary"]["models"][kind]["best_checkpoint"])
+
+
 # ---------------------------------------------------------------------------- searches in their own Ray instances
 def _stat(pid: int) -> tuple[int, int] | None:
     """(parent pid, start time in clock ticks) of a live process, or None."""

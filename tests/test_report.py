@@ -18,6 +18,8 @@ from tuneae.data import add_gaussian_noise, load_splits, to_float
 from tuneae.report import classical, make, tables
 from tuneae.report.targets import DENOISING_TARGETS_DB, check_targets, targets_markdown
 
+from .conftest import best_checkpoint
+
 
 @pytest.fixture(scope="module")
 def smoke_report(smoke_run, tmp_path_factory) -> dict:
@@ -116,7 +118,7 @@ def test_targets_rise_with_the_classical_methods_and_compare_classes():
 def test_noisy_psnr_matches_independent_computation(smoke_report):
     metrics = smoke_report["metrics"]
     kind = _kinds(smoke_report["summary"])[0]
-    _, payload = load_checkpoint(smoke_report["summary"]["models"][kind]["best_checkpoint"])
+    _, payload = load_checkpoint(best_checkpoint(smoke_report, kind))
     data_cfg, _, _ = configs_of(payload)
     clean = to_float(load_splits(data_cfg).test[metrics["data"]["test_indices"]])  # (N, 1, S, S)
     for sigma, seed in metrics["noise"]["test_seeds"].items():
@@ -185,7 +187,7 @@ def test_bad_runs_give_clear_errors(smoke_run, tmp_path, capsys):
     _fails(capsys, tmp_path / "nobest", "no finished trial", "summary.json")
 
     kind = _kinds(smoke_run["summary"])[0]
-    src = smoke_run["summary"]["models"][kind]["best_checkpoint"]
+    src = best_checkpoint(smoke_run, kind)
     bad = tmp_path / "runs" / "bad" / "train" / "trial-bad" / "checkpoint_0"
     shutil.copytree(src, bad)
     payload = torch.load(bad / MODEL_FILE, weights_only=True)
@@ -211,3 +213,24 @@ def test_report_figures_write_nothing_under_home(tmp_path):
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
     assert (tmp_path / "out" / "bars.png").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["out"], "something wrote under $HOME"
+
+
+def test_report_files_hold_no_absolute_path(smoke_report):
+    for name in ("metrics.json", "report.md"):
+        text = (smoke_report["out"] / name).read_text()
+        assert str(smoke_report["root"]) not in text and str(smoke_report["out"]) not in text, name
+
+
+def test_run_found_after_its_folders_moved(smoke_run, tmp_path):
+    kind = _kinds(smoke_run["summary"])[0]
+    both = tmp_path / "both"  # results and experiment folder moved together: the relative paths still hold
+    shutil.copytree(smoke_run["results"], both / "results" / "smoke", ignore=shutil.ignore_patterns("report"))
+    shutil.copytree(smoke_run["storage"] / "smoke", both / "runs" / "smoke", ignore=shutil.ignore_patterns("wandb"))
+    run = report.find_run(both / "results" / "smoke")
+    assert run.trials[kind].checkpoint.is_relative_to(both / "runs" / "smoke")
+    alone = tmp_path / "alone"  # the results folder alone moved: the experiment folder must be named
+    shutil.copytree(smoke_run["results"], alone / "results" / "smoke", ignore=shutil.ignore_patterns("report"))
+    with pytest.raises(report.ReportError, match="--experiment"):
+        report.find_run(alone / "results" / "smoke")
+    run = report.find_run(alone / "results" / "smoke", experiment=both / "runs" / "smoke")
+    assert run.trials[kind].checkpoint.is_relative_to(both / "runs" / "smoke") and run.trials[kind].checkpoint.is_dir()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneae.files import atomic_write, atomic_write_csv
+from tuneae.layout import SUMMARY_FILE, TRIALS_FILE, RunLayout
 
 METRIC, MODE = "val/loss", "min"
 """What the searcher and the scheduler optimise: each kind's own objective on the validation split."""
@@ -22,12 +23,10 @@ SHOWN_METRICS = ("val/loss", "val/mse", "val/psnr", "train/loss")
 """Metrics in the summary table, trials.csv and summary.json."""
 FINAL_STATUSES = {"TERMINATED", "ERROR"}
 """Tune trial statuses of a finished trial; any other status in the saved state means the search was interrupted."""
-SUMMARY_FILE, TRIALS_FILE = "summary.json", "trials.csv"
-"""The two files of a results folder ``<results_dir>/<name>``."""
 
 
-def trial_rows(kind: str, grid: Iterable, params: Iterable[str],
-               saved: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def trial_rows(kind: str, grid: Iterable, params: Iterable[str], saved: dict[str, str] | None = None,
+               layout: RunLayout | None = None) -> list[dict[str, Any]]:
     """One row per trial: searched params, last epoch, metrics, status, stopped early or not, error.
 
     Args:
@@ -37,6 +36,8 @@ def trial_rows(kind: str, grid: Iterable, params: Iterable[str],
         params: the searched ``section.field`` keys of this kind (the parameter columns).
         saved: trial id -> Tune status saved last (``tuneae.search.tune.saved_statuses``); a trial saved as
             unfinished gets the status ``INTERRUPTED``.
+        layout: the run's layout; checkpoint paths are then recorded relative to its experiment folder
+            (:meth:`tuneae.layout.RunLayout.relative_checkpoint`), else as Tune reported them.
     Returns:
         One dict per trial with keys ``model``, ``trial_id``, ``status`` (``TERMINATED``, ``ERROR`` or
         ``INTERRUPTED``), ``stopped_early`` (terminated before its planned epochs: ASHA), ``error`` (one line, at
@@ -62,7 +63,8 @@ def trial_rows(kind: str, grid: Iterable, params: Iterable[str],
         for key in SHOWN_METRICS:
             row[key] = m.get(key)
         row["time_total_s"] = m.get("time_total_s")
-        row["checkpoint_path"] = m.get("checkpoint_path", "")
+        row["checkpoint_path"] = layout.relative_checkpoint(m.get("checkpoint_path", "")) if layout else \
+            m.get("checkpoint_path", "")
         row["node_id"] = m.get("node_id", "")
         rows.append(row)
     return rows

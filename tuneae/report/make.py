@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from tuneae import tracking
 from tuneae.data import Splits, to_float
 from tuneae.files import atomic_write, atomic_write_csv
+from tuneae.layout import portable
 from tuneae.models import VAE
 from tuneae.report.classical import CLASSICAL_GRIDS
 from tuneae.report.denoising import class_gaps, denoise_all, noise_seed
@@ -33,7 +34,7 @@ from tuneae.report.plots import (
     plot_reconstructions,
     plot_vae,
 )
-from tuneae.report.reload import experiment_of, load_data, load_model, reload_check
+from tuneae.report.reload import load_data, load_model, reload_check
 from tuneae.report.runs import Run, find_run
 from tuneae.report.tables import csv_tables
 from tuneae.report.targets import check_targets
@@ -92,7 +93,8 @@ def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict,
         recon[kind] = predict(model, im.clean)[:, 0].numpy()
         trial = run.trials[kind]
         m["models"][kind] = {
-            "trial": trial.trial_id, "checkpoint": str(trial.checkpoint), "epoch": payload["epoch"],
+            "trial": trial.trial_id, "checkpoint": run.layout.relative_checkpoint(str(trial.checkpoint)),
+            "epoch": payload["epoch"],
             "model_config": payload["model_config"], "train_config": payload.get("train_config"),
             "reload_check": reload_check(model, payload, splits.val,
                                          trial.reported.get("val/loss", payload["metrics"].get("val/loss"))),
@@ -158,17 +160,15 @@ def _write(m: dict, figures: dict[str, str], layers: list[dict], out: Path) -> t
 
 def _log(run: Run, m: dict, figures: dict[str, str], tables: dict[str, list[dict]], out: Path) -> None:
     """Log the report to W&B in the search's project and mode, files beside the search's own W&B runs."""
-    exp = experiment_of(next(iter(run.trials.values())).checkpoint)
     search = (run.summary or {}).get("search") or {}
-    tracking.log_report(exp / "wandb" if exp else out.parent / "report-wandb", m,
-                        {k: out / v for k, v in figures.items()}, tables,
+    tracking.log_report(run.layout.wandb_dir, m, {k: out / v for k, v in figures.items()}, tables,
                         project=search.get("wandb_project") or tracking.DEFAULT_PROJECT,
                         mode=search.get("wandb_mode") or None)
 
 
 def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None, data: str | None = None,
                 max_test: int | None = None, sigmas: tuple[float, ...] = SIGMAS, seed: int = 0,
-                use_wandb: bool = True) -> dict[str, Any]:
+                use_wandb: bool = True, experiment: str | os.PathLike | None = None) -> dict[str, Any]:
     """Write the report of a finished search (see :mod:`tuneae.report` for what and where).
 
     Args:
@@ -180,6 +180,8 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         seed: seed of the noise and of the VAE samples.
         use_wandb: also log figures and tables to W&B, in the search's ``--wandb-project`` and ``--wandb-mode``
             (failures only warn).
+        experiment: the experiment folder of a results folder when it moved since the search (default: the place
+            ``summary.json`` records).
     Returns:
         The contents of ``metrics.json``.
     Raises:
@@ -191,12 +193,12 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         raise ReportError(f"sigmas {list(sigmas)}: need one or more values in (0, 1] (noise sd on the [0, 1] scale)")
     if max_test is not None and max_test < 1:
         raise ReportError(f"max_test={max_test}: must be at least 1")
-    run = find_run(run_path)
-    out = Path(out) if out else (run.path / "report" if run.is_results else Path("results") / run.name / "report")
+    run = find_run(run_path, experiment)
+    out = Path(out) if out else run.layout.report_dir
     models = {kind: load_model(t) for kind, t in run.trials.items()}  # kind -> (model, payload)
     splits = load_data(models, run, data)
     im = choose_images(splits, max_test)
-    m = _header(run, splits, im, sigmas, seed)
+    m = _header(run, splits, im, sigmas, seed, out)
     figures: dict[str, str] = {}
     with tqdm(total=len(models) * (3 + len(sigmas)) + len(CLASSICAL_GRIDS) * len(sigmas), desc="report",
               unit="step", file=sys.stderr) as bar:
@@ -213,12 +215,16 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     return m
 
 
-def _header(run: Run, splits: Splits, im: Images, sigmas: tuple[float, ...], seed: int) -> dict[str, Any]:
-    """The first entries of ``metrics.json``: the run, the data and the noise; empty result sections."""
+def _header(run: Run, splits: Splits, im: Images, sigmas: tuple[float, ...], seed: int, out: Path) -> dict[str, Any]:
+    """The first entries of ``metrics.json``: the run, the data and the noise; empty result sections.
+
+    Paths are relative to the report folder ``out`` (checkpoints: to the experiment folder), never absolute.
+    """
     return {
-        "run": str(run.path), "name": run.name, "command": (run.summary or {}).get("command"),
+        "run": portable(str(run.path.resolve()), out), "name": run.name,
+        "experiment_dir": portable(run.layout.experiment, out), "command": (run.summary or {}).get("command"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
-        "data": {"source": splits.counts.get("source", ""), "image_size": int(im.clean.shape[-1]),
+        "data": {"source": portable(splits.counts.get("source", ""), out), "image_size": int(im.clean.shape[-1]),
                  "classes": list(im.classes), "test_images": len(im.test_idx), "test_total": len(splits.test),
                  "test_indices": im.test_idx.tolist(), "tuning_val_images": len(im.val_clean)},
         "noise": {"function": "tuneae.data.add_gaussian_noise, clipped to [0, 1], torch.Generator seeded per sigma",
@@ -242,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigmas", type=float, nargs="+", default=list(SIGMAS),
                    help="noise sd on the [0, 1] scale (default 0.05 0.1 0.2 0.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of the VAE samples (default 0)")
+    p.add_argument("--experiment", metavar="PATH", help="the experiment folder <storage_path>/<name> of a results "
+                                                        "folder, when it moved since the search")
     p.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B")
     return p
 
@@ -250,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m tuneae.report``; returns 0, or 2 with ``error: ...`` on stderr for a bad run."""
     args = build_parser().parse_args(argv)
     try:
-        make_report(args.run, args.out, args.data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb)
+        make_report(args.run, args.out, args.data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb,
+                    args.experiment)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

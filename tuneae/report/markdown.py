@@ -33,7 +33,7 @@ def report_markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: 
 def _intro(m: dict) -> list[str]:
     d = m["data"]
     return [f"# Report: {m['name']}", "",
-            f"Run `{m['run']}`" + (f", made by `{m['command']}`" if m["command"] else "") + ".",
+            f"Run `{m['name']}`" + (f", made by `{m['command']}`" if m["command"] else "") + ".",
             f"Data: `{d['source']}` at {d['image_size']} px, classes {', '.join(d['classes'])}. Every metric is on "
             f"{d['test_images']} of the {d['test_total']} held-out **test** images, which the search never saw; "
             f"the classical denoisers were tuned on {d['tuning_val_images']} validation images. PSNR in dB (data "

@@ -3,6 +3,7 @@ a check that the reloaded model reproduces the validation loss the search report
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint
 from tuneae.config import DataConfig
 from tuneae.data import DataError, Splits, load_splits
+from tuneae.layout import resolve_recorded
 from tuneae.models import Autoencoder
 from tuneae.report.errors import ReportError
 from tuneae.report.runs import Run, Trial
@@ -36,28 +38,28 @@ def load_model(trial: Trial) -> tuple[Autoencoder, dict]:
     return model, payload
 
 
-def experiment_of(checkpoint: Path) -> Path | None:
-    """The experiment folder of a checkpoint ``<experiment>/train/<trial>/<checkpoint>``, or None."""
-    parents = checkpoint.parents
-    return parents[2] if len(parents) > 2 and parents[1].name == "train" else None
-
-
 def data_config(payload: dict, run: Run, source: str | None = None) -> DataConfig:
     """The checkpoint's data settings, with the source overridden by ``source`` (``--data``) when given.
 
-    Without an override, a relative folder that does not exist from here is replaced by the absolute folder the
-    summary recorded; a relative cache folder that does not exist from here by ``<storage_path>/cache`` (the
-    search's default), found from the checkpoint's place.
+    Without an override, a data folder that does not exist from here is replaced by the folder the summary
+    recorded (relative to the results folder) when that one exists; a cache folder that does not exist by the run
+    layout's (``<storage_path>/cache``).
+
+    Args:
+        payload: a checkpoint payload (``data_config``).
+        run: the run (its summary and layout).
+        source: the ``--data`` override, or None.
+    Returns:
+        The data settings to load the splits with.
     """
     cfg = DataConfig(**payload["data_config"])
-    recorded = str(((run.summary or {}).get("data") or {}).get("source", ""))
+    recorded = resolve_recorded(str(((run.summary or {}).get("data") or {}).get("source", "")), run.layout.results)
     if source:
         cfg = replace(cfg, source=source)
-    elif not Path(cfg.source).expanduser().exists() and recorded.startswith("/") and Path(recorded).is_dir():
+    elif not Path(cfg.source).expanduser().exists() and os.path.isabs(recorded) and Path(recorded).is_dir():
         cfg = replace(cfg, source=recorded)
-    exp = experiment_of(next(iter(run.trials.values())).checkpoint)
-    if not Path(cfg.cache_dir).expanduser().is_absolute() and not Path(cfg.cache_dir).exists() and exp:
-        cfg = replace(cfg, cache_dir=str(exp.parent / "cache"))
+    if not Path(cfg.cache_dir).expanduser().exists() and run.layout.local:
+        cfg = replace(cfg, cache_dir=str(run.layout.cache_dir))
     return cfg
 
 

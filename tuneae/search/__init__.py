@@ -15,7 +15,7 @@ from tuneae.search.cli import ConfigError, build_parser, resolve, validate
 from tuneae.search.run import main
 from tuneae.search.session import join_ray, open_session, start_local_ray
 from tuneae.search.space import kind_space
-from tuneae.search.tune import derive_max_concurrent, experiment_dir, run_one
+from tuneae.search.tune import derive_max_concurrent, run_one
 
-__all__ = ["ConfigError", "build_parser", "derive_max_concurrent", "experiment_dir", "join_ray", "kind_space",
+__all__ = ["ConfigError", "build_parser", "derive_max_concurrent", "join_ray", "kind_space",
            "main", "open_session", "resolve", "run_one", "start_local_ray", "validate"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.layout import RunLayout, is_local
 from tuneae.models import check_model_config
 from tuneae.search.space import kind_space
 
@@ -193,7 +194,7 @@ def _apply_search_flags(args: argparse.Namespace, search: SearchConfig) -> Searc
 def _apply_data_flags(args: argparse.Namespace, search: SearchConfig, data: DataConfig,
                       train: TrainConfig) -> tuple[DataConfig, TrainConfig]:
     """``data`` and ``train`` with ``--data``, ``--image-size``, ``--seed`` and ``--skip-unreadable`` applied, the
-    default cache folder under a local storage path, and a local data folder made absolute."""
+    cache folder of the run layout (unless a config file set one), and a local data folder made absolute."""
     d: dict[str, Any] = {}
     if args.data:
         d["source"] = args.data
@@ -204,8 +205,8 @@ def _apply_data_flags(args: argparse.Namespace, search: SearchConfig, data: Data
         train = replace(train, seed=args.seed)
     if args.skip_unreadable:
         d["skip_unreadable"] = True
-    if "://" not in search.storage_path:
-        d.setdefault("cache_dir", str((Path(search.storage_path) / "cache").resolve()))
+    if is_local(search.storage_path) and data.cache_dir == DataConfig().cache_dir:  # a [data] cache_dir wins
+        d["cache_dir"] = str(RunLayout.of(search).cache_dir)
     source = d.get("source", data.source)
     if Path(source).expanduser().is_dir():  # checkpoints store the data config: make it valid from any folder
         d["source"] = str(Path(source).expanduser().resolve())

@@ -11,11 +11,12 @@ from typing import Any
 from tuneae import tracking
 from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
 from tuneae.data import DataError, Splits, check_source, load_splits
+from tuneae.layout import RunLayout, portable
 from tuneae.results import FINAL_STATUSES, METRIC, MODE, format_table, kind_summary, trial_rows, versions, write_results
 from tuneae.search.cli import ConfigError, resolve, validate
 from tuneae.search.session import open_session
 from tuneae.search.space import kind_space
-from tuneae.search.tune import derive_max_concurrent, experiment_dir, is_local, run_one, saved_statuses
+from tuneae.search.tune import derive_max_concurrent, run_one, saved_statuses
 
 
 def _load_data(data: DataConfig) -> Splits:
@@ -25,11 +26,6 @@ def _load_data(data: DataConfig) -> Splits:
     print(f"[tuneae] train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)} images "
           f"(classes {', '.join(splits.classes)}; test never used by the search)", flush=True)
     return splits
-
-
-def _wandb_dir(search: SearchConfig) -> Path:
-    """``<experiment folder>/wandb`` (``runs/<name>/wandb`` when the storage is remote)."""
-    return (Path(experiment_dir(search)) if is_local(search.storage_path) else Path("runs") / search.name) / "wandb"
 
 
 def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig, splits: Splits,
@@ -47,6 +43,7 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
     print(f"[tuneae] cluster {cluster.get('CPU', 0):g} CPU / {cluster.get('GPU', 0):g} GPU -> {max_concurrent} "
           f"concurrent trial(s)", flush=True)
     data_box = {"ref": ray.put({"train": splits.train, "val": splits.val})}
+    layout = RunLayout.of(search)
     out: dict[str, Any] = {"rows": [], "models": {}, "interrupted": "", "max_concurrent": max_concurrent}
     for kind in search.models:
         try:
@@ -55,10 +52,10 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
             out["interrupted"] = kind
             print(f"[tuneae] interrupted during {kind}; resume with --resume", flush=True)
             break
-        saved = saved_statuses(f"{experiment_dir(search)}/{kind}")
+        saved = saved_statuses(layout.kind_dir(kind))
         if len(saved) < search.num_samples or set(saved.values()) - FINAL_STATUSES:  # Ctrl-C
             out["interrupted"] = kind
-        rows = trial_rows(kind, grid, kind_space(search, kind), saved)
+        rows = trial_rows(kind, grid, kind_space(search, kind), saved, layout)
         out["rows"] += rows
         out["models"][kind] = kind_summary(rows, kind_space(search, kind))
         if out["interrupted"]:
@@ -70,21 +67,29 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
 
 def make_summary(argv: list[str] | None, preset: str, started: float, search: SearchConfig, data: DataConfig,
                  train: TrainConfig, splits: Splits, env: dict[str, str], outcome: dict[str, Any]) -> dict[str, Any]:
-    """The contents of ``summary.json``: command, versions, wall time, settings, data counts, per-kind results."""
+    """The contents of ``summary.json``: command, versions, wall time, settings, data counts, per-kind results.
+
+    No absolute path of this machine: the experiment folder, the W&B folder and a local data folder are recorded
+    relative to the results folder, checkpoints relative to the experiment folder (:mod:`tuneae.layout`).
+    """
+    layout = RunLayout.of(search)
     return {
         "command": "python -m tuneae.search " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "preset": preset,
         "versions": versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_time_s": round(time.time() - started, 1),
-        "experiment_dir": experiment_dir(search),
-        "wandb": {"mode": env.get("WANDB_MODE"), "dir": env.get("WANDB_DIR")} if env else None,
+        "paths": "experiment_dir, wandb.dir and a local data.source are relative to this folder; every checkpoint "
+                 "is relative to experiment_dir",
+        "experiment_dir": layout.recorded_experiment(),
+        "wandb": {"mode": env.get("WANDB_MODE"), "dir": portable(env["WANDB_DIR"], layout.results)} if env else None,
         "search": {"metric": METRIC, "mode": MODE, "searcher": "OptunaSearch(TPESampler)", "scheduler": "ASHA",
                    **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
                    "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
                              for kind in search.models},
                    "max_concurrent_used": outcome["max_concurrent"]},
-        "data": {**splits.counts, "source": data.source, "source_description": splits.counts["source"],
+        "data": {**splits.counts, "source": portable(data.source, layout.results),
+                 "source_description": portable(splits.counts["source"], layout.results),
                  "image_size": data.image_size, "val_fraction": data.val_fraction, "classes": list(splits.classes)},
         "models": outcome["models"],
         "interrupted": outcome["interrupted"] or None,
@@ -111,15 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         search, data, model, train, args = resolve(argv)
         validate(search, data, model)
         check_source(data)
-        exp = experiment_dir(search)
-        if is_local(exp) and Path(exp).exists() and not args.resume:
-            raise ValueError(f"experiment folder {exp} exists; pass --resume to continue it or choose another --name")
+        layout = RunLayout.of(search)
+        if layout.local and Path(layout.experiment).exists() and not args.resume:
+            raise ValueError(f"experiment folder {layout.experiment} exists; pass --resume to continue it or choose "
+                             f"another --name")
         splits = _load_data(data)
     except (ConfigError, ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    env = tracking.wandb_env(_wandb_dir(search), search.wandb_mode or None) if search.wandb else {}
+    env = tracking.wandb_env(layout.wandb_dir, search.wandb_mode or None) if search.wandb else {}
     open_session(search.address, env)
     import ray
 
@@ -128,15 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         ray.shutdown()
 
-    out = Path(search.results_dir) / search.name
-    write_results(out, make_summary(argv, args.preset, started, search, data, train, splits, env, outcome),
+    write_results(layout.results, make_summary(argv, args.preset, started, search, data, train, splits, env, outcome),
                   outcome["rows"])
     print("\n" + format_table(outcome["models"]))
-    print(f"\n[tuneae] wrote {out / 'summary.json'} and {out / 'trials.csv'}; checkpoints in {exp}")
+    print(f"\n[tuneae] wrote {layout.summary_file} and {layout.trials_file}; checkpoints in {layout.experiment}")
     if args.report:
         from tuneae.report import main as report
 
-        code = report([str(out), *(["--no-wandb"] if not search.wandb else [])])
+        code = report([str(layout.results), *(["--no-wandb"] if not search.wandb else [])])
         if code:
             return code
     if outcome["interrupted"]:

@@ -8,10 +8,10 @@ trains under Ray Train (:func:`tuneae.trainable.run_trial`). The only module tha
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from tuneae import tracking
 from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.layout import RunLayout
 from tuneae.results import METRIC, MODE
 from tuneae.search.searcher import make_searcher
 from tuneae.search.space import kind_space, param_space
@@ -42,23 +42,11 @@ def derive_max_concurrent(cluster: dict[str, float], search: SearchConfig) -> in
     return max(n, 1)
 
 
-def is_local(path: str) -> bool:
-    """True for a local path, False for a URI (``s3://...``)."""
-    return "://" not in path
-
-
-def experiment_dir(search: SearchConfig) -> str:
-    """``<storage_path>/<name>`` as an absolute path (or URI)."""
-    if is_local(search.storage_path):
-        return str((Path(search.storage_path) / search.name).resolve())
-    return f"{search.storage_path.rstrip('/')}/{search.name}"
-
-
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _trainable(exp: str, search: SearchConfig, data_box: dict):
+def _trainable(layout: RunLayout, search: SearchConfig, data_box: dict):
     """The trial function with its data, resources and Train storage bound, and its own (near-zero) resources."""
     from ray import tune
 
@@ -66,7 +54,7 @@ def _trainable(exp: str, search: SearchConfig, data_box: dict):
 
     resources = TrialResources(search.workers_per_trial, search.cpus_per_trial, search.gpus_per_trial)
     trainable = tune.with_parameters(run_trial, data_box=data_box, resources=resources,
-                                     train_storage=f"{exp}/train")
+                                     train_storage=layout.train_dir)
     # The driver function only waits on TorchTrainer.fit(): no CPU, a sliver of the head node's marker resource
     # (an all-zero request is rejected). Drivers therefore never starve workers of CPUs: no deadlock.
     return tune.with_resources(trainable, {"CPU": 0, "node:__internal_head__": 0.001})
@@ -74,7 +62,7 @@ def _trainable(exp: str, search: SearchConfig, data_box: dict):
 
 def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig,
             data_box: dict, max_concurrent: int, resume: bool):
-    """Run (or resume) the Tune experiment of one model kind under ``<experiment_dir>/<kind>``.
+    """Run (or resume) the Tune experiment of one model kind under ``RunLayout.of(search).kind_dir(kind)``.
 
     Optuna TPE (Bergstra et al. 2011) proposes configs, ASHA (Li et al. 2020) stops trials at rungs counted by the
     reported ``epoch`` (max_t: the largest ``train.epochs`` choice), each trial is :func:`tuneae.trainable.run_trial`
@@ -97,9 +85,9 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    exp = experiment_dir(search)
-    trainable = _trainable(exp, search, data_box)
-    path = f"{exp}/{kind}"
+    layout = RunLayout.of(search)
+    trainable = _trainable(layout, search, data_box)
+    path = layout.kind_dir(kind)
     space = param_space(kind, search, data, model, train)
     callback = tracking.tune_callback(search.wandb_project, f"{search.name}-{kind}") if search.wandb else None
     if resume and tune.Tuner.can_restore(path):
@@ -124,8 +112,8 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=make_searcher(search), scheduler=scheduler,
                                     num_samples=search.num_samples, max_concurrent_trials=max_concurrent,
                                     trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(name=kind, storage_path=exp, callbacks=[callback] if callback else [], verbose=1,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        run_config=tune.RunConfig(name=kind, storage_path=layout.experiment, callbacks=[callback] if callback else [],
+                                  verbose=1, failure_config=tune.FailureConfig(max_failures=0)),
     )
     return tuner.fit()
 
@@ -137,7 +125,7 @@ def saved_statuses(path: str) -> dict[str, str]:
     trials, which the returned ``ResultGrid`` then shows as ``TERMINATED``; the saved state tells them apart.
 
     Args:
-        path: one kind's experiment folder, ``<experiment_dir>/<kind>`` (local path or URI).
+        path: one kind's experiment folder, :meth:`tuneae.layout.RunLayout.kind_dir` (local path or URI).
     Returns:
         ``{trial_id: status}`` with Tune's statuses (``TERMINATED``, ``ERROR``, ``RUNNING``, ``PENDING``, ...).
     Raises:
