@@ -9,8 +9,8 @@ cache, de-duplication, splits), :mod:`tuneae.models` (the five kinds), :mod:`tun
 metrics), :mod:`tuneae.checkpoint` (self-describing checkpoints), :mod:`tuneae.trainable` (Ray Train glue),
 :mod:`tuneae.search` (package: command line, Ray session, Tune + Optuna + ASHA; ``python -m tuneae.search``),
 :mod:`tuneae.results` (trial rows, the best-trial rule, summary.json / trials.csv), :mod:`tuneae.report` (package:
-post-hoc report; ``python -m tuneae.report``). Beside them: :mod:`tuneae.files` (the atomic writer) and
-:mod:`tuneae.tracking` (all of W&B).
+post-hoc report; ``python -m tuneae.report``). Beside them: :mod:`tuneae.files` (the atomic writer),
+:mod:`tuneae.layout` (the run layout: experiment and results folders) and :mod:`tuneae.tracking` (all of W&B).
 """
 
 __version__ = "0.1.0"
