@@ -19,6 +19,7 @@ from tuneae.data.manifest import write_manifest
 from tuneae.data.pipeline import SPLIT_RULES, load_splits
 from tuneae.data.sources import LAYOUTS
 from tuneae.data.summary import format_summary
+from tuneae.files import atomic_write
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from tuneae.checkpoint import atomic_write  # the project's atomic writer (moves to tuneae.files)
-
     out = Path(args.out)
     write_manifest(splits, out / "manifest.csv")
     summary = {"command": "python -m tuneae.data " + " ".join(shlex.quote(a) for a in argv),

@@ -36,6 +36,7 @@ from PIL import Image, ImageOps
 from tuneae import images
 from tuneae.config import DataConfig
 from tuneae.data.sources import Record
+from tuneae.files import atomic_write
 
 Reader = Callable[..., list[np.ndarray]]
 """``(path, data=None) -> slices``: decodes one file (or its bytes, named by ``path``) to 2D float arrays in
@@ -182,8 +183,6 @@ def decode_files(records: list[Record], cfg: DataConfig) -> tuple[Decoded, bool]
     Raises:
         OSError: the cache folder cannot be written.
     """
-    from tuneae.checkpoint import atomic_write  # the project's atomic writer (moves to tuneae.files)
-
     reader, reader_id = current_reader(cfg)
     size = cfg.image_size
     unique = sorted({r.sha: r for r in reversed(records) if r.image}.values(), key=lambda r: r.sha)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tuneae.data.errors import DataError
 from tuneae.data.splits import SPLITS, Splits
+from tuneae.files import atomic_write
 
 MANIFEST_COLUMNS = ("path", "slice", "class", "group", "split", "status", "duplicate", "copy_of", "sha256")
 """The manifest's header, in order."""
@@ -51,8 +52,6 @@ def write_manifest(splits: Splits, path: str | Path) -> Path:
         DataError: ``splits`` holds no manifest rows.
         OSError: the file cannot be written.
     """
-    from tuneae.checkpoint import atomic_write  # the project's atomic writer (moves to tuneae.files)
-
     if not splits.manifest:
         raise DataError("these splits hold no manifest rows (built by hand, not by load_splits)")
     buf = io.StringIO()
