@@ -226,7 +226,8 @@ def _header(run: Run, splits: Splits, im: Images, sigmas: tuple[float, ...], see
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
         "data": {"source": portable(splits.counts.get("source", ""), out), "image_size": int(im.clean.shape[-1]),
                  "classes": list(im.classes), "test_images": len(im.test_idx), "test_total": len(splits.test),
-                 "test_indices": im.test_idx.tolist(), "tuning_val_images": len(im.val_clean)},
+                 "test_indices": im.test_idx.tolist(), "tuning_val_images": len(im.val_clean),
+                 "split": splits.counts.get("split"), "per_class": splits.counts.get("per_class")},
         "noise": {"function": "tuneae.data.add_gaussian_noise, clipped to [0, 1], torch.Generator seeded per sigma",
                   "test_seeds": {f"{s:g}": noise_seed(seed, s) for s in sigmas}},
         "models": {}, "denoising": {}, "denoising_classes": {}}
