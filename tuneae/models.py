@@ -9,6 +9,10 @@ The bottleneck stack is the seed project's (5 x stride-2 conv down, 5 x transpos
     encoder  (B, 1, 128, 128) -conv-> (B, 32, 64, 64) -> 64@32 -> 128@16 -> 256@8 -> (B, 512, 4, 4) -flatten-> Linear
     decoder  Linear -> (B, 512, 4, 4) -convT-> 256@8 -> 128@16 -> 64@32 -> 32@64 -convT-> (B, 1, 128, 128), sigmoid
 
+Options of the bottleneck kinds (searched): ``latent_layout`` ``dense`` (above) or ``spatial`` (a C x h x w code
+map of the same ``latent_dim`` numbers, :mod:`tuneae.blocks`), ``residual`` (a residual block after every stage),
+and, except for the VAE, ``recon_loss`` (:mod:`tuneae.losses`).
+
 Every model exposes ``encode``, ``decode``, ``forward`` (reconstruction in [0, 1]), ``objective`` (its own
 training loss) and ``forward_intermediates`` (every layer's activation, for the report's feature maps).
 Pure PyTorch: nothing here imports Ray.
@@ -21,18 +25,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tuneae.blocks import LATENT_LAYOUTS, LEAKY_SLOPE, from_code, maybe_residual, spatial_code_shape, to_code
+from tuneae.blocks import norm_layer as _norm
 from tuneae.config import ModelConfig
-
-LEAKY_SLOPE = 0.2
-"""Negative slope of every LeakyReLU."""
+from tuneae.losses import RECON_LOSSES, SSIM_WINDOW, reconstruction_loss
 
 
 def check_model_config(cfg: ModelConfig) -> None:
     """Validate a model config before any compute is spent.
 
     Raises:
-        ValueError: naming the field and value: unknown kind / norm / input_norm, an ``image_size`` not divisible by
-            ``2**depth``, or a non-positive size.
+        ValueError: naming the field and value: unknown kind / norm / input_norm / latent_layout / recon_loss, an
+            ``image_size`` not divisible by ``2**depth``, a non-positive size, a spatial code that does not tile
+            (:func:`tuneae.blocks.spatial_code_shape`), or images smaller than the SSIM window for ``l1_ssim``.
     """
     if cfg.kind not in MODELS:
         raise ValueError(f"model.kind={cfg.kind!r} is unknown; choose one of {sorted(MODELS)}")
@@ -49,14 +54,15 @@ def check_model_config(cfg: ModelConfig) -> None:
         raise ValueError(f"model.input_norm={cfg.input_norm!r}; choose none or standardize")
     if cfg.kernel_size not in (3, 5):
         raise ValueError(f"model.kernel_size={cfg.kernel_size}; choose 3 or 5")
-
-
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    return nn.Identity()
+    if cfg.latent_layout not in LATENT_LAYOUTS:
+        raise ValueError(f"model.latent_layout={cfg.latent_layout!r}; choose one of {list(LATENT_LAYOUTS)}")
+    if cfg.latent_layout == "spatial" and cfg.kind in BOTTLENECK:
+        spatial_code_shape(cfg.latent_dim, cfg.image_size, cfg.depth)
+    if cfg.recon_loss not in RECON_LOSSES:
+        raise ValueError(f"model.recon_loss={cfg.recon_loss!r}; choose one of {list(RECON_LOSSES)}")
+    if cfg.recon_loss == "l1_ssim" and cfg.image_size < SSIM_WINDOW:
+        raise ValueError(f"model.recon_loss='l1_ssim' needs model.image_size >= {SSIM_WINDOW} (the SSIM window), "
+                         f"got {cfg.image_size}")
 
 
 def _down(cin: int, cout: int, k: int, norm: str) -> nn.Sequential:
@@ -85,12 +91,14 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
 
 
 class Autoencoder(nn.Module):
-    """The seed's convolutional autoencoder, loss MSE.
+    """The seed's convolutional autoencoder, loss ``cfg.recon_loss`` (MSE by default, the seed's).
 
     Input and output are (B, 1, S, S) in [0, 1] with S = ``cfg.image_size`` divisible by ``2**cfg.depth``.
-    The bottleneck is a ``cfg.latent_dim`` vector. Also the denoising autoencoder (``kind="dae"``, Vincent et al.
-    2010, "Stacked Denoising Autoencoders", JMLR 11): the same network, trained by the training loop on a noisy
-    input with the clean image as target.
+    The bottleneck is a code of ``cfg.latent_dim`` numbers: a vector (``latent_layout="dense"``) or a C x h x w map
+    (``"spatial"``, see :mod:`tuneae.blocks`), (B, latent_dim) either way once flattened. ``cfg.residual`` adds a
+    :class:`tuneae.blocks.ResBlock` after every encoder and decoder stage. Also the denoising autoencoder
+    (``kind="dae"``, Vincent et al. 2010, "Stacked Denoising Autoencoders", JMLR 11): the same network, trained by
+    the training loop on a noisy input with the clean image as target.
 
     Raises:
         ValueError: an invalid config (see :func:`check_model_config`).
@@ -103,17 +111,20 @@ class Autoencoder(nn.Module):
         chans = [cfg.base_channels * 2 ** i for i in range(cfg.depth)]  # seed: [32, 64, 128, 256, 512]
         self.chans = chans
         self.bottom = cfg.image_size // 2 ** cfg.depth  # seed: 128 // 32 = 4 pixels
+        k, nm, res = cfg.kernel_size, cfg.norm, cfg.residual
         self.encoder = nn.ModuleList(
-            _down(cin, cout, cfg.kernel_size, cfg.norm) for cin, cout in zip([1, *chans[:-1]], chans))
+            maybe_residual(_down(cin, cout, k, nm), cout, k, nm, res) for cin, cout in zip([1, *chans[:-1]], chans))
         flat = chans[-1] * self.bottom ** 2  # seed: 512 * 4 * 4 = 8192
         self.to_latent = self._latent_head(flat)
-        self.from_latent = nn.Linear(cfg.latent_dim, flat)
+        # dense: Linear (B, L) -> (B, flat); spatial: conv (B, C, b, b) -> (B, C_last, b, b), flattened
+        self.from_latent = from_code(cfg.latent_layout, chans[-1], self.bottom, cfg.latent_dim)
         rev = chans[::-1]  # [512, 256, 128, 64, 32]
-        self.decoder = nn.ModuleList(_up(cin, cout, cfg.norm) for cin, cout in itertools.pairwise(rev))
+        self.decoder = nn.ModuleList(
+            maybe_residual(_up(cin, cout, nm), cout, k, nm, res) for cin, cout in itertools.pairwise(rev))
         self.head = nn.ConvTranspose2d(chans[0], 1, 4, stride=2, padding=1)  # -> (B, 1, S, S) logits
 
-    def _latent_head(self, flat: int) -> nn.Module:
-        return nn.Linear(flat, self.cfg.latent_dim)
+    def _latent_head(self, flat: int) -> nn.Module:  # (B, flat) -> (B, latent_dim), dense or spatial
+        return to_code(self.cfg.latent_layout, self.chans[-1], self.bottom, self.cfg.latent_dim)
 
     def _features(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
         """(B, 1, S, S) in [0, 1] -> (B, C_last * b * b) flattened encoder output."""
@@ -145,7 +156,8 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))
 
     def objective(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training loss: mean squared error per pixel (the seed's loss).
+        """Training loss: ``cfg.recon_loss`` (MSE per pixel, the seed's, by default; see
+        :func:`tuneae.losses.reconstruction_loss`).
 
         Args:
             x: input (B, 1, S, S) in [0, 1] (noisy for a denoising AE).
@@ -154,7 +166,7 @@ class Autoencoder(nn.Module):
             (loss scalar, reconstruction (B, 1, S, S) in [0, 1]).
         """
         recon = self(x)
-        return F.mse_loss(recon, target), recon
+        return reconstruction_loss(self.cfg.recon_loss, recon, target), recon
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
         """Reconstruction plus every encoder and decoder stage's activation (after its LeakyReLU).
@@ -181,10 +193,14 @@ class VAE(Autoencoder):
     The encoder gives a diagonal Gaussian q(z|x) = N(mu, exp(logvar)); z is drawn by the reparameterization trick
     z = mu + exp(logvar / 2) * eps, eps ~ N(0, I). The decoder is a Bernoulli likelihood over pixels in [0, 1].
     In eval mode ``forward`` decodes the mean (a deterministic reconstruction, used for val/mse and the report).
+    With ``latent_layout="spatial"`` mu and logvar come from one 3 x 3 conv head of 2C channels (C x h x w maps,
+    :mod:`tuneae.blocks`), flattened to (B, latent_dim) each, so the reparameterization and the KL term run
+    element-wise on every one of the latent_dim numbers in either layout. ``cfg.recon_loss`` is ignored: the loss is
+    the negative ELBO.
     """
 
-    def _latent_head(self, flat: int) -> nn.Module:
-        return nn.Linear(flat, 2 * self.cfg.latent_dim)  # -> [mu, logvar]
+    def _latent_head(self, flat: int) -> nn.Module:  # -> [mu, logvar], (B, 2 * latent_dim), channel-major halves
+        return to_code(self.cfg.latent_layout, self.chans[-1], self.bottom, self.cfg.latent_dim, heads=2)
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, S, S) in [0, 1] -> (mu, logvar), each (B, latent_dim); logvar clamped to [-30, 20]."""
@@ -246,11 +262,16 @@ class UNetAE(Autoencoder):
 
     Stage i (0 <= i < depth) holds base_channels * 2**i channels at side S / 2**i; the bottleneck holds
     base_channels * 2**depth at side S / 2**depth. Down: stride-2 conv; up: ConvTranspose(2, stride 2), concatenated
-    with the encoder's feature map of the same scale, then a double conv. The head predicts a correction in logit
-    space to the input: ``out = sigmoid(logit(x) + head(h))`` with the head initialised to zero, so training starts
-    from the identity (residual learning, as in DnCNN, Zhang et al. 2017). ``kind="unet"`` trains it as a
+    with the encoder's feature map of the same scale, then a double conv. The head predicts the noise in PIXEL space
+    and the estimate is ``x - head(h)`` (residual learning, DnCNN: Zhang et al. 2017, "Beyond a Gaussian Denoiser",
+    IEEE TIP 26(7)), the head initialised to zero so training starts from the identity. No sigmoid or logit: the
+    noisy input of unclipped AWGN leaves [0, 1], where a logit-space residual has no meaning and a final sigmoid
+    saturates. The loss (``cfg.recon_loss``, MSE by default) is taken on the unclamped estimate, so gradients reach
+    every pixel; the image ``forward`` and ``objective`` return is that estimate clamped to [0, 1], the clean
+    image's range (a projection that can only lower the error to a target in [0, 1]). ``kind="unet"`` trains it as a
     reconstructor (clean input; it can copy through its skips, so it is no bottleneck model), ``kind="dunet"`` as
-    a denoiser (noisy input, clean target). Loss: MSE per pixel. ``latent_dim`` is unused.
+    a denoiser (noisy input, clean target). Fully convolutional: any input side divisible by 2**depth works (so
+    training on random crops does). ``latent_dim``, ``latent_layout`` and ``residual`` are unused.
 
     ``encode`` returns every scale's feature map (the skips and the bottleneck); ``decode`` takes that list.
     """
@@ -295,29 +316,48 @@ class UNetAE(Autoencoder):
             h = self.dec[i](torch.cat([h, feats[i]], dim=1))  # skip connection: (B, 2 c_i, ...) -> (B, c_i, ...)
             if keep is not None:
                 keep.append((f"decoder.{self.cfg.depth - 1 - i}", h))
-        return self.head(h)  # (B, 1, S, S) correction in logit space
+        return self.head(h)  # (B, 1, S, S) predicted noise in pixel space ([0, 1] scale), not logits
 
     def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        """Feature list from ``encode`` -> correction logits passed through a sigmoid, (B, 1, S, S) in [0, 1].
+        """Feature list from ``encode`` -> the predicted noise (B, 1, S, S) on the [0, 1] pixel scale (unbounded).
 
-        Without the input image there is no residual to correct, so this is only meaningful for visualisation;
+        Without the input image there is nothing to subtract it from, so this is only meaningful for visualisation;
         ``forward`` is the reconstruction.
         """
-        return torch.sigmoid(self._decode_logits(feats))
+        return self._decode_logits(feats)
 
-    @staticmethod
-    def _logit(x: torch.Tensor) -> torch.Tensor:
-        return torch.logit(x.clamp(1e-3, 1 - 1e-3))
+    def estimate(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+        """Unclamped clean estimate ``x - predicted noise`` (pixel-space residual, DnCNN).
+
+        Args:
+            x: (B, 1, S, S) input, any real values (unclipped noise leaves [0, 1]).
+            keep: receives every stage's activation, as in :meth:`forward_intermediates`.
+        Returns:
+            (B, 1, S, S) on the [0, 1] scale, not clamped.
+        """
+        return x - self._decode_logits(self.encode(x, keep), keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, S, S) in [0, 1] -> output (B, 1, S, S) in [0, 1]."""
-        return torch.sigmoid(self._logit(x) + self._decode_logits(self.encode(x)))
+        """(B, 1, S, S) input (any real values) -> output (B, 1, S, S) in [0, 1]: the estimate clamped to [0, 1]."""
+        return self.estimate(x).clamp(0.0, 1.0)
+
+    def objective(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss ``cfg.recon_loss`` on the UNCLAMPED estimate (gradients at every pixel).
+
+        Args:
+            x: input (B, 1, S, S) (noisy for ``dunet``, any real values).
+            target: clean image (B, 1, S, S) in [0, 1].
+        Returns:
+            (loss scalar, output (B, 1, S, S) clamped to [0, 1], equal to ``forward(x)``).
+        """
+        est = self.estimate(x)
+        return reconstruction_loss(self.cfg.recon_loss, est, target), est.clamp(0.0, 1.0)
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
         """Output plus every encoder and decoder stage's activation (after its last LeakyReLU), for the report.
 
         Args:
-            x: (B, 1, S, S) in [0, 1] (noisy for ``dunet``).
+            x: (B, 1, S, S) in [0, 1] (noisy for ``dunet``: any real values).
         Returns:
             (output (B, 1, S, S) in [0, 1], equal to ``forward(x)``, and [(name, activation), ...] in network order,
             with c_i = base_channels * 2**i and d = depth: ``encoder.stem`` (B, c_0, S, S); ``encoder.i``
@@ -325,7 +365,7 @@ class UNetAE(Autoencoder):
             S / 2**(d-1-j)) for j < d, after the skip concatenation and double conv; last ``("output", output)``).
         """
         keep: list[tuple[str, torch.Tensor]] = []
-        out = torch.sigmoid(self._logit(x) + self._decode_logits(self.encode(x, keep), keep))
+        out = self.estimate(x, keep).clamp(0.0, 1.0)
         keep.append(("output", out))
         return out, keep
 
@@ -341,7 +381,8 @@ DENOISING = frozenset({"dae", "dunet"})
 """Kinds the training loop feeds a noisy input with the clean image as target."""
 
 UNUSED_BY_KIND: dict[str, frozenset[str]] = {
-    kind: frozenset(({"model.latent_dim"} if kind not in BOTTLENECK else set())
+    kind: frozenset(({"model.latent_dim", "model.latent_layout", "model.residual"} if kind not in BOTTLENECK else set())
+                    | ({"model.recon_loss"} if kind == "vae" else set())
                     | ({"train.noise_sigma_min", "train.noise_sigma_max", "train.val_noise_sigma"}
                        if kind not in DENOISING else set()))
     for kind in MODELS

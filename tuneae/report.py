@@ -122,7 +122,7 @@ def find_run(path: str | os.PathLike) -> Run:
     """Find the best trial of every model kind in a results folder or an experiment folder.
 
     A results folder's ``summary.json`` names each kind's best checkpoint. In an experiment folder each kind's
-    trial with the lowest last finite ``val/loss`` in its ``result.json`` wins (errored trials excluded), as the
+    trial with the lowest last finite ``val/mse`` in its ``result.json`` wins (errored trials excluded), as the
     search picks it.
 
     Raises:
@@ -166,18 +166,18 @@ def find_run(path: str | os.PathLike) -> Run:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a crash
-                v = row.get("val/loss")
+                v = row.get("val/mse")  # the search's selection metric, whatever the training loss
                 if isinstance(v, (int, float)) and math.isfinite(v) and row.get("checkpoint_path"):
                     last = row
             if last is not None:
                 finished.append(last)
         if finished:
-            best = min(finished, key=lambda r: r["val/loss"])
+            best = min(finished, key=lambda r: r["val/mse"])
             ckpt = _locate(Path(best["checkpoint_path"]), kind, [run])
             reported = {k: best[k] for k in ("val/loss", "val/mse", "val/psnr", "train/loss", "epoch") if k in best}
             trials[kind] = Trial(kind, str(best.get("trial_id")), ckpt, reported)
     if not trials:
-        raise ReportError(f"{run}: no finished trial (no result.json with a finite val/loss and a checkpoint) "
+        raise ReportError(f"{run}: no finished trial (no result.json with a finite val/mse and a checkpoint) "
                           f"under {', '.join(kinds)}")
     return Run(run, run.name, None, trials, is_results=False)
 

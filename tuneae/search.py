@@ -31,8 +31,9 @@ from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchC
 from tuneae.data import DataError, check_source, load_splits
 from tuneae.models import UNUSED_BY_KIND, check_model_config
 
-METRIC, MODE = "val/loss", "min"
-"""What the searcher and the scheduler optimise: each kind's own objective on the validation split."""
+METRIC, MODE = "val/mse", "min"
+"""What the searcher, the scheduler and the best-trial rule optimise: MSE per pixel on the validation split, the
+same for every trial whatever its training loss (``model.recon_loss``) or kind (the VAE's ELBO included)."""
 SHOWN_METRICS = ("val/loss", "val/mse", "val/psnr", "train/loss")
 """Metrics in the summary table, trials.csv and summary.json."""
 
@@ -575,10 +576,11 @@ def _reason(error: BaseException | None) -> str:
 
 
 def best_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The best trial of one kind: the lowest finite last ``val/loss`` among trials not ``ERROR`` with a checkpoint.
+    """The best trial of one kind: the lowest finite last ``METRIC`` (``val/mse``) among trials not ``ERROR`` with a
+    checkpoint.
 
     Args:
-        rows: :func:`trial_rows` of one kind (``val/loss`` compares only within a kind).
+        rows: :func:`trial_rows` of one kind.
     Returns:
         That row, or None when no trial qualifies.
     """
