@@ -96,16 +96,17 @@ def reconstruction_loss(name: str, recon: torch.Tensor, target: torch.Tensor) ->
         recon: (B, C, H, W) reconstruction on the [0, 1] scale (may leave [0, 1], e.g. a residual denoiser's estimate).
         target: (B, C, H, W) clean image in [0, 1].
     Returns:
-        Scalar loss (dimensionless; per pixel on the [0, 1] scale for ``mse`` and ``l1``).
+        Scalar float32 loss, computed in float32 whatever the input dtype (dimensionless; per pixel on the [0, 1]
+        scale for ``mse`` and ``l1``).
     Raises:
         ValueError: an unknown name, or images smaller than the SSIM window for ``l1_ssim``.
     """
+    recon, target = recon.float(), target.float()  # fp32 loss under bf16 autocast
     if name == "mse":
         return F.mse_loss(recon, target)
     if name == "l1":
         return F.l1_loss(recon, target)
     if name == "l1_ssim":
-        l1 = F.l1_loss(recon.float(), target.float())
-        return SSIM_ALPHA * (1.0 - ssim(recon, target).mean()) + (1.0 - SSIM_ALPHA) * l1
+        return SSIM_ALPHA * (1.0 - ssim(recon, target).mean()) + (1.0 - SSIM_ALPHA) * F.l1_loss(recon, target)
     raise ValueError(f"model.recon_loss={name!r} is unknown; choose one of {list(RECON_LOSSES)}")
 
