@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tuneae.blocks import ResBlock, spatial_code_shape
 from tuneae.config import MODEL_KINDS, ModelConfig
 from tuneae.losses import RECON_LOSSES, reconstruction_loss
 from tuneae.models import BOTTLENECK, MODELS, UNUSED_BY_KIND, VAE, build_model
+from tuneae.models.blocks import ResBlock, spatial_code_shape
 
 SMALL = {"image_size": 32, "latent_dim": 16, "base_channels": 4}
 

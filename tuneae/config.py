@@ -69,7 +69,7 @@ class ModelConfig:
     """Input normalization: ``none`` or ``standardize`` (per-image zero mean, unit variance); output stays in [0, 1]."""
     latent_layout: str = "dense"
     """Code of ae / vae / dae: ``dense`` (flatten + Linear, the seed's) or ``spatial`` (a C x h x w map of exactly
-    latent_dim numbers, h = w = image_size / 2**depth, C = latent_dim / h**2; see tuneae.blocks)."""
+    latent_dim numbers, h = w = image_size / 2**depth, C = latent_dim / h**2; see tuneae.models.blocks)."""
     residual: bool = False
     """ae / vae / dae: a residual block (two convs + skip) after every encoder and decoder stage."""
     recon_loss: str = "mse"
@@ -89,6 +89,9 @@ class TrainConfig:
     """Images per optimisation step (per worker under DDP)."""
     seed: int = 0
     """Seed of weight initialisation, shuffling and noise."""
+    noise_protocol: str = "awgn"
+    """Noise of denoising kinds' training and validation input (``tuneae.noise.PROTOCOLS``): ``awgn``, additive white
+    Gaussian noise not clipped (the primary protocol), or ``clipped8``, clipped to [0, 1] and quantized to 8 bits."""
     noise_sigma_min: float = 0.05
     """Lowest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
     noise_sigma_max: float = 0.3

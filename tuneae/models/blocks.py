@@ -1,4 +1,4 @@
-"""Building blocks of the bottleneck autoencoders: the residual block and the latent heads (dense or spatial code).
+"""Building blocks of the autoencoders: conv stages, normalization, the residual block, the latent heads.
 
 Latent layout (``ModelConfig.latent_layout``), for ``ae``, ``vae`` and ``dae``; either way the code holds exactly
 ``latent_dim`` numbers and ``encode`` returns it flattened, (B, latent_dim), so the code size is like for like:
@@ -16,6 +16,7 @@ Latent layout (``ModelConfig.latent_layout``), for ``ae``, ``vae`` and ``dae``; 
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 LATENT_LAYOUTS = ("dense", "spatial")
@@ -33,6 +34,39 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
     return nn.Identity()
+
+
+def down(cin: int, cout: int, k: int, norm: str) -> nn.Sequential:
+    """Conv(k, stride 2, 'same' padding) + norm + LeakyReLU: halves the side, (B, cin, H, W) -> (B, cout, H/2, W/2)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=2, padding=k // 2), norm_layer(norm, cout),
+                         nn.LeakyReLU(LEAKY_SLOPE))
+
+
+def up(cin: int, cout: int, norm: str) -> nn.Sequential:
+    """ConvTranspose(4, stride 2, padding 1) + norm + LeakyReLU: doubles the side, (B, cin, H, W) -> (B, cout, 2H,
+    2W)."""
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), norm_layer(norm, cout),
+                         nn.LeakyReLU(LEAKY_SLOPE))
+
+
+def double_conv(cin: int, cout: int, k: int, norm: str) -> nn.Sequential:
+    """Two Conv(k, stride 1, 'same') + norm + LeakyReLU: keeps the side (the U-Net block), (B, cin, H, W) ->
+    (B, cout, H, W)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), norm_layer(norm, cout), nn.LeakyReLU(LEAKY_SLOPE),
+                         nn.Conv2d(cout, cout, k, padding=k // 2), norm_layer(norm, cout), nn.LeakyReLU(LEAKY_SLOPE))
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Per-image standardization: (x - mean) / std over each image's pixels.
+
+    Args:
+        x: (B, C, H, W) float.
+    Returns:
+        (B, C, H, W) with zero mean and unit variance per image (std floored at 1e-6).
+    """
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+    return (x - mean) / std
 
 
 class ResBlock(nn.Module):
@@ -54,7 +88,7 @@ class ResBlock(nn.Module):
                                   nn.Conv2d(channels, channels, k, padding=k // 2), norm_layer(norm, channels))
         self.act = nn.LeakyReLU(LEAKY_SLOPE)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
         return self.act(x + self.body(x))
 
