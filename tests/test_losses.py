@@ -71,3 +71,15 @@ def test_bad_inputs_are_named():
         ssim(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
     with pytest.raises(ValueError, match="one shape"):
         ssim(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 15))
+
+
+def test_torch_ssim_matches_the_evaluation_metric():
+    """The training SSIM agrees with tuneae.metrics.ssim (the report's Wang SSIM) image by image."""
+    from tuneae.metrics import ssim as eval_ssim
+
+    pairs = [_pair(s, sigma=0.05 * (s + 1)) for s in range(4)]
+    a = np.stack([p[0] for p in pairs])  # (4, 48, 48)
+    b = np.stack([p[1] for p in pairs])
+    ref = eval_ssim(b, a)  # (4,)
+    ours = ssim(torch.from_numpy(b).float()[:, None], torch.from_numpy(a).float()[:, None]).numpy()
+    assert np.abs(ours - ref).max() < 1e-3
