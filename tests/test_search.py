@@ -117,6 +117,16 @@ def test_config_file_then_flags_override(tmp_path):
         resolve(["--config", str(typed)])
 
 
+def test_spatial_code_that_does_not_tile_is_refused_before_ray(tmp_path, capsys):
+    cfg = tmp_path / "spatial.toml"
+    cfg.write_text('[model]\ndepth = 2\n[space]\n"model.latent_layout" = ["dense", "spatial"]\n'
+                   '"model.latent_dim" = [20]\n')
+    assert main(["--preset", "smoke", "--model", "ae", "--config", str(cfg), "--no-wandb",
+                 "--storage-path", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "model.latent_dim=20" in err and "model.depth=2" in err and "latent_layout='spatial'" in err
+
+
 def test_main_rejects_bad_config_file(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nlearning_rate = 0.1\n")
@@ -135,6 +145,9 @@ def test_each_kind_searches_only_what_it_uses():
     assert "train.noise_sigma_max" not in ae
     assert {"model.base_channels", "model.kernel_size", "model.norm", "model.input_norm"} <= set(ae) & set(dunet)
     assert dunet["model.depth"] == (3, 4, 5)
+    assert {"model.latent_layout", "model.residual", "model.recon_loss"} <= set(ae)  # issue 14's options
+    assert "model.latent_layout" not in dunet and "model.residual" not in dunet and "model.recon_loss" in dunet
+    assert "model.recon_loss" not in kind_space(search, "vae")  # the VAE's loss is its negative ELBO
     search, *_ = resolve(["--preset", "gpu", "--model", "dunet", "--epochs", "2"])
     assert kind_space(search, "dunet")["train.epochs"] == (2,)  # a flag overrides every kind
 
