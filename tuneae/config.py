@@ -81,6 +81,9 @@ class TrainConfig:
     """Images per optimisation step (per worker under DDP)."""
     seed: int = 0
     """Seed of weight initialisation, shuffling and noise."""
+    noise_protocol: str = "awgn"
+    """Noise of denoising kinds' training and validation input (``tuneae.noise.PROTOCOLS``): ``awgn``, additive white
+    Gaussian noise not clipped (the primary protocol), or ``clipped8``, clipped to [0, 1] and quantized to 8 bits."""
     noise_sigma_min: float = 0.05
     """Lowest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
     noise_sigma_max: float = 0.3
