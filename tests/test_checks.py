@@ -155,6 +155,8 @@ def test_badly_typed_config_values_are_refused(cli, tmp_path, text, named):
     ('[space]\n"model.norm" = ["layer"]\n', "model.norm='layer'"),
     ('[train]\nnoise_sigma_min = 0.5\n', "[train] noise_sigma_min = 0.5 exceeds [train] noise_sigma_max = 0.3"),
     ('[search]\nwandb_mode = "cloud"\n', "wandb_mode = 'cloud'"),
+    ('[train]\nnoise_protocol = "gauss"\n', "[train] noise_protocol = 'gauss': choose one of awgn"),
+    ('[space]\n"train.noise_protocol" = ["awgn", "poisson"]\n', "train.noise_protocol choice 'poisson'"),
     ('[search]\nmodels = ["ae", "gan"]\n', "unknown kind(s) ['gan']"),
 ])
 def test_out_of_range_config_values_are_refused(cli, tmp_path, text, named):

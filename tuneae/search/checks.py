@@ -18,6 +18,7 @@ from typing import Any
 from tuneae.config import MODEL_KINDS, DataConfig, ModelConfig, SearchConfig, TrainConfig
 from tuneae.layout import CACHE_DIR
 from tuneae.models import check_model_config
+from tuneae.noise import PROTOCOLS
 from tuneae.search.space import kind_space
 
 SECTIONS = {"search": SearchConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -182,7 +183,7 @@ def _say(label: str, value: Any) -> str:
 
 
 def _check_train_values(values: dict[str, tuple[tuple, str]]) -> None:
-    """Learning rates > 0, epochs and batch sizes >= 1, noise sigmas >= 0 with min <= max."""
+    """Learning rates > 0, epochs and batch sizes >= 1, a known noise protocol, noise sigmas >= 0 with min <= max."""
     rules = {"train.lr": (lambda v: v > 0, "must be > 0 (e.g. 1e-3)"),
              "train.epochs": (lambda v: v >= 1, "must be >= 1"),
              "train.batch_size": (lambda v: v >= 1, "must be >= 1"),
@@ -194,6 +195,11 @@ def _check_train_values(values: dict[str, tuple[tuple, str]]) -> None:
         for v in choices:
             if not ok(v):
                 raise ValueError(f"{_say(label, v)}: {need}")
+    if "train.noise_protocol" in values:
+        choices, label = values["train.noise_protocol"]
+        for v in choices:
+            if v not in PROTOCOLS:
+                raise ValueError(f"{_say(label, v)}: choose one of {', '.join(PROTOCOLS)} (tuneae.noise)")
     (lows, low_label), (highs, high_label) = values["train.noise_sigma_min"], values["train.noise_sigma_max"]
     if max(lows) > min(highs):
         raise ValueError(f"{_say(low_label, max(lows))} exceeds {_say(high_label, min(highs))}"
