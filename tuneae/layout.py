@@ -43,6 +43,24 @@ def is_local(path: str | os.PathLike) -> bool:
     return "://" not in str(path)
 
 
+def user_path(value: str | os.PathLike) -> str:
+    """A path as the user typed it, expanded the one way every user path is (flags, TOML values, the report's
+    arguments): ``~`` / ``~user`` to the home folder and ``$VAR`` / ``${VAR}`` to the environment, as a shell would
+    (``--storage-path=~/x`` reaches the program unexpanded, and TOML never expands). A URI (``s3://...``) and ``""``
+    are returned unchanged; an unset variable stays as written (``os.path.expandvars``).
+
+    Args:
+        value: a local path, a URI, or a non-path value such as a hub id or ``phantom`` (unchanged by both rules
+            unless it starts with ``~`` or holds a ``$``).
+    Returns:
+        The expanded string; relative paths stay relative (to the working folder).
+    """
+    value = os.fspath(value)
+    if not value or not is_local(value):
+        return value
+    return os.path.expanduser(os.path.expandvars(value))
+
+
 def portable(value: str, base: str | os.PathLike) -> str:
     """``value`` relative to the folder ``base`` when it is an absolute local path, else unchanged (a hub id, a URI,
     ``phantom``, a description); what a committed file records instead of a path of this machine."""
@@ -74,7 +92,9 @@ class RunLayout:
 
     @classmethod
     def for_search(cls, storage_path: str, name: str, results_dir: str | os.PathLike) -> RunLayout:
-        """The layout of a search (local storage paths made absolute; a URI kept as given)."""
+        """The layout of a search (local storage paths expanded (:func:`user_path`) and made absolute; a URI kept
+        as given)."""
+        storage_path, results_dir = user_path(storage_path), user_path(results_dir)
         if is_local(storage_path):
             experiment = str((Path(storage_path) / name).resolve())
         else:
@@ -99,7 +119,7 @@ class RunLayout:
             ``<results>/../../runs/<name>`` (the default layout) that exists, else the recorded place.
         """
         if experiment is not None:
-            return cls(str(Path(experiment).expanduser().resolve()) if is_local(experiment) else str(experiment),
+            return cls(str(Path(user_path(experiment)).resolve()) if is_local(experiment) else str(experiment),
                        results)
         name = (summary.get("search") or {}).get("name") or results.name
         recorded = resolve_recorded(str(summary.get("experiment_dir") or results), results)
@@ -110,7 +130,7 @@ class RunLayout:
     @classmethod
     def from_experiment(cls, experiment: Path, results_dir: str | os.PathLike = "results") -> RunLayout:
         """The layout of a bare experiment folder; its results folder is ``<results_dir>/<folder name>``."""
-        experiment = experiment.expanduser().resolve()
+        experiment = Path(user_path(experiment)).resolve()
         return cls(str(experiment), Path(results_dir) / experiment.name)
 
     @property

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from tuneae import tracking
 from tuneae.data import Splits, to_float
 from tuneae.files import atomic_write, atomic_write_csv
-from tuneae.layout import portable
+from tuneae.layout import portable, user_path
 from tuneae.models import VAE
 from tuneae.report.classical import CLASSICAL_GRIDS
 from tuneae.report.denoising import class_gaps, denoise_all, noise_seed
@@ -256,11 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m tuneae.report``; returns 0, or 2 with ``error: ...`` on stderr for a bad run."""
+    """Entry point of ``python -m tuneae.report``; returns 0, or 2 with ``error: ...`` on stderr for a bad run.
+    ``~`` and ``$VAR`` in the paths are expanded as in the search (:func:`tuneae.layout.user_path`)."""
     args = build_parser().parse_args(argv)
+    run, out, data, experiment = (user_path(a) if a else a for a in (args.run, args.out, args.data, args.experiment))
     try:
-        make_report(args.run, args.out, args.data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb,
-                    args.experiment)
+        make_report(run, out, data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb, experiment)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
