@@ -33,6 +33,18 @@ class DataConfig:
     """Count and skip unreadable images instead of raising ``DataError``."""
     phantom_count: int = 96
     """Number of synthetic head phantoms (train + test) when ``source == "phantom"``."""
+    # How files are decoded into grey slices (tuneae.images; rules in its module docstring).
+    slice_plane: str = "axial"
+    """Plane of the 2D slices cut from NIfTI volumes after reorientation to RAS+: ``axial``, ``coronal`` or
+    ``sagittal``. DICOM frames and TIFF pages keep their stored (acquisition) plane."""
+    window_low: float = 0.5
+    """Percentile (in percent) of a 16-bit, float, DICOM or NIfTI image's (or volume's) values mapped to 0;
+    8-bit images are divided by 255, never windowed."""
+    window_high: float = 99.5
+    """Percentile (in percent) mapped to 1; values beyond either percentile are clipped."""
+    min_foreground: float = 0.01
+    """A slice of a volume is kept when at least this fraction of its pixels exceeds 0.05 after windowing
+    (0 keeps every slice); a file that is one 2D image always keeps it."""
 
 
 @dataclass(frozen=True)
