@@ -1,11 +1,13 @@
 """Training augmentation: crops keep dtype, come from the image, cover all 8 flips/rotations, and are seeded."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from tuneae.augment import augment_batch, check_crop_size, random_crops, random_dihedral
-from tuneae.config import ModelConfig
+from tuneae.config import ModelConfig, TrainConfig
 
 
 def _images(b: int = 6, s: int = 16) -> torch.Tensor:
@@ -77,3 +79,33 @@ def test_bad_shapes_raise():
         random_dihedral(torch.zeros(1, 1, 4, 5), torch.Generator())
     with pytest.raises(ValueError, match="crop size 9"):
         random_crops(torch.zeros(1, 1, 8, 8), 9, torch.Generator())
+
+
+def test_training_loop_crops_train_batches_only():
+    from tuneae.models import build_model
+    from tuneae.train import fit
+
+    rng = torch.Generator().manual_seed(0)
+    train = torch.randint(0, 256, (12, 1, 32, 32), dtype=torch.uint8, generator=rng).numpy()
+    val = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8, generator=rng).numpy()
+    model = build_model(ModelConfig(kind="dunet", image_size=32, depth=2, base_channels=4))
+    seen = []
+    model.stem.register_forward_pre_hook(lambda m, args: seen.append((m.training, args[0].shape[-1])))
+    metrics = fit(model, train, val, TrainConfig(epochs=1, batch_size=4, crop_size=16))
+    assert {side for training, side in seen if training} == {16}  # train: 16 px crops
+    assert {side for training, side in seen if not training} == {32}  # validation: full images
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    with pytest.raises(ValueError, match="only for U-Nets"):
+        fit(build_model(ModelConfig(kind="ae", image_size=32, depth=3, base_channels=4, latent_dim=16)),
+            train, val, TrainConfig(epochs=1, crop_size=16))
+
+
+def test_search_refuses_crops_a_kind_cannot_take():
+    from tuneae.search.checks import validate
+    from tuneae.search.cli import resolve
+
+    search, data, model, train, _ = resolve(["--preset", "smoke", "--model", "ae", "dunet"])
+    search = replace(search, space={**search.space, "train.crop_size": (0, 16)})
+    with pytest.raises(ValueError, match=r"train.crop_size=16 < model.image_size=32 is only for U-Nets"):
+        validate(search, data, model, train)
+    validate(replace(search, models=("dunet",)), data, model, train)  # U-Nets take 16 px crops at depth 2 or 3

@@ -15,6 +15,7 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
+from tuneae.augment import check_crop_size
 from tuneae.config import MODEL_KINDS, DataConfig, ModelConfig, SearchConfig, TrainConfig
 from tuneae.layout import CACHE_DIR
 from tuneae.models import check_model_config
@@ -247,7 +248,8 @@ def validate(search: SearchConfig, data: DataConfig, model: ModelConfig, train: 
 
     The search settings (:func:`check_search_settings`); for every kind, its search space (:func:`check_choices`),
     the values of every searched or fixed ``train.*`` setting, that every combination of the ``model.*`` choices
-    builds (:func:`tuneae.models.check_model_config`, e.g. image size divisible by 2**depth), that BatchNorm can
+    builds (:func:`tuneae.models.check_model_config`, e.g. image size divisible by 2**depth) and takes every
+    ``train.crop_size`` (:func:`tuneae.augment.check_crop_size`), that BatchNorm can
     train on every batch size, and ASHA's grace period against the largest epochs; an explicit
     ``--max-concurrent`` above ``--num-samples`` only warns.
 
@@ -271,8 +273,10 @@ def validate(search: SearchConfig, data: DataConfig, model: ModelConfig, train: 
         _check_relations(kind, values, search)
         model_keys = [k for k in values if k.startswith("model.") and k not in NOT_SEARCHED]
         for combo in itertools.product(*(values[k][0] for k in model_keys)):
-            check_model_config(replace(model, kind=kind, **{k[6:]: v for k, v in zip(model_keys, combo,
-                                                                                         strict=True)}))
+            cfg = replace(model, kind=kind, **{k[6:]: v for k, v in zip(model_keys, combo, strict=True)})
+            check_model_config(cfg)
+            for crop in values["train.crop_size"][0]:  # random crops fit the model (tuneae.augment)
+                check_crop_size(int(crop), cfg)
         _check_batch_norm(kind, values, model.image_size)
     if 0 < search.num_samples < search.max_concurrent:
         warnings.warn(f"--max-concurrent {search.max_concurrent} exceeds --num-samples {search.num_samples}: at "
