@@ -30,6 +30,7 @@ from tuneae.checkpoint import atomic_write, atomic_write_csv
 from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
 from tuneae.data import DataError, check_source, load_splits
 from tuneae.models import UNUSED_BY_KIND, check_model_config
+from tuneae.search_study import STUDY_FILE, check_resume, read_study, study_file, study_record
 
 METRIC, MODE = "val/loss", "min"
 """What the searcher and the scheduler optimise: each kind's own objective on the validation split."""
@@ -458,11 +459,10 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
         Exception: an error outside the trials (Tune itself, a failed restore), which ``Tuner.fit`` re-raises
             (upstream: ``ray.tune.Tuner.fit`` docs).
     """
-    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
+    from tuneae.search_optuna import asha_rungs, make_searcher
     from tuneae.trainable import TrialResources, run_trial
 
     exp = experiment_dir(search)
@@ -487,7 +487,10 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
         print(f"[tuneae] resuming {kind} from {path}", flush=True)
     else:
         max_t = int(max(kind_space(search, kind).get("train.epochs", (train.epochs,))))
-        searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=search.seed), seed=search.seed)
+        searcher = make_searcher(kind, kind_space(search, kind), to_flat(data, replace(model, kind=kind), train),
+                                 num_samples=search.num_samples, max_concurrent=max_concurrent, seed=search.seed,
+                                 study_file=study_file(exp if _local(exp) else Path("runs") / search.name),
+                                 rungs=asha_rungs(search.grace_period, search.reduction_factor, max_t), mode=MODE)
         # Rungs count the reported `epoch`, not Tune's iterations: a trial resumed after a driver restart
         # continues from its Train checkpoint at epoch k + 1 while its iteration count starts again at 1.
         scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=search.grace_period,
@@ -669,6 +672,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: experiment folder {exp} exists; pass --resume to continue it or choose another --name",
               file=sys.stderr)
         return 2
+    study_path = study_file(exp if _local(exp) else Path("runs") / search.name)
+    if args.resume:
+        try:
+            for kind in search.models:
+                check_resume(study_path, kind, search.num_samples, kind_space(search, kind))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
 
     print(f"[tuneae] loading data from {data.source} at {data.image_size}x{data.image_size}", flush=True)
     try:
@@ -721,6 +732,8 @@ def main(argv: list[str] | None = None) -> int:
                 "best_metrics": {k: best[k] for k in SHOWN_METRICS} | {"epoch": best["last_epoch"]} if best else None,
                 "best_checkpoint": best["checkpoint_path"] if best else None,
             }
+            if study_path.is_file():
+                models[kind]["study"] = study_record(read_study(study_path, [kind])[kind], STUDY_FILE)
             if interrupted:
                 print(f"[tuneae] interrupted during {kind}; resume with: python -m tuneae.search "
                       f"--name {search.name} --resume (and the same flags)", flush=True)
@@ -736,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": round(time.time() - started, 1),
         "experiment_dir": exp,
         "wandb": {"mode": env.get("WANDB_MODE"), "dir": env.get("WANDB_DIR")} if env else None,
-        "search": {"metric": METRIC, "mode": MODE, "searcher": "OptunaSearch(TPESampler)", "scheduler": "ASHA",
+        "search": {"metric": METRIC, "mode": MODE, "scheduler": "ASHA",
+                   "searcher": "OptunaSearch(TPESampler), study in optuna.db",
                    **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
                    "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
                              for kind in search.models},

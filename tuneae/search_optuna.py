@@ -1,0 +1,271 @@
+"""The searcher: Optuna's TPE (Bergstra et al. 2011, "Algorithms for Hyper-Parameter Optimization", NeurIPS; the
+multivariate form of Falkner et al. 2018, BOHB, ICML) through Ray Tune's ``OptunaSearch``, with its study in a SQLite
+file of the experiment folder.
+
+What differs from a bare ``OptunaSearch(sampler=TPESampler(seed=...))``:
+
+- **Start-up scaled to the budget.** TPE samples at random until ``n_startup_trials`` trials have finished (Optuna's
+  default 10 made every trial of a 4-trial search random). Here ``n_startup_trials = max(2, num_samples // 4)``
+  (:func:`startup_trials`): a quarter of the budget explores, the rest is modelled; the seed's recipe (below) is the
+  first of the start-up trials.
+- **Constant liar** (Optuna's ``TPESampler(constant_liar=True)``) when trials run in parallel: a running trial counts
+  as a bad result, so parallel proposals spread out instead of repeating the same guess.
+- **ASHA-stopped trials are PRUNED, failed trials FAIL** (:class:`PruningOptunaSearch`): upstream ``OptunaSearch``
+  tells every trial with a result as COMPLETE, so a trial ASHA stopped after 1 epoch counted as a finished 9-epoch
+  trial with its 1-epoch loss. Here every epoch's value is reported (``optuna.trial.Trial.report(value, step=epoch)``)
+  and a trial that stopped before its planned epochs is told ``TrialState.PRUNED``; TPE then ranks it below every
+  completed trial, by how far it got (``optuna.samplers.TPESampler``, ``_split_trials``).
+- **The seed's recipe first** (:func:`seed_point`, enqueued with ``optuna.Study.enqueue_trial``, which is what
+  ``OptunaSearch(points_to_evaluate=...)`` does): a search never ends below the recipe it set out to improve.
+- **A persistent study**: ``optuna.storages.RDBStorage`` on ``<experiment>/optuna.db`` (:data:`STUDY_FILE`), one
+  study per model kind named after it. ``optuna-dashboard sqlite:///<experiment>/optuna.db`` opens it; ``--resume``
+  restores the searcher, which reconnects to the same file (:func:`check_resume` first refuses a budget or space that
+  differs from the saved one, since Tune's restore keeps the saved ``num_samples`` and space).
+
+Seeding: the sampler is seeded (``TPESampler(seed=...)``), so with one trial at a time two runs propose the same
+configurations in the same order.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from tuneae.search_study import jsonable_space, study_storage
+
+logger = logging.getLogger(__name__)
+
+STEP_KEY = "epoch"
+"""The reported result that counts a trial's progress: Optuna's ``step`` and ASHA's ``time_attr``."""
+
+SEED_RECIPE: dict[str, Any] = {
+    "train.lr": 5e-4, "train.batch_size": 16, "model.latent_dim": 512,
+    "model.base_channels": 32, "model.depth": 5, "model.kernel_size": 3, "model.norm": "batch",
+    "model.input_norm": "none",
+}
+"""The seed project's recipe: its sweep's best AE (lr 5e-4, batch 16, latent 512) on its own stack (base 32 channels,
+depth 5, 3x3 kernels, BatchNorm, raw input); ``train.epochs`` is the largest choice of the space."""
+
+
+def startup_trials(num_samples: int) -> int:
+    """TPE's random start-up for a budget: ``max(2, num_samples // 4)`` trials.
+
+    Optuna's ``TPESampler`` samples at random until ``n_startup_trials`` trials have finished (COMPLETE or PRUNED).
+    Two is the least from which its Parzen estimators split good from bad; a quarter of the budget keeps most of
+    a large budget modelled (27 trials: 6 random, 21 modelled; 4 trials: 2 random, 2 modelled).
+
+    Args:
+        num_samples: trials per model kind, >= 1.
+    Returns:
+        The number of start-up trials (the seed's recipe is the first of them).
+    """
+    return max(2, int(num_samples) // 4)
+
+
+def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[float]:
+    """The epochs at which ASHA may stop a trial (its rungs below ``max_t``), by Ray's own rule.
+
+    Ray's ``_Bracket`` (``ray/tune/schedulers/async_hyperband.py``, bracket ``s = 0``) places
+    ``int(log(max_t / grace) / log(rf) + 1)`` rungs at ``grace * rf**k``; the one at ``max_t`` ends every trial anyway.
+
+    Args:
+        grace_period: ASHA's ``grace_period`` in epochs (>= 1).
+        reduction_factor: ASHA's ``reduction_factor`` (> 1).
+        max_t: the largest number of epochs (ASHA's ``max_t``).
+    Returns:
+        Rung epochs in increasing order, each < ``max_t`` (e.g. ``[1, 3]`` for grace 1, factor 3, 9 epochs).
+    """
+    import numpy as np
+
+    n = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+    return [float(grace_period * reduction_factor**k) for k in range(n) if grace_period * reduction_factor**k < max_t]
+
+
+def nearest_choice(value: Any, choices: tuple | list) -> Any:
+    """The choice equal to ``value``, else the nearest one: on a log scale for positive numbers (learning rates and
+    sizes are scales), by difference for other numbers, the first choice for anything else.
+
+    Args:
+        value: the wanted value (number or string).
+        choices: the non-empty categorical choices of one hyperparameter.
+    Returns:
+        One element of ``choices``; ties go to the earlier choice.
+    Raises:
+        ValueError: ``choices`` is empty.
+    """
+    if not choices:
+        raise ValueError("no choices to pick from")
+    for c in choices:
+        if c == value and isinstance(c, bool) == isinstance(value, bool):  # True == 1, but not as a choice
+            return c
+
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if number(value) and all(number(c) for c in choices):
+        if value > 0 and all(c > 0 for c in choices):
+            return min(choices, key=lambda c: abs(math.log(c) - math.log(value)))
+        return min(choices, key=lambda c: abs(c - value))
+    return choices[0]
+
+
+def seed_point(space: dict[str, tuple], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The seed's recipe expressed in one kind's space: every searched key set to a value of its choices.
+
+    ``train.epochs`` is the largest choice; other keys take :data:`SEED_RECIPE`'s value, else the fixed config's
+    (``defaults``), each mapped to the nearest choice (:func:`nearest_choice`) when it is not one.
+
+    Args:
+        space: ``kind_space(search, kind)``: ``{"section.field": (choice, ...)}``.
+        defaults: the kind's flat fixed config (``tuneae.config.to_flat``), for keys the recipe does not name.
+    Returns:
+        ``{"section.field": choice}`` for every key of ``space``.
+    """
+    point = {}
+    for key, choices in space.items():
+        if key == "train.epochs":
+            point[key] = max(choices)
+        else:
+            point[key] = nearest_choice(SEED_RECIPE.get(key, defaults.get(key)), tuple(choices))
+    return point
+
+
+def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], *, num_samples: int,
+                  max_concurrent: int, seed: int, study_file: str | Path, rungs: list[float] | None = None,
+                  mode: str = "min"):
+    """A new searcher for one kind's experiment, its study created afresh in ``study_file`` (a resumed experiment
+    restores its searcher from Tune's saved state instead, which reconnects to the same file).
+
+    Args:
+        kind: the model kind: the study's name.
+        space: ``kind_space(search, kind)``; Tune passes the same space as ``tune.choice`` domains in ``param_space``,
+            which ``OptunaSearch`` turns into ``CategoricalDistribution``\\ s.
+        defaults: the kind's flat fixed config (``to_flat(data, model, train)``): the planned epochs when
+            ``train.epochs`` is not searched, and values for :func:`seed_point`.
+        num_samples: trials of this kind (sets :func:`startup_trials`; saved for :func:`check_resume`).
+        max_concurrent: trials running at once; > 1 turns on the constant liar.
+        seed: seed of the sampler.
+        study_file: the SQLite file (``<experiment>/optuna.db``); an older study of this kind in it is replaced.
+        rungs: ASHA's rung epochs (:func:`asha_rungs`), saved with the study for the report's learning curves.
+        mode: ``min`` or ``max``, as ``TuneConfig(mode=...)``.
+    Returns:
+        A :class:`PruningOptunaSearch` (space, metric and mode arrive from ``TuneConfig``/``param_space``).
+    Raises:
+        ValueError: ``num_samples`` < 1 or an empty space entry.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples {num_samples} must be >= 1")
+    if any(not choices for choices in space.values()):
+        raise ValueError(f"{kind}: empty choices in the search space {space}")
+    storage = study_storage(study_file)
+    direction = "minimize" if mode == "min" else "maximize"
+    if kind in optuna.get_all_study_names(storage):  # a fresh experiment: no trials of an older one
+        optuna.delete_study(study_name=kind, storage=storage)
+    study = optuna.create_study(storage=storage, study_name=kind, direction=direction)
+    n_startup, liar = startup_trials(num_samples), max_concurrent > 1
+    point = seed_point(space, defaults)
+    for key, value in {"num_samples": num_samples, "space": jsonable_space(space), "seed": seed,
+                       "n_startup_trials": n_startup, "constant_liar": liar, "multivariate": True,
+                       "rungs": list(rungs or []), "step": STEP_KEY, "mode": mode,
+                       "seed_point": jsonable_space({k: (v,) for k, v in point.items()})}.items():
+        study.set_user_attr(key, value)
+    if space:
+        study.enqueue_trial(point, user_attrs={"origin": "seed recipe"})
+    sampler = optuna.samplers.TPESampler(n_startup_trials=n_startup, constant_liar=liar, multivariate=True,
+                                         seed=seed)
+    return PruningOptunaSearch(sampler=sampler, study_name=kind, storage=storage,
+                               planned_epochs=int(defaults.get("train.epochs", 1)))
+
+
+
+class PruningOptunaSearch(OptunaSearch):
+    """Ray Tune's ``OptunaSearch`` that tells Optuna how each trial really ended.
+
+    Upstream (``ray.tune.search.optuna.OptunaSearch``, Ray 2.60) reports each result at Tune's
+    ``training_iteration`` (which restarts at 1 when a trial resumes) and tells every trial that has a result as
+    COMPLETE, including one ASHA stopped after its first rung. Here:
+
+    - every result is reported at its ``epoch`` (``optuna.trial.Trial.report(value, step=epoch)``), including the
+      last one, which Tune gives only to ``on_trial_complete`` when the scheduler stops the trial;
+    - a trial whose last epoch is below its planned ``train.epochs`` is told ``TrialState.PRUNED`` (Optuna records
+      its last intermediate value as its value); one that reached them, COMPLETE with its final value; a trial that
+      errored, ended without a result, or whose value is not finite, FAIL (``optuna.Study.tell``);
+    - each Optuna trial carries its Tune trial id (user attribute ``tune_trial_id``);
+    - on restore (``--resume``), trials the study holds as RUNNING but the restored searcher never knew (asked after
+      Tune's last save, then the driver was killed) are told FAIL, so the constant liar does not avoid them forever.
+
+    Args:
+        planned_epochs: the epochs of a trial whose config does not search ``train.epochs``.
+        **kwargs: as ``OptunaSearch`` (here ``sampler``, ``study_name``, ``storage``).
+    """
+
+    def __init__(self, *, planned_epochs: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._planned_epochs = int(planned_epochs)
+        self._reported: dict[str, set[int]] = {}  # trial id -> epochs reported (Tune repeats a trial's last result)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        """Upstream ``suggest`` (``Study.ask`` over the space), then the Tune trial id saved on the Optuna trial."""
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and "tune_trial_id" not in ot_trial.user_attrs:
+            ot_trial.set_user_attr("tune_trial_id", trial_id)
+        return config
+
+    def _report(self, trial_id: str, result: dict | None) -> tuple[Any, Any]:
+        """Report ``result``'s metric at its epoch unless already reported; returns (value, epoch) or Nones."""
+        result = result or {}
+        value, step = result.get(self.metric), result.get(STEP_KEY)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or value is None or step is None:
+            return value, step
+        done = self._reported.setdefault(trial_id, set())
+        if int(step) not in done:
+            try:
+                ot_trial.report(float(value), int(step))
+            except (UpdateFinishedTrialError, ValueError, TypeError) as exc:  # told before a resume; bad value
+                logger.warning("trial %s: epoch %s not reported to Optuna: %s", trial_id, step, exc)
+            done.add(int(step))
+        return value, step
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Report the trial's metric at its epoch (``optuna.trial.Trial.report``)."""
+        if trial_id not in self._completed_trials:
+            self._report(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell Optuna the trial's end: COMPLETE, PRUNED (stopped before its planned epochs) or FAIL."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if trial_id in self._completed_trials or ot_trial is None:
+            logger.warning("trial %s: completion not told to Optuna (already told, or unknown)", trial_id)
+            return
+        value, step = self._report(trial_id, result)
+        planned = int(ot_trial.params.get("train.epochs", self._planned_epochs))
+        if error or value is None or step is None or not math.isfinite(float(value)):
+            state, told = TrialState.FAIL, None
+        elif int(step) < planned:
+            state, told = TrialState.PRUNED, None
+        else:
+            state, told = TrialState.COMPLETE, float(value)
+        try:
+            self._ot_study.tell(ot_trial, told, state=state, skip_if_finished=True)
+        except (ValueError, RuntimeError) as exc:
+            logger.warning("trial %s: Optuna refused %s: %s", trial_id, state.name, exc)
+        self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Upstream ``restore`` (the pickled searcher, whose storage reconnects to the same SQLite file), then the
+        study's RUNNING trials unknown to the restored searcher told FAIL."""
+        super().restore(checkpoint_path)
+        if self._ot_study is None:
+            return
+        known = {t._trial_id for t in self._ot_trials.values()}
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id not in known:
+                self._ot_study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
