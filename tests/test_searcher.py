@@ -35,6 +35,7 @@ def run_trial(s, trial_id: str, objective, epochs: int = 1, stop_at: int | None 
     """One trial as Tune drives it: results each epoch to ``on_trial_result`` except the last one, which (stopped by
     the scheduler or at its end) goes only to ``on_trial_complete``."""
     cfg = s.suggest(trial_id)
+    epochs = cfg.get("train.epochs", epochs)
     last = stop_at or epochs
     for epoch in range(1, last):
         s.on_trial_result(trial_id, {METRIC: objective(cfg) + 1.0 / epoch, "epoch": epoch})
@@ -171,7 +172,7 @@ def test_save_restore_keeps_the_study(tmp_path):
     running = next(t for t in study["trials"] if t["tune_trial_id"] == "running")
     assert running["intermediate"] == [[1, 5.0], [2, 4.0], [3, 3.0]]
     check_resume(tmp_path / "optuna.db", "ae", 6, space)  # same budget and space: passes
-    with pytest.raises(ValueError, match="--num-samples 8: .* started with 6"):
+    with pytest.raises(ValueError, match=r"--num-samples 8: .* started with 6"):
         check_resume(tmp_path / "optuna.db", "ae", 8, space)
     with pytest.raises(ValueError, match=r"model.x saved \[0, 1"):
         check_resume(tmp_path / "optuna.db", "ae", 6, {**space, "model.x": (1, 2)})
@@ -182,10 +183,30 @@ def test_resume_with_more_samples_is_refused_before_ray(tmp_path, capsys):
     """Issue 15 item 6: ``--resume`` with a larger ``--num-samples`` is refused (exit 2) before Ray starts."""
     args = ["--preset", "smoke", "--model", "ae", "--storage-path", str(tmp_path / "runs"), "--results-dir",
             str(tmp_path / "results"), "--name", "x", "--no-wandb"]
-    search, *_ = resolve(args + ["--num-samples", "2"])
+    search, *_ = resolve([*args, "--num-samples", "2"])
     make_searcher("ae", kind_space(search, "ae"), {}, num_samples=2, max_concurrent=1, seed=0,
                   study_file=study_file(tmp_path / "runs" / "x"))
-    assert main(args + ["--num-samples", "4", "--resume"]) == 2
+    assert main([*args, "--num-samples", "4", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "--num-samples 4" in err and "--num-samples 2" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_search_section_draws_every_kind(tmp_path):
+    """The report's Search section from a saved study: curves, metric per hyperparameter, importances, table."""
+    from tuneae.search_plots import search_section
+
+    space = {**TOY_SPACE, "train.epochs": (2, 4)}
+    s = searcher_for(tmp_path, space, num_samples=10, epochs=4)
+    for i in range(10):  # every third trial stopped by "ASHA" at epoch 1
+        run_trial(s, f"t{i}", toy, epochs=4, stop_at=1 if i % 3 == 2 else None)
+    studies = read_study(tmp_path / "a" / "optuna.db")
+    assert studies["ae"]["counts"]["pruned"] >= 1 and studies["ae"]["importances"]
+    lines, figures = search_section(studies, tmp_path / "report", dashboard="runs/x/optuna.db")
+    assert set(figures) == {"search_ae_curves", "search_ae_params", "search_ae_importance"}
+    for name in figures.values():
+        assert (tmp_path / "report" / name).stat().st_size > 1000
+        assert f"]({name})" in "\n".join(lines)
+    text = "\n".join(lines)
+    assert "optuna-dashboard sqlite:///runs/x/optuna.db" in text and "stopped early by ASHA" in text
+    assert sum(line.startswith("| ") for line in lines) == 1 + 10  # header + one row per trial
