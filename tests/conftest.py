@@ -27,7 +27,7 @@ def ray_session(tmp_path_factory):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
 
-    from tuneae.search import start_local_ray
+    from tuneae.search.session import start_local_ray
 
     start_local_ray(num_cpus=2)
     yield ray
@@ -51,6 +51,15 @@ def smoke_run(tmp_path_factory) -> dict:
     results = root / "results" / "smoke"
     return {"root": root, "results": results, "storage": root / "runs", "stdout": proc.stdout,
             "summary": json.loads((results / "summary.json").read_text())}
+
+
+def best_checkpoint(run: dict, kind: str) -> Path:
+    """The best checkpoint folder of ``kind`` in a :func:`smoke_run` (summary.json records it relative to the
+    experiment folder, which it records relative to the results folder)."""
+    from tuneae.layout import RunLayout
+
+    layout = RunLayout.from_summary(run["results"], run["summary"])
+    return layout.checkpoint(run["summary"]["models"][kind]["best_checkpoint"])
 
 
 # ---------------------------------------------------------------------------- searches in their own Ray instances

@@ -7,7 +7,6 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,10 +14,13 @@ import torch
 from tuneae.checkpoint import configs_of, load_checkpoint
 from tuneae.config import SearchConfig
 from tuneae.data import load_splits
-from tuneae.search import ConfigError, derive_max_concurrent, kind_space, main, resolve
+from tuneae.search.cli import ConfigError, resolve
+from tuneae.search.run import main
+from tuneae.search.space import kind_space
+from tuneae.search.tune import derive_max_concurrent
 from tuneae.train import eval_batch_size, evaluate, make_loader
 
-from .conftest import SMOKE_KINDS
+from .conftest import SMOKE_KINDS, best_checkpoint
 
 
 def test_smoke_search_end_to_end(smoke_run):
@@ -26,7 +28,7 @@ def test_smoke_search_end_to_end(smoke_run):
     assert set(s["models"]) == set(SMOKE_KINDS)
     for kind, m in s["models"].items():
         assert m["trials"] == 4 and m["failed"] == 0, (kind, m)
-        assert m["best_checkpoint"] and Path(m["best_checkpoint"]).is_dir()
+        assert m["best_checkpoint"] and best_checkpoint(smoke_run, kind).is_dir()
         assert math.isfinite(m["best_metrics"]["val/psnr"])
     assert sum(m["stopped_early"] for m in s["models"].values()) >= 1, "ASHA stopped no trial"
     assert s["data"]["test"] > 0 and s["data"]["train"] > 0 and s["wall_time_s"] > 0
@@ -55,7 +57,7 @@ def test_wandb_offline_runs_written(smoke_run):
 @pytest.mark.parametrize("kind", SMOKE_KINDS)
 def test_best_checkpoint_reloads_alone_and_reproduces_val_loss(smoke_run, kind):
     m = smoke_run["summary"]["models"][kind]
-    model, payload = load_checkpoint(m["best_checkpoint"])
+    model, payload = load_checkpoint(best_checkpoint(smoke_run, kind))
     data_cfg, model_cfg, train_cfg = configs_of(payload)
     assert model_cfg.kind == kind and payload["epoch"] == m["best_metrics"]["epoch"]
     splits = load_splits(data_cfg)
@@ -146,3 +148,13 @@ def test_derive_max_concurrent_never_oversubscribes():
     assert derive_max_concurrent(gpu, SearchConfig(cpus_per_trial=2, gpus_per_trial=0.25)) == 4
     assert derive_max_concurrent({"CPU": 4.0}, SearchConfig(cpus_per_trial=1, gpus_per_trial=1)) == 1
     assert derive_max_concurrent(two_cpu, SearchConfig(max_concurrent=8)) == 8  # explicit: autoscaler adds nodes
+
+
+def test_committed_results_hold_no_absolute_path(smoke_run):
+    root = str(smoke_run["root"])
+    for name in ("summary.json", "trials.csv"):
+        text = (smoke_run["results"] / name).read_text()
+        assert root not in text, f"{name} holds an absolute path of this machine"
+    s = smoke_run["summary"]
+    assert (smoke_run["results"] / s["experiment_dir"]).resolve() == (smoke_run["storage"] / "smoke").resolve()
+    assert s["wandb"]["dir"] == "../../runs/smoke/wandb"

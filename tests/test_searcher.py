@@ -10,17 +10,31 @@ import pytest
 from ray import tune
 
 from tuneae.config import to_flat
+from tuneae.layout import RunLayout
 from tuneae.search import kind_space, main, resolve
-from tuneae.search_optuna import asha_rungs, make_searcher, nearest_choice, seed_point, startup_trials
-from tuneae.search_study import check_resume, read_study, study_file
+from tuneae.search.searcher import (
+    asha_rungs,
+    config_key,
+    make_searcher,
+    nearest_choice,
+    nearest_unseen,
+    seed_point,
+    startup_trials,
+)
+from tuneae.search.study import check_resume, read_study
 
 METRIC = "val/loss"
-TOY_SPACE = {"model.x": tuple(range(10)), "model.y": ("a", "b", "c")}
-"""A toy space: 30 configurations, the best one x = 7, y = "b"."""
+TOY_SPACE = {"model.x": tuple(range(20)), "model.y": ("a", "b", "c")}
+"""A toy space: 60 configurations, the best one x = 13, y = "b"."""
 
 
 def toy(cfg: dict) -> float:
-    return (cfg["model.x"] - 7) ** 2 + 10.0 * (cfg["model.y"] != "b")
+    return (cfg["model.x"] - 13) ** 2 + 30.0 * (cfg["model.y"] != "b")
+
+
+def good(cfg: dict) -> bool:
+    """The good region of :func:`toy`: 7 of its 60 configurations."""
+    return abs(cfg["model.x"] - 13) <= 3 and cfg["model.y"] == "b"
 
 
 def searcher_for(tmp_path, space, *, num_samples=8, seed=0, max_concurrent=1, epochs=1, kind="ae", name="a"):
@@ -82,7 +96,8 @@ def test_early_stopped_trial_is_pruned_with_its_epoch_values(tmp_path):
     assert by_id["full"]["state"] == "COMPLETE" and by_id["full"]["value"] == 0.2
     assert [s for s, _ in by_id["full"]["intermediate"]] == [1, 2, 3, 4]
     assert by_id["broken"]["state"] == "FAIL" and by_id["nan"]["state"] == "FAIL"
-    assert study["counts"] == {"completed": 1, "pruned": 1, "failed": 2, "running": 0}
+    counts = {k: study["counts"][k] for k in ("completed", "pruned", "failed", "running")}
+    assert counts == {"completed": 1, "pruned": 1, "failed": 2, "running": 0}
     assert study["importances"] is None and "1 completed" in study["importance_note"]
     assert study["attrs"]["rungs"] == [1.0]
 
@@ -114,17 +129,44 @@ def test_tpe_concentrates_on_the_good_region_after_startup(tmp_path):
     random._sampler = random._ot_study.sampler = optuna.samplers.RandomSampler(seed=0)
     start = startup_trials(n)
     modelled, baseline = _configs(tpe, n)[start:], _configs(random, n)[start:]
-
-    def good(c):
-        return abs(c["model.x"] - 7) <= 1 and c["model.y"] == "b"
-
-    # random search lands in the 3-of-30 good region ~10% of the time; TPE must do far better after its start-up
-    assert sum(map(good, modelled)) >= max(2 * sum(map(good, baseline)), len(modelled) // 3)
-    assert sum(map(toy, modelled)) < 0.75 * sum(map(toy, baseline))
+    # random search lands in the 7-of-60 good region ~12% of the time (2 of these 18 trials); TPE must find most
+    # of the region after its start-up, and no configuration twice
+    assert sum(map(good, modelled)) >= max(2 * sum(map(good, baseline)), 5)
+    assert sum(map(toy, modelled)) < 0.6 * sum(map(toy, baseline))
     study = read_study(tmp_path / "tpe" / "optuna.db")["ae"]
-    assert study["counts"]["completed"] == n
+    assert study["counts"]["completed"] == n and len(study["trials"]) == n
+    assert len({repr(sorted(t["params"].items())) for t in study["trials"]}) == n
     assert set(study["importances"]) == {"model.x", "model.y"}
     assert sum(study["importances"].values()) == pytest.approx(1.0)
+
+
+def test_nearest_unseen():
+    choices = {"lr": [1e-3, 5e-4, 1e-4], "norm": ["batch", "group"]}
+    proposal = {"lr": 1e-3, "norm": "batch"}
+    seen = {config_key(proposal)}
+    assert nearest_unseen(proposal, choices, seen) in ({"lr": 5e-4, "norm": "batch"}, {"lr": 1e-3, "norm": "group"})
+    seen |= {config_key({"lr": 5e-4, "norm": "batch"}), config_key({"lr": 1e-3, "norm": "group"})}
+    assert nearest_unseen(proposal, choices, seen) in ({"lr": 1e-4, "norm": "batch"}, {"lr": 5e-4, "norm": "group"})
+    everything = {config_key({"lr": a, "norm": b}) for a in choices["lr"] for b in choices["norm"]}
+    assert nearest_unseen(proposal, choices, everything) is None
+
+
+def test_no_configuration_runs_twice(tmp_path):
+    """TPE repeats the best configuration often in a small space (the cpu preset's 27 for ae); each repeat is
+    replaced by the nearest untried configuration, so 12 trials try 12 configurations."""
+    search, *_ = resolve(["--preset", "cpu", "--storage-path", str(tmp_path)])
+    space = kind_space(search, "ae")
+    s = searcher_for(tmp_path, space, num_samples=12, epochs=9)
+
+    def smooth(c):  # best at lr 1e-4, latent 1024, batch 16
+        return (abs(c["train.lr"] - 1e-4) * 1e3 + abs(c["model.latent_dim"] - 1024) / 1024
+                + c["train.batch_size"] / 64 - c["train.epochs"] / 9)
+
+    configs = [run_trial(s, f"t{i}", smooth) for i in range(12)]
+    assert len({repr(sorted(c.items())) for c in configs}) == 12
+    study = read_study(tmp_path / "a" / "optuna.db")["ae"]
+    assert len(study["trials"]) == 12 and study["counts"]["repeats_replaced"] >= 1
+    assert any(t["origin"].startswith("nearest unseen") for t in study["trials"])
 
 
 def test_seeded_one_at_a_time_runs_propose_the_same_configs(tmp_path):
@@ -185,7 +227,7 @@ def test_resume_with_more_samples_is_refused_before_ray(tmp_path, capsys):
             str(tmp_path / "results"), "--name", "x", "--no-wandb"]
     search, *_ = resolve([*args, "--num-samples", "2"])
     make_searcher("ae", kind_space(search, "ae"), {}, num_samples=2, max_concurrent=1, seed=0,
-                  study_file=study_file(tmp_path / "runs" / "x"))
+                  study_file=RunLayout.of(search).study_file)
     assert main([*args, "--num-samples", "4", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "--num-samples 4" in err and "--num-samples 2" in err
@@ -194,7 +236,7 @@ def test_resume_with_more_samples_is_refused_before_ray(tmp_path, capsys):
 
 def test_search_section_draws_every_kind(tmp_path):
     """The report's Search section from a saved study: curves, metric per hyperparameter, importances, table."""
-    from tuneae.search_plots import search_section
+    from tuneae.report.search_plots import search_section
 
     space = {**TOY_SPACE, "train.epochs": (2, 4)}
     s = searcher_for(tmp_path, space, num_samples=10, epochs=4)

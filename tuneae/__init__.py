@@ -6,9 +6,11 @@ bottleneck, and the U-Nets ``unet`` and ``dunet`` (skip connections at every sca
 
 Modules, in the order data flows: :mod:`tuneae.config` (typed settings, presets), :mod:`tuneae.data` (sources,
 cache, de-duplication, splits), :mod:`tuneae.models` (the five kinds), :mod:`tuneae.train` (pure PyTorch loop and
-metrics), :mod:`tuneae.trainable` (Ray Train glue), :mod:`tuneae.search` (Ray Tune, Optuna, ASHA, W&B;
-``python -m tuneae.search``), :mod:`tuneae.checkpoint` (self-describing checkpoints), :mod:`tuneae.report`
-(post-hoc report; ``python -m tuneae.report``).
+metrics), :mod:`tuneae.checkpoint` (self-describing checkpoints), :mod:`tuneae.trainable` (Ray Train glue),
+:mod:`tuneae.search` (package: command line, Ray session, Tune + Optuna + ASHA; ``python -m tuneae.search``),
+:mod:`tuneae.results` (trial rows, the best-trial rule, summary.json / trials.csv), :mod:`tuneae.report` (package:
+post-hoc report; ``python -m tuneae.report``). Beside them: :mod:`tuneae.files` (the atomic writer),
+:mod:`tuneae.layout` (the run layout: experiment and results folders) and :mod:`tuneae.tracking` (all of W&B).
 """
 
 __version__ = "0.1.0"

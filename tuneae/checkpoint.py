@@ -6,18 +6,15 @@ Both are written atomically (temporary file + ``os.replace``), so a crash never 
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.torch_version import TorchVersion
 
 from tuneae.config import DataConfig, ModelConfig, TrainConfig
+from tuneae.files import atomic_torch_save
 from tuneae.models import Autoencoder, build_model
 
 MODEL_FILE = "model.pt"
@@ -39,72 +36,6 @@ def package_version() -> str:
         return version("tuneae")
     except PackageNotFoundError:
         return "unknown"
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``.
-
-    ``os.replace`` is atomic within one file system (POSIX ``rename``), so readers see the old file or the new
-    one, never a partial one; the temporary file is removed on any failure. Missing parent folders are created.
-
-    Args:
-        obj: anything ``torch.save`` can pickle (load it back with ``weights_only=True`` only if it holds tensors,
-            plain containers and numbers).
-        path: the destination file.
-    Raises:
-        OSError: the folder cannot be created or written, or the replace fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write text or bytes atomically: a temporary file in the same folder, then ``os.replace``.
-
-    Readers see the old file or the new one, never a partial one; the temporary file is removed on any failure.
-    Missing parent folders are created.
-
-    Args:
-        path: the destination file.
-        data: bytes, or text written as UTF-8 (no newline translation).
-    Raises:
-        OSError: the folder cannot be created or written, or the replace fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
-    """Write dict rows as CSV atomically (see :func:`atomic_write`); Python's ``csv`` excel dialect, UTF-8.
-
-    Args:
-        path: the destination file.
-        rows: one dict per row; the header is the union of the rows' keys in first-seen order and a row without
-            a key gets an empty cell. No rows: a file holding only an empty header line.
-    Raises:
-        OSError: as :func:`atomic_write`.
-    """
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, buf.getvalue())
 
 
 def save_checkpoint(folder: str | os.PathLike, model: Autoencoder, data_cfg: DataConfig, train_cfg: TrainConfig,

@@ -33,6 +33,18 @@ class DataConfig:
     """Count and skip unreadable images instead of raising ``DataError``."""
     phantom_count: int = 96
     """Number of synthetic head phantoms (train + test) when ``source == "phantom"``."""
+    # How files are decoded into grey slices (tuneae.images; rules in its module docstring).
+    slice_plane: str = "axial"
+    """Plane of the 2D slices cut from NIfTI volumes after reorientation to RAS+: ``axial``, ``coronal`` or
+    ``sagittal``. DICOM frames and TIFF pages keep their stored (acquisition) plane."""
+    window_low: float = 0.5
+    """Percentile (in percent) of a 16-bit, float, DICOM or NIfTI image's (or volume's) values mapped to 0;
+    8-bit images are divided by 255, never windowed."""
+    window_high: float = 99.5
+    """Percentile (in percent) mapped to 1; values beyond either percentile are clipped."""
+    min_foreground: float = 0.01
+    """A slice of a volume is kept when at least this fraction of its pixels exceeds 0.05 after windowing
+    (0 keeps every slice); a file that is one 2D image always keeps it."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class TrainConfig:
     """Images per optimisation step (per worker under DDP)."""
     seed: int = 0
     """Seed of weight initialisation, shuffling and noise."""
+    noise_protocol: str = "awgn"
+    """Noise of denoising kinds' training and validation input (``tuneae.noise.PROTOCOLS``): ``awgn``, additive white
+    Gaussian noise not clipped (the primary protocol), or ``clipped8``, clipped to [0, 1] and quantized to 8 bits."""
     noise_sigma_min: float = 0.05
     """Lowest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
     noise_sigma_max: float = 0.3

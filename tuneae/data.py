@@ -15,7 +15,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import torch
 from PIL import Image, ImageOps
 
 from tuneae.config import DEFAULT_HUB_ID, DataConfig
+from tuneae.files import atomic_write
 
 PREPROCESS_VERSION = "gray-pad-lanczos-v1"
 """Part of the cache key: change it whenever ``_decode_image`` changes its output."""
@@ -298,15 +298,9 @@ def _decoded(records: list[_Record], cfg: DataConfig) -> tuple[np.ndarray, np.nd
                             f"{str(path)!r}); fix or remove it, or pass --skip-unreadable to count and skip it")
         return images, ok
     images, ok = _decode_all(records, cfg.image_size, cfg.skip_unreadable)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=images, ok=ok, shas=shas)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    buf = io.BytesIO()
+    np.savez(buf, images=images, ok=ok, shas=shas)
+    atomic_write(path, buf.getvalue())  # a concurrent reader sees the old file or the whole new one
     return images, ok
 
 

@@ -9,13 +9,16 @@ The bottleneck stack is the seed project's (5 x stride-2 conv down, 5 x transpos
     encoder  (B, 1, 128, 128) -conv-> (B, 32, 64, 64) -> 64@32 -> 128@16 -> 256@8 -> (B, 512, 4, 4) -flatten-> Linear
     decoder  Linear -> (B, 512, 4, 4) -convT-> 256@8 -> 128@16 -> 64@32 -> 32@64 -convT-> (B, 1, 128, 128), sigmoid
 
-Every model exposes ``encode``, ``decode``, ``forward`` (reconstruction in [0, 1]), ``objective`` (its own
-training loss) and ``forward_intermediates`` (every layer's activation, for the report's feature maps).
+Every kind honours one interface, :class:`Autoencoder`: ``encode``, ``decode``, ``forward`` (output in [0, 1]),
+``objective`` (its own training loss) and ``forward_intermediates`` (every layer's activation, for the report's
+feature maps). :class:`ConvAutoencoder` (ae, dae) and :class:`VAE` share the bottleneck stack; :class:`UNetAE` is
+a sibling, not a subclass of them.
 Pure PyTorch: nothing here imports Ray.
 """
 from __future__ import annotations
 
 import itertools
+from typing import Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,8 @@ from tuneae.config import ModelConfig
 
 LEAKY_SLOPE = 0.2
 """Negative slope of every LeakyReLU."""
+Code = TypeVar("Code")
+"""What a model's ``encode`` returns and its ``decode`` takes."""
 
 
 def check_model_config(cfg: ModelConfig) -> None:
@@ -84,8 +89,49 @@ def standardize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-class Autoencoder(nn.Module):
-    """The seed's convolutional autoencoder, loss MSE.
+class Autoencoder(nn.Module, Generic[Code]):
+    """The interface every model kind honours; ``Code`` is what ``encode`` returns and ``decode`` takes.
+
+    Input and output are (B, 1, S, S) in [0, 1] with S = ``cfg.image_size`` divisible by ``2**cfg.depth``. The
+    training loop calls ``objective``, evaluation and the report call ``forward``, the report's feature maps
+    ``forward_intermediates`` (timm's interface: every layer's activation without hooks). The default objective is
+    the mean squared error per pixel (the seed's loss); the VAE overrides it with its negative ELBO.
+    """
+
+    cfg: ModelConfig
+
+    def encode(self, x: torch.Tensor) -> Code:
+        """(B, 1, S, S) in [0, 1] -> the model's code (a latent vector, or a U-Net's feature maps)."""
+        raise NotImplementedError
+
+    def decode(self, code: Code) -> torch.Tensor:
+        """The model's code -> an image (B, 1, S, S) in [0, 1]."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) in [0, 1] -> output (B, 1, S, S) in [0, 1]."""
+        raise NotImplementedError
+
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
+        """Output (B, 1, S, S) in [0, 1], equal to ``forward(x)``, and every encoder and decoder stage's activation
+        ``[(name, (B, C, H, W)), ...]`` in network order, ending with ``("output", output)``."""
+        raise NotImplementedError
+
+    def objective(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss: mean squared error per pixel (the seed's loss).
+
+        Args:
+            x: input (B, 1, S, S) in [0, 1] (noisy for a denoising kind).
+            target: clean image (B, 1, S, S) in [0, 1].
+        Returns:
+            (loss scalar, output (B, 1, S, S) in [0, 1]).
+        """
+        out = self(x)
+        return F.mse_loss(out, target), out
+
+
+class ConvAutoencoder(Autoencoder[torch.Tensor]):
+    """The seed's convolutional autoencoder (kinds ``ae`` and ``dae``), loss MSE.
 
     Input and output are (B, 1, S, S) in [0, 1] with S = ``cfg.image_size`` divisible by ``2**cfg.depth``.
     The bottleneck is a ``cfg.latent_dim`` vector. Also the denoising autoencoder (``kind="dae"``, Vincent et al.
@@ -144,18 +190,6 @@ class Autoencoder(nn.Module):
         """(B, 1, S, S) in [0, 1] -> reconstruction (B, 1, S, S) in [0, 1]."""
         return self.decode(self.encode(x))
 
-    def objective(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training loss: mean squared error per pixel (the seed's loss).
-
-        Args:
-            x: input (B, 1, S, S) in [0, 1] (noisy for a denoising AE).
-            target: clean image (B, 1, S, S) in [0, 1].
-        Returns:
-            (loss scalar, reconstruction (B, 1, S, S) in [0, 1]).
-        """
-        recon = self(x)
-        return F.mse_loss(recon, target), recon
-
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
         """Reconstruction plus every encoder and decoder stage's activation (after its LeakyReLU).
 
@@ -175,7 +209,7 @@ class Autoencoder(nn.Module):
         return self.to_latent(flat)
 
 
-class VAE(Autoencoder):
+class VAE(ConvAutoencoder):
     """Variational autoencoder on the same stack (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
 
     The encoder gives a diagonal Gaussian q(z|x) = N(mu, exp(logvar)); z is drawn by the reparameterization trick
@@ -240,7 +274,7 @@ def _double_conv(cin: int, cout: int, k: int, norm: str) -> nn.Sequential:
                          nn.Conv2d(cout, cout, k, padding=k // 2), _norm(norm, cout), nn.LeakyReLU(LEAKY_SLOPE))
 
 
-class UNetAE(Autoencoder):
+class UNetAE(Autoencoder[list[torch.Tensor]]):
     """U-Net autoencoder: skip connections between encoder and decoder at every scale (Ronneberger et al. 2015,
     "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI).
 
@@ -256,7 +290,7 @@ class UNetAE(Autoencoder):
     """
 
     def __init__(self, cfg: ModelConfig):
-        nn.Module.__init__(self)
+        super().__init__()
         check_model_config(cfg)
         self.cfg = cfg
         k, nm = cfg.kernel_size, cfg.norm
@@ -271,11 +305,12 @@ class UNetAE(Autoencoder):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def encode(self, x: torch.Tensor, keep: list | None = None) -> list[torch.Tensor]:  # type: ignore[override]
-        """(B, 1, S, S) in [0, 1] -> [(B, c_0, S, S), (B, c_1, S/2, S/2), ..., bottleneck (B, c_d, S/2**d, ...)].
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 1, S, S) in [0, 1] -> [(B, c_0, S, S), (B, c_1, S/2, S/2), ..., bottleneck (B, c_d, S/2**d, ...)]."""
+        return self._encode(x)
 
-        ``keep``, when given, receives ``("encoder.stem", ...)``, ``("encoder.0", ...)``, ... in order.
-        """
+    def _encode(self, x: torch.Tensor, keep: list | None = None) -> list[torch.Tensor]:
+        """:meth:`encode`; ``keep``, when given, receives ``("encoder.stem", ...)``, ``("encoder.0", ...)``, ..."""
         h = standardize(x) if self.cfg.input_norm == "standardize" else x
         h = self.stem(h)  # (B, c_0, S, S)
         feats = [h]
@@ -288,7 +323,7 @@ class UNetAE(Autoencoder):
                 keep.append((f"encoder.{i}", h))
         return feats
 
-    def _decode_logits(self, feats: list[torch.Tensor], keep: list | None = None) -> torch.Tensor:  # type: ignore[override]
+    def _decode_logits(self, feats: list[torch.Tensor], keep: list | None = None) -> torch.Tensor:
         h = feats[-1]
         for i in reversed(range(self.cfg.depth)):
             h = self.up[i](h)  # (B, c_i, S / 2**i, S / 2**i)
@@ -297,7 +332,7 @@ class UNetAE(Autoencoder):
                 keep.append((f"decoder.{self.cfg.depth - 1 - i}", h))
         return self.head(h)  # (B, 1, S, S) correction in logit space
 
-    def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+    def decode(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Feature list from ``encode`` -> correction logits passed through a sigmoid, (B, 1, S, S) in [0, 1].
 
         Without the input image there is no residual to correct, so this is only meaningful for visualisation;
@@ -325,13 +360,13 @@ class UNetAE(Autoencoder):
             S / 2**(d-1-j)) for j < d, after the skip concatenation and double conv; last ``("output", output)``).
         """
         keep: list[tuple[str, torch.Tensor]] = []
-        out = torch.sigmoid(self._logit(x) + self._decode_logits(self.encode(x, keep), keep))
+        out = torch.sigmoid(self._logit(x) + self._decode_logits(self._encode(x, keep), keep))
         keep.append(("output", out))
         return out, keep
 
 
-MODELS: dict[str, type[Autoencoder]] = {"ae": Autoencoder, "vae": VAE, "dae": Autoencoder, "unet": UNetAE,
-                                          "dunet": UNetAE}
+MODELS: dict[str, type[Autoencoder]] = {"ae": ConvAutoencoder, "vae": VAE, "dae": ConvAutoencoder,
+                                          "unet": UNetAE, "dunet": UNetAE}
 """Model kind -> class. ``dae`` / ``dunet`` are trained on noisy input (see ``DENOISING``)."""
 
 BOTTLENECK = frozenset({"ae", "vae", "dae"})

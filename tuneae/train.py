@@ -14,8 +14,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from tuneae.config import TrainConfig
-from tuneae.data import add_gaussian_noise, to_float
+from tuneae.data import to_float
 from tuneae.models import DENOISING, Autoencoder
+from tuneae.noise import add_noise
 
 MIN_EVAL_BATCH = 64
 """Smallest validation batch: evaluation needs no gradients, so small training batches need not slow it down."""
@@ -101,7 +102,7 @@ def _inputs(kind: str, clean: torch.Tensor, cfg: TrainConfig, gen: torch.Generat
         return clean
     u = torch.rand((), generator=gen).item()
     sigma = cfg.noise_sigma_min + u * (cfg.noise_sigma_max - cfg.noise_sigma_min)
-    return add_gaussian_noise(clean, sigma, generator=gen)
+    return add_noise(clean, sigma, cfg.noise_protocol, gen)
 
 
 def _on_any_rank(flag: bool, device: torch.device) -> bool:
@@ -188,7 +189,7 @@ def evaluate(model: Autoencoder, loader: Iterable, device: torch.device, cfg: Tr
     loss_sum, mse_sum, psnr_sum, n = 0.0, 0.0, 0.0, 0
     for (batch,) in loader:
         clean = to_float(batch)
-        x = add_gaussian_noise(clean, cfg.val_noise_sigma, generator=gen) if model.cfg.kind in DENOISING else clean
+        x = add_noise(clean, cfg.val_noise_sigma, cfg.noise_protocol, gen) if model.cfg.kind in DENOISING else clean
         x, clean = x.to(device), clean.to(device)
         loss, recon = model.objective(x, clean)
         b = len(batch)
@@ -219,7 +220,7 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
     Raises:
         FloatingPointError: the training loss became NaN or infinite.
         ValueError: an empty image array or ``cfg.batch_size < 1`` (from :func:`make_loader`), or a negative noise
-            sigma for a denoising kind (from :func:`tuneae.data.add_gaussian_noise`).
+            sigma or unknown ``cfg.noise_protocol`` for a denoising kind (from :func:`tuneae.noise.add_noise`).
     """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)

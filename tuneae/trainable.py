@@ -22,6 +22,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from tuneae.checkpoint import MODEL_FILE, OPTIMIZER_FILE, save_checkpoint
 from tuneae.config import from_flat
+from tuneae.layout import RunLayout
 from tuneae.models import build_model
 from tuneae.train import LossModule, eval_batch_size, evaluate, make_loader, train_one_epoch
 
@@ -138,7 +139,7 @@ def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResourc
             num_workers=resources.workers, use_gpu=resources.gpus_per_worker > 0,
             resources_per_worker=resources.per_worker()),
         run_config=ray.train.RunConfig(
-            name=f"trial-{trial_id}",
+            name=RunLayout.trial_run(trial_id),
             storage_path=train_storage,
             callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),

@@ -1,10 +1,11 @@
 """The saved Optuna study of a search: its SQLite file, the resume check, and the study read back as plain data.
 
 Each experiment keeps its Optuna studies (one per model kind, named after it) in ``<experiment>/optuna.db``
-(:data:`STUDY_FILE`; upstream: ``optuna.storages.RDBStorage``). ``optuna-dashboard sqlite:///<experiment>/optuna.db``
-browses it; :func:`read_study` turns it into plain data (trials with state, parameters, per-epoch values and final
-value; counts; fANOVA importances) for ``summary.json`` and the report. Only Optuna is imported here (no Ray), so
-the command line and the report can use it before or without Ray.
+(:attr:`tuneae.layout.RunLayout.study_file`; upstream: ``optuna.storages.RDBStorage``);
+``optuna-dashboard sqlite:///<experiment>/optuna.db`` browses it. :func:`read_study` turns it into plain data
+(trials with state, parameters, per-epoch values and final value; counts; fANOVA importances) for ``summary.json``
+and the report. Only Optuna is imported here (no Ray), so the command line and the report use it before or
+without Ray.
 """
 from __future__ import annotations
 
@@ -13,22 +14,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-STUDY_FILE = "optuna.db"
-"""Name of the SQLite file of the Optuna studies (one per model kind) in the experiment folder."""
+from tuneae.layout import STUDY_FILE
+
+STEP_KEY = "epoch"
+"""The reported result that counts a trial's progress: Optuna's ``step`` and ASHA's ``time_attr``."""
 
 IMPORTANCE_METHOD = "fANOVA (Hutter et al. 2014; optuna.importance.FanovaImportanceEvaluator, seed 0)"
 """How :func:`read_study` measures hyperparameter importance (on completed trials only: pruned trials stopped at
 other budgets)."""
-
-
-def study_file(experiment_dir: str | Path) -> Path:
-    """``<experiment_dir>/optuna.db``: where an experiment's studies live.
-
-    Args:
-        experiment_dir: the local experiment folder ``<storage_path>/<name>`` (for a remote ``storage_path`` pass
-            the local folder that holds the W&B files, e.g. ``runs/<name>``: SQLite needs a local file).
-    """
-    return Path(experiment_dir).expanduser() / STUDY_FILE
 
 
 def study_storage(path: str | Path):
@@ -60,7 +53,7 @@ def check_resume(path: str | Path, kind: str, num_samples: int, space: dict[str,
     saved) passes.
 
     Args:
-        path: the experiment's study file (:func:`study_file`); a missing file passes.
+        path: the experiment's study file (``RunLayout.study_file``); a missing file passes.
         kind: the model kind (the study's name).
         num_samples: trials per kind asked for now.
         space: the kind's search space asked for now (``kind_space(search, kind)``).
@@ -127,17 +120,21 @@ def read_study(path: str | Path, kinds: list[str] | None = None) -> dict[str, di
     """Read an experiment's saved studies back as plain data (JSON-ready: non-finite numbers become None).
 
     Args:
-        path: the study file (:func:`study_file`).
+        path: the study file (``RunLayout.study_file``).
         kinds: the studies to read (default: every study in the file).
     Returns:
-        ``{kind: study}`` where ``study`` has ``name``, ``direction`` (``minimize``/``maximize``), ``attrs`` (what
-        the searcher saved: ``num_samples``, ``space``, ``seed``, ``n_startup_trials``, ``constant_liar``, ``rungs``
-        (ASHA's rung epochs), ``step``, ``seed_point``, ...), ``trials`` (one dict per trial, in order: ``number``,
-        ``tune_trial_id``, ``origin`` (``seed recipe`` or ``sampler``), ``state`` (``COMPLETE``, ``PRUNED``,
-        ``FAIL``, ``RUNNING``, ``WAITING``), ``params``, ``intermediate`` (``[[epoch, value], ...]``, the objective
-        per epoch), ``value`` (final, or for a PRUNED trial its last intermediate value)), ``counts``
-        (``completed``, ``pruned``, ``failed``, ``running``), ``importances`` (``{param: share}`` summing to 1,
-        largest first, or None) and ``importance_note`` (how they were measured, or why there are none).
+        ``{kind: study}``; each study has
+        ``name``; ``direction`` (``minimize``/``maximize``);
+        ``attrs``: what the searcher saved (``num_samples``, ``space``, ``seed``, ``n_startup_trials``,
+        ``constant_liar``, ``rungs`` (ASHA's rung epochs), ``step``, ``seed_point``, ...);
+        ``trials``: one dict per trial, in order, with ``number``, ``tune_trial_id``, ``origin`` (``seed recipe``,
+        ``sampler`` or ``nearest unseen ...``), ``state`` (``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING``,
+        ``WAITING``), ``params``, ``intermediate`` (``[[epoch, value], ...]``, the objective per epoch) and
+        ``value`` (final; for a PRUNED trial its last intermediate value);
+        ``counts``: ``completed``, ``pruned``, ``failed``, ``running``, and ``repeats_replaced`` (proposals that
+        repeated a tried configuration, replaced before running and left out of ``trials``);
+        ``importances``: ``{param: share}`` summing to 1, largest first, or None;
+        ``importance_note``: how they were measured, or why there are none.
     Raises:
         FileNotFoundError: no file at ``path``.
         KeyError: a kind in ``kinds`` has no study in the file.
@@ -155,13 +152,15 @@ def read_study(path: str | Path, kinds: list[str] | None = None) -> dict[str, di
     out = {}
     for name in kinds or names:
         study = optuna.load_study(study_name=name, storage=storage)
-        trials = study.get_trials(deepcopy=False)
+        everything = study.get_trials(deepcopy=False)
+        trials = [t for t in everything if "duplicate_of" not in t.user_attrs]  # repeats replaced before running
         states = [t.state.name for t in trials]
         importances, note = _importances(study, trials)
         out[name] = {"name": name, "direction": study.direction.name.lower(), "attrs": dict(study.user_attrs),
                      "trials": [_trial(t) for t in trials],
                      "counts": {"completed": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
-                                "failed": states.count("FAIL"), "running": states.count("RUNNING")},
+                                "failed": states.count("FAIL"), "running": states.count("RUNNING"),
+                                "repeats_replaced": len(everything) - len(trials)},
                      "importances": importances, "importance_note": note}
     return out
 
@@ -175,11 +174,11 @@ def study_record(study: dict[str, Any], relpath: str = STUDY_FILE) -> dict[str, 
         relpath: the study file relative to the experiment folder.
     Returns:
         ``{"file", "study_name", "n_startup_trials", "constant_liar", "seed_point", "completed", "pruned", "failed",
-        "importances", "importance_note"}``.
+        "repeats_replaced", "importances", "importance_note"}``.
     """
     a = study["attrs"]
     return {"file": relpath, "study_name": study["name"], "n_startup_trials": a.get("n_startup_trials"),
             "constant_liar": a.get("constant_liar"),
             "seed_point": {k: v[0] for k, v in (a.get("seed_point") or {}).items()},
-            **{k: study["counts"][k] for k in ("completed", "pruned", "failed")},
+            **{k: study["counts"][k] for k in ("completed", "pruned", "failed", "repeats_replaced")},
             "importances": study["importances"], "importance_note": study["importance_note"]}

@@ -1,6 +1,6 @@
 """The report's "Search" section: what the searcher did, per model kind, drawn from its saved Optuna study.
 
-Per kind (from :func:`tuneae.search_study.read_study`): every trial's learning curve (the objective per epoch) with
+Per kind (from :func:`tuneae.search.study.read_study`): every trial's learning curve (the objective per epoch) with
 ASHA's rungs marked and trials stopped early (PRUNED) drawn apart from completed ones; the objective against each
 hyperparameter; and the hyperparameter importances (fANOVA, Hutter et al. 2014, on completed trials) as a bar chart.
 Figures are small PNGs written atomically; :func:`search_section` returns the markdown lines that link them.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from tuneae.checkpoint import atomic_write
+from tuneae.files import atomic_write
 
 DPI = 80
 """Resolution of the figures (small PNGs, as the rest of the report)."""
@@ -60,7 +61,7 @@ def plot_learning_curves(study: dict[str, Any], path: Path, metric: str = "val/l
     failed red dotted; ASHA's rungs as vertical lines, the seed's recipe in black, the best trial starred.
 
     Args:
-        study: one kind of :func:`tuneae.search_study.read_study`.
+        study: one kind of :func:`tuneae.search.study.read_study`.
         path: the PNG to write.
         metric: the objective's name (y axis).
     Returns:
@@ -105,7 +106,7 @@ def plot_params(study: dict[str, Any], path: Path, metric: str = "val/loss") -> 
     the x axis (slightly jittered), completed trials filled, ASHA-stopped ones hollow grey at their last value.
 
     Args:
-        study: one kind of :func:`tuneae.search_study.read_study`.
+        study: one kind of :func:`tuneae.search.study.read_study`.
         path: the PNG to write.
         metric: the objective's name (y axis).
     Returns:
@@ -143,7 +144,7 @@ def plot_importances(study: dict[str, Any], path: Path) -> str | None:
     """The hyperparameter importances as horizontal bars (share of the objective's variance, fANOVA).
 
     Args:
-        study: one kind of :func:`tuneae.search_study.read_study`.
+        study: one kind of :func:`tuneae.search.study.read_study`.
         path: the PNG to write.
     Returns:
         The file name written, or None when the study has no importances (nothing is written).
@@ -184,7 +185,7 @@ def search_section(studies: dict[str, dict[str, Any]], out: Path, dashboard: str
     """Draw the figures of every kind's study into ``out`` and return the report's "Search" section.
 
     Args:
-        studies: :func:`tuneae.search_study.read_study` of the run (kind -> study).
+        studies: :func:`tuneae.search.study.read_study` of the run (kind -> study).
         out: the report folder.
         dashboard: the study file as the user should type it for ``optuna-dashboard`` (never a machine's absolute
             path in a committed report).
@@ -222,3 +223,30 @@ def search_section(studies: dict[str, dict[str, Any]], out: Path, dashboard: str
             lines += [f"No hyperparameter importances: {study['importance_note']}.", ""]
         lines += [*_trial_table(study), ""]
     return lines, figures
+
+
+def search_report(run, out: Path) -> tuple[list[str], dict[str, str], dict[str, Any] | None]:
+    """The "Search" section of a run's report, from the study its search saved (``RunLayout.study_file``).
+
+    Args:
+        run: the :class:`tuneae.report.runs.Run` reported (its ``layout`` and the kinds of its best trials).
+        out: the report folder (figures go there).
+    Returns:
+        (markdown lines, ``{figure key: file name}``, the studies as plain data for ``metrics.json`` or None).
+        A run searched before the study was saved gets one line saying so, no figure and None.
+    """
+    from tuneae.search.study import read_study
+
+    path = run.layout.study_file
+    if not path.is_file():
+        note = (f"No Optuna study in the experiment folder ({path.name} missing): this search ran before tuneae "
+                "saved its study, or the experiment folder is elsewhere (--experiment PATH).")
+        return ["## Search", "", note, ""], {}, None
+    try:
+        studies = read_study(path, list(run.trials))
+    except KeyError:  # some kind has no study (e.g. resumed from an older search): report the ones there are
+        studies = {k: v for k, v in read_study(path).items() if k in run.trials}
+    rel = os.path.relpath(path.resolve(), Path.cwd())
+    shown = rel if not rel.startswith("..") else f"<experiment folder of {run.name}>/{path.name}"
+    lines, figures = search_section(studies, out, dashboard=shown)
+    return lines, figures, studies

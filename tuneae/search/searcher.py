@@ -1,48 +1,37 @@
 """The searcher: Optuna's TPE (Bergstra et al. 2011, "Algorithms for Hyper-Parameter Optimization", NeurIPS; the
-multivariate form of Falkner et al. 2018, BOHB, ICML) through Ray Tune's ``OptunaSearch``, with its study in a SQLite
-file of the experiment folder.
-
-What differs from a bare ``OptunaSearch(sampler=TPESampler(seed=...))``:
+multivariate form of Falkner et al. 2018, BOHB, ICML) through Ray Tune's ``OptunaSearch``, its study saved in the
+experiment folder. What differs from a bare ``OptunaSearch(sampler=TPESampler(seed=...))``:
 
 - **Start-up scaled to the budget.** TPE samples at random until ``n_startup_trials`` trials have finished (Optuna's
-  default 10 made every trial of a 4-trial search random). Here ``n_startup_trials = max(2, num_samples // 4)``
-  (:func:`startup_trials`): a quarter of the budget explores, the rest is modelled; the seed's recipe (below) is the
-  first of the start-up trials.
-- **Constant liar** (Optuna's ``TPESampler(constant_liar=True)``) when trials run in parallel: a running trial counts
-  as a bad result, so parallel proposals spread out instead of repeating the same guess.
-- **ASHA-stopped trials are PRUNED, failed trials FAIL** (:class:`PruningOptunaSearch`): upstream ``OptunaSearch``
-  tells every trial with a result as COMPLETE, so a trial ASHA stopped after 1 epoch counted as a finished 9-epoch
-  trial with its 1-epoch loss. Here every epoch's value is reported (``optuna.trial.Trial.report(value, step=epoch)``)
-  and a trial that stopped before its planned epochs is told ``TrialState.PRUNED``; TPE then ranks it below every
-  completed trial, by how far it got (``optuna.samplers.TPESampler``, ``_split_trials``).
+  default 10 made every trial of a 4-trial search random). Here ``max(2, num_samples // 4)`` (:func:`startup_trials`):
+  a quarter of the budget explores, the rest is modelled; the seed's recipe (below) is the first start-up trial.
+- **Constant liar** (``TPESampler(constant_liar=True)``) when trials run in parallel: a running trial counts as a
+  bad result, so parallel proposals spread out instead of repeating one guess.
+- **ASHA-stopped trials are PRUNED, failed trials FAIL**, each epoch's value reported
+  (``optuna.trial.Trial.report(value, step=epoch)``): upstream ``OptunaSearch`` told a trial ASHA stopped after one
+  epoch as COMPLETE with its 1-epoch loss; TPE now ranks it below every completed trial, by how far it got
+  (:class:`tuneae.search.optuna_search.PruningOptunaSearch`).
+- **No repeated configuration**: training is seeded, so a repeat would only reproduce a result; a proposal that
+  repeats a tried configuration is replaced by the nearest untried one (:func:`nearest_unseen`).
 - **The seed's recipe first** (:func:`seed_point`, enqueued with ``optuna.Study.enqueue_trial``, which is what
   ``OptunaSearch(points_to_evaluate=...)`` does): a search never ends below the recipe it set out to improve.
-- **A persistent study**: ``optuna.storages.RDBStorage`` on ``<experiment>/optuna.db`` (:data:`STUDY_FILE`), one
-  study per model kind named after it. ``optuna-dashboard sqlite:///<experiment>/optuna.db`` opens it; ``--resume``
-  restores the searcher, which reconnects to the same file (:func:`check_resume` first refuses a budget or space that
-  differs from the saved one, since Tune's restore keeps the saved ``num_samples`` and space).
+- **A persistent study**: ``optuna.storages.RDBStorage`` on ``<experiment>/optuna.db``
+  (:attr:`tuneae.layout.RunLayout.study_file`), one study per model kind named after it;
+  ``optuna-dashboard sqlite:///<experiment>/optuna.db`` opens it. ``--resume`` restores the searcher, which
+  reconnects to the same file (:func:`tuneae.search.study.check_resume` first refuses a budget or space other than
+  the saved one: Tune's restore keeps the saved ``num_samples`` and space).
 
 Seeding: the sampler is seeded (``TPESampler(seed=...)``), so with one trial at a time two runs propose the same
 configurations in the same order.
 """
 from __future__ import annotations
 
-import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import optuna
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
-
-from tuneae.search_study import jsonable_space, study_storage
-
-logger = logging.getLogger(__name__)
-
-STEP_KEY = "epoch"
-"""The reported result that counts a trial's progress: Optuna's ``step`` and ASHA's ``time_attr``."""
+from tuneae.search.study import STEP_KEY, jsonable_space, study_storage
 
 SEED_RECIPE: dict[str, Any] = {
     "train.lr": 5e-4, "train.batch_size": 16, "model.latent_dim": 512,
@@ -136,6 +125,63 @@ def seed_point(space: dict[str, tuple], defaults: dict[str, Any]) -> dict[str, A
     return point
 
 
+def config_key(params: dict[str, Any]) -> tuple:
+    """A hashable form of one configuration (``{name: value}``), equal for equal configurations."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+MAX_GRID = 200_000
+"""Largest space (configurations) :func:`nearest_unseen` enumerates; above it a repeat is left as proposed."""
+
+
+def _rank_distance(choices: list) -> Callable[[Any, Any], float]:
+    """Distance between two choices of one hyperparameter: their distance in rank when every choice is a number
+    (ordered: lr, sizes, epochs), else 0 for equal and 1 for different."""
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
+        rank = {repr(c): i for i, c in enumerate(sorted(choices))}
+        return lambda a, b: abs(rank[repr(a)] - rank[repr(b)])
+    return lambda a, b: float(repr(a) != repr(b))
+
+
+def nearest_unseen(proposal: dict[str, Any], choices: dict[str, list], seen: set[tuple], seed: int = 0
+                   ) -> dict[str, Any] | None:
+    """The untried configuration nearest to ``proposal``: the sum over hyperparameters of the rank distance for
+    numbers (one step along sorted choices counts 1) and 0 / 1 for other values.
+
+    Used when TPE proposes a configuration that already ran: the nearest untried one keeps TPE's intent (look
+    near the best) without repeating a seeded, deterministic training run. Among equally near ones a seeded draw
+    picks, so runs stay reproducible.
+
+    Args:
+        proposal: ``{name: value}`` over every key of ``choices``.
+        choices: each hyperparameter's categorical choices.
+        seen: configurations already tried, as :func:`config_key` tuples.
+        seed: seed of the tie-break.
+    Returns:
+        A new ``{name: value}``, or None when every configuration has been tried or the space has more than
+        :data:`MAX_GRID` configurations.
+    """
+    import itertools
+
+    import numpy as np
+
+    names = list(choices)
+    if math.prod(len(c) for c in choices.values()) > MAX_GRID:
+        return None
+    dist = {n: _rank_distance(list(choices[n])) for n in names}
+    best, found = math.inf, []
+    for values in itertools.product(*(choices[n] for n in names)):
+        cand = dict(zip(names, values, strict=True))
+        if config_key(cand) in seen:
+            continue
+        d = sum(dist[n](cand[n], proposal[n]) for n in names)
+        if d < best:
+            best, found = d, [cand]
+        elif d == best:
+            found.append(cand)
+    return found[int(np.random.default_rng(seed).integers(len(found)))] if found else None
+
+
 def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], *, num_samples: int,
                   max_concurrent: int, seed: int, study_file: str | Path, rungs: list[float] | None = None,
                   mode: str = "min"):
@@ -155,10 +201,15 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
         rungs: ASHA's rung epochs (:func:`asha_rungs`), saved with the study for the report's learning curves.
         mode: ``min`` or ``max``, as ``TuneConfig(mode=...)``.
     Returns:
-        A :class:`PruningOptunaSearch` (space, metric and mode arrive from ``TuneConfig``/``param_space``).
+        A :class:`tuneae.search.optuna_search.PruningOptunaSearch` (space, metric and mode arrive from
+        ``TuneConfig`` and ``param_space``).
     Raises:
         ValueError: ``num_samples`` < 1 or an empty space entry.
     """
+    import optuna
+
+    from tuneae.search.optuna_search import PruningOptunaSearch
+
     if num_samples < 1:
         raise ValueError(f"num_samples {num_samples} must be >= 1")
     if any(not choices for choices in space.values()):
@@ -181,91 +232,3 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
                                          seed=seed)
     return PruningOptunaSearch(sampler=sampler, study_name=kind, storage=storage,
                                planned_epochs=int(defaults.get("train.epochs", 1)))
-
-
-
-class PruningOptunaSearch(OptunaSearch):
-    """Ray Tune's ``OptunaSearch`` that tells Optuna how each trial really ended.
-
-    Upstream (``ray.tune.search.optuna.OptunaSearch``, Ray 2.60) reports each result at Tune's
-    ``training_iteration`` (which restarts at 1 when a trial resumes) and tells every trial that has a result as
-    COMPLETE, including one ASHA stopped after its first rung. Here:
-
-    - every result is reported at its ``epoch`` (``optuna.trial.Trial.report(value, step=epoch)``), including the
-      last one, which Tune gives only to ``on_trial_complete`` when the scheduler stops the trial;
-    - a trial whose last epoch is below its planned ``train.epochs`` is told ``TrialState.PRUNED`` (Optuna records
-      its last intermediate value as its value); one that reached them, COMPLETE with its final value; a trial that
-      errored, ended without a result, or whose value is not finite, FAIL (``optuna.Study.tell``);
-    - each Optuna trial carries its Tune trial id (user attribute ``tune_trial_id``);
-    - on restore (``--resume``), trials the study holds as RUNNING but the restored searcher never knew (asked after
-      Tune's last save, then the driver was killed) are told FAIL, so the constant liar does not avoid them forever.
-
-    Args:
-        planned_epochs: the epochs of a trial whose config does not search ``train.epochs``.
-        **kwargs: as ``OptunaSearch`` (here ``sampler``, ``study_name``, ``storage``).
-    """
-
-    def __init__(self, *, planned_epochs: int, **kwargs: Any):
-        super().__init__(**kwargs)
-        self._planned_epochs = int(planned_epochs)
-        self._reported: dict[str, set[int]] = {}  # trial id -> epochs reported (Tune repeats a trial's last result)
-
-    def suggest(self, trial_id: str) -> dict | None:
-        """Upstream ``suggest`` (``Study.ask`` over the space), then the Tune trial id saved on the Optuna trial."""
-        config = super().suggest(trial_id)
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is not None and "tune_trial_id" not in ot_trial.user_attrs:
-            ot_trial.set_user_attr("tune_trial_id", trial_id)
-        return config
-
-    def _report(self, trial_id: str, result: dict | None) -> tuple[Any, Any]:
-        """Report ``result``'s metric at its epoch unless already reported; returns (value, epoch) or Nones."""
-        result = result or {}
-        value, step = result.get(self.metric), result.get(STEP_KEY)
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None or value is None or step is None:
-            return value, step
-        done = self._reported.setdefault(trial_id, set())
-        if int(step) not in done:
-            try:
-                ot_trial.report(float(value), int(step))
-            except (UpdateFinishedTrialError, ValueError, TypeError) as exc:  # told before a resume; bad value
-                logger.warning("trial %s: epoch %s not reported to Optuna: %s", trial_id, step, exc)
-            done.add(int(step))
-        return value, step
-
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
-        """Report the trial's metric at its epoch (``optuna.trial.Trial.report``)."""
-        if trial_id not in self._completed_trials:
-            self._report(trial_id, result)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        """Tell Optuna the trial's end: COMPLETE, PRUNED (stopped before its planned epochs) or FAIL."""
-        ot_trial = self._ot_trials.get(trial_id)
-        if trial_id in self._completed_trials or ot_trial is None:
-            logger.warning("trial %s: completion not told to Optuna (already told, or unknown)", trial_id)
-            return
-        value, step = self._report(trial_id, result)
-        planned = int(ot_trial.params.get("train.epochs", self._planned_epochs))
-        if error or value is None or step is None or not math.isfinite(float(value)):
-            state, told = TrialState.FAIL, None
-        elif int(step) < planned:
-            state, told = TrialState.PRUNED, None
-        else:
-            state, told = TrialState.COMPLETE, float(value)
-        try:
-            self._ot_study.tell(ot_trial, told, state=state, skip_if_finished=True)
-        except (ValueError, RuntimeError) as exc:
-            logger.warning("trial %s: Optuna refused %s: %s", trial_id, state.name, exc)
-        self._completed_trials.add(trial_id)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Upstream ``restore`` (the pickled searcher, whose storage reconnects to the same SQLite file), then the
-        study's RUNNING trials unknown to the restored searcher told FAIL."""
-        super().restore(checkpoint_path)
-        if self._ot_study is None:
-            return
-        known = {t._trial_id for t in self._ot_trials.values()}
-        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t._trial_id not in known:
-                self._ot_study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)

@@ -1,0 +1,104 @@
+"""Reload what a run trained: each best trial's model from its checkpoint alone, the data it was trained on, and
+a check that the reloaded model reproduces the validation loss the search reported."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint
+from tuneae.config import DataConfig
+from tuneae.data import DataError, Splits, load_splits
+from tuneae.layout import resolve_recorded
+from tuneae.models import Autoencoder
+from tuneae.report.errors import ReportError
+from tuneae.report.runs import Run, Trial
+from tuneae.train import eval_batch_size, evaluate, make_loader
+
+RELOAD_RTOL = 1e-4
+"""Relative tolerance within which the reloaded val/loss counts as reproducing the search's."""
+
+
+def load_model(trial: Trial) -> tuple[Autoencoder, dict]:
+    """Rebuild a trial's model from its checkpoint alone (``torch.load(weights_only=True)``), in eval mode.
+
+    Raises:
+        ReportError: the checkpoint is unreadable, does not match its model config, or is of another kind.
+    """
+    try:
+        model, payload = load_checkpoint(trial.checkpoint)
+    except CheckpointError as exc:
+        raise ReportError(f"{trial.kind} (trial {trial.trial_id}): {exc}") from exc
+    if model.cfg.kind != trial.kind:
+        raise ReportError(f"checkpoint {trial.checkpoint} holds a {model.cfg.kind!r} model, expected {trial.kind!r}")
+    return model, payload
+
+
+def data_config(payload: dict, run: Run, source: str | None = None) -> DataConfig:
+    """The checkpoint's data settings, with the source overridden by ``source`` (``--data``) when given.
+
+    Without an override, a data folder that does not exist from here is replaced by the folder the summary
+    recorded (relative to the results folder) when that one exists; a cache folder that does not exist by the run
+    layout's (``<storage_path>/cache``).
+
+    Args:
+        payload: a checkpoint payload (``data_config``).
+        run: the run (its summary and layout).
+        source: the ``--data`` override, or None.
+    Returns:
+        The data settings to load the splits with.
+    """
+    cfg = DataConfig(**payload["data_config"])
+    recorded = resolve_recorded(str(((run.summary or {}).get("data") or {}).get("source", "")), run.layout.results)
+    if source:
+        cfg = replace(cfg, source=source)
+    elif not Path(cfg.source).expanduser().exists() and os.path.isabs(recorded) and Path(recorded).is_dir():
+        cfg = replace(cfg, source=recorded)
+    if not Path(cfg.cache_dir).expanduser().exists() and run.layout.local:
+        cfg = replace(cfg, cache_dir=str(run.layout.cache_dir))
+    return cfg
+
+
+def load_data(models: dict[str, tuple[Autoencoder, dict]], run: Run, source: str | None = None) -> Splits:
+    """The splits every model was trained on (``load_splits`` of the checkpoints' data settings).
+
+    Raises:
+        ReportError: the models were trained on different data, the data cannot be loaded (naming the source and
+            suggesting ``--data``), or its image size does not fit a model.
+    """
+    cfgs = {kind: data_config(payload, run, source) for kind, (_, payload) in models.items()}
+    same = {k: {f: v for f, v in asdict(c).items() if f not in ("cache_dir", "skip_unreadable")}
+            for k, c in cfgs.items()}
+    if len({json.dumps(v, sort_keys=True) for v in same.values()}) > 1:
+        raise ReportError(f"the models were trained on different data, so one test set cannot compare them: {same}")
+    cfg = next(iter(cfgs.values()))
+    try:
+        splits = load_splits(cfg)
+    except DataError as exc:
+        hint = "" if source else " (named in the checkpoints; pass --data SOURCE when the run was made elsewhere)"
+        raise ReportError(f"cannot load the data {cfg.source!r}{hint}: {exc}") from exc
+    for kind, (model, _) in models.items():
+        if model.cfg.image_size != splits.test.shape[-1]:
+            raise ReportError(f"{kind}: the model takes {model.cfg.image_size} px images, the data "
+                              f"{cfg.source!r} has {splits.test.shape[-1]} px")
+    return splits
+
+
+def reload_check(model: Autoencoder, payload: dict, val_images: np.ndarray, reported: float | None) -> dict:
+    """Re-evaluate a reloaded model on the validation split exactly as the search did (``tuneae.train.evaluate``,
+    same batch size and noise seed) and compare with the ``val/loss`` the search reported.
+
+    Returns:
+        ``{"reported_val_loss", "reloaded_val_loss", "rel_diff", "reproduced"}`` (rel_diff relative to the reported
+        value; reproduced when within ``RELOAD_RTOL``).
+    """
+    _, _, tcfg = configs_of(payload)
+    loader = make_loader(val_images, eval_batch_size(tcfg.batch_size), shuffle=False)  # as the trainable validates
+    reloaded = evaluate(model, loader, torch.device("cpu"), tcfg)["val/loss"]
+    rel = abs(reloaded - reported) / max(abs(reported), 1e-12) if reported is not None else None
+    return {"reported_val_loss": reported, "reloaded_val_loss": reloaded, "rel_diff": rel,
+            "reproduced": rel is not None and rel <= RELOAD_RTOL}

@@ -1,0 +1,156 @@
+"""``main`` of ``python -m tuneae.search``: check the input, load the data, search every kind, write the results."""
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tuneae import tracking
+from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.data import DataError, Splits, check_source, load_splits
+from tuneae.layout import RunLayout, portable
+from tuneae.results import FINAL_STATUSES, METRIC, MODE, format_table, kind_summary, trial_rows, versions, write_results
+from tuneae.search.cli import ConfigError, resolve, validate
+from tuneae.search.session import open_session
+from tuneae.search.space import kind_space
+from tuneae.search.study import check_resume, read_study, study_record
+from tuneae.search.tune import derive_max_concurrent, run_one, saved_statuses
+
+
+def _load_data(data: DataConfig) -> Splits:
+    """The splits, with the counts printed (the search never uses the test split)."""
+    print(f"[tuneae] loading data from {data.source} at {data.image_size}x{data.image_size}", flush=True)
+    splits = load_splits(data)
+    print(f"[tuneae] train {len(splits.train)} / val {len(splits.val)} / test {len(splits.test)} images "
+          f"(classes {', '.join(splits.classes)}; test never used by the search)", flush=True)
+    return splits
+
+
+def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig, splits: Splits,
+               resume: bool) -> dict[str, Any]:
+    """Run one Tune experiment per kind in ``search.models`` on the running Ray session; stop at an interruption.
+
+    Returns:
+        ``{"rows": every trial's row, "models": kind -> summary entry, "interrupted": the kind interrupted or "",
+        "max_concurrent": trials run at once}``.
+    """
+    import ray
+
+    cluster = ray.cluster_resources()
+    max_concurrent = derive_max_concurrent(cluster, search)
+    print(f"[tuneae] cluster {cluster.get('CPU', 0):g} CPU / {cluster.get('GPU', 0):g} GPU -> {max_concurrent} "
+          f"concurrent trial(s)", flush=True)
+    data_box = {"ref": ray.put({"train": splits.train, "val": splits.val})}
+    layout = RunLayout.of(search)
+    out: dict[str, Any] = {"rows": [], "models": {}, "interrupted": "", "max_concurrent": max_concurrent}
+    for kind in search.models:
+        try:
+            grid = run_one(kind, search, data, model, train, data_box, max_concurrent, resume)
+        except KeyboardInterrupt:  # a second Ctrl-C skips Tune's last save; the periodic one remains
+            out["interrupted"] = kind
+            print(f"[tuneae] interrupted during {kind}; resume with --resume", flush=True)
+            break
+        saved = saved_statuses(layout.kind_dir(kind))
+        if len(saved) < search.num_samples or set(saved.values()) - FINAL_STATUSES:  # Ctrl-C
+            out["interrupted"] = kind
+        rows = trial_rows(kind, grid, kind_space(search, kind), saved, layout)
+        out["rows"] += rows
+        out["models"][kind] = kind_summary(rows, kind_space(search, kind))
+        if layout.study_file.is_file():  # the searcher's own account: pruned / failed counts, importances
+            out["models"][kind]["study"] = study_record(read_study(layout.study_file, [kind])[kind])
+        if out["interrupted"]:
+            print(f"[tuneae] interrupted during {kind}; resume with: python -m tuneae.search "
+                  f"--name {search.name} --resume (and the same flags)", flush=True)
+            break
+    return out
+
+
+def make_summary(argv: list[str] | None, preset: str, started: float, search: SearchConfig, data: DataConfig,
+                 train: TrainConfig, splits: Splits, env: dict[str, str], outcome: dict[str, Any]) -> dict[str, Any]:
+    """The contents of ``summary.json``: command, versions, wall time, settings, data counts, per-kind results.
+
+    No absolute path of this machine: the experiment folder, the W&B folder and a local data folder are recorded
+    relative to the results folder, checkpoints relative to the experiment folder (:mod:`tuneae.layout`).
+    """
+    layout = RunLayout.of(search)
+    return {
+        "command": "python -m tuneae.search " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "preset": preset,
+        "versions": versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "wall_time_s": round(time.time() - started, 1),
+        "paths": "experiment_dir, wandb.dir and a local data.source are relative to this folder; every checkpoint "
+                 "is relative to experiment_dir",
+        "experiment_dir": layout.recorded_experiment(),
+        "wandb": {"mode": env.get("WANDB_MODE"), "dir": portable(env["WANDB_DIR"], layout.results)} if env else None,
+        "search": {"metric": METRIC, "mode": MODE, "scheduler": "ASHA",
+                   "searcher": "OptunaSearch(TPESampler), study in optuna.db (experiment folder)",
+                   **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
+                   "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
+                             for kind in search.models},
+                   "max_concurrent_used": outcome["max_concurrent"]},
+        "data": {**splits.counts, "source": portable(data.source, layout.results),
+                 "source_description": portable(splits.counts["source"], layout.results),
+                 "image_size": data.image_size, "val_fraction": data.val_fraction, "classes": list(splits.classes)},
+        "models": outcome["models"],
+        "interrupted": outcome["interrupted"] or None,
+        "comparison_note": "val/mse and val/psnr are computed the same way for every kind (deterministic "
+                           f"reconstruction; denoising kinds see sigma={train.val_noise_sigma:.2f} noise); val/loss is "
+                           "each kind's own objective and does not compare across kinds.",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m tuneae.search``.
+
+    Args:
+        argv: command-line arguments without the program name; None reads ``sys.argv[1:]``.
+    Returns:
+        The exit status: 0 every kind has a best trial, 1 some kind has none, 2 bad input (config file, invalid
+        settings, data source, existing experiment without ``--resume``; one ``error:`` line on stderr, before Ray
+        starts), 130 interrupted, or the report's non-zero status with ``--report``.
+    Raises:
+        SystemExit: bad command-line flags or ``--help`` (argparse; status 2 for bad flags).
+    """
+    started = time.time()
+    try:
+        search, data, model, train, args = resolve(argv)
+        validate(search, data, model)
+        check_source(data)
+        layout = RunLayout.of(search)
+        if layout.local and Path(layout.experiment).exists() and not args.resume:
+            raise ValueError(f"experiment folder {layout.experiment} exists; pass --resume to continue it or choose "
+                             f"another --name")
+        if args.resume:  # Tune's restore keeps the saved budget and space: refuse a change now, not loop later
+            for kind in search.models:
+                check_resume(layout.study_file, kind, search.num_samples, kind_space(search, kind))
+        splits = _load_data(data)
+    except (ConfigError, ValueError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    env = tracking.wandb_env(layout.wandb_dir, search.wandb_mode or None) if search.wandb else {}
+    open_session(search.address, env)
+    import ray
+
+    try:
+        outcome = search_all(search, data, model, train, splits, args.resume)
+    finally:
+        ray.shutdown()
+
+    write_results(layout.results, make_summary(argv, args.preset, started, search, data, train, splits, env, outcome),
+                  outcome["rows"])
+    print("\n" + format_table(outcome["models"]))
+    print(f"\n[tuneae] wrote {layout.summary_file} and {layout.trials_file}; checkpoints in {layout.experiment}")
+    if args.report:
+        from tuneae.report import main as report
+
+        code = report([str(layout.results), *(["--no-wandb"] if not search.wandb else [])])
+        if code:
+            return code
+    if outcome["interrupted"]:
+        return 130
+    return 0 if all(m["best_trial"] for m in outcome["models"].values()) else 1

@@ -1,0 +1,141 @@
+"""W&B, the only module that imports ``wandb``: the environment, the search's Tune callback, the report's run.
+
+W&B runs offline unless ``WANDB_API_KEY`` is set (or the user asks for a mode) and keeps every file it writes
+(runs, config, cache, data, artifacts) in one folder of the experiment, never under ``$HOME``. W&B trouble only
+warns: it never stops a search or a report.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PROJECT = "tuneae"
+"""The W&B project when the user names none (``--wandb-project``)."""
+EXCLUDED_METRICS = ["checkpoint_path", "node_id"]
+"""Reported values that are not metrics: kept out of W&B (they stay in trials.csv)."""
+
+
+def wandb_mode(mode: str | None = None) -> str:
+    """``mode`` when given (``online`` / ``offline``), else ``online`` if ``WANDB_API_KEY`` is set, else ``offline``."""
+    return mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+
+
+def wandb_env(wandb_dir: str | os.PathLike, mode: str | None = None) -> dict[str, str]:
+    """Environment for W&B: the mode (see :func:`wandb_mode`) and every W&B folder inside ``wandb_dir``.
+
+    Ray's ``WandbLoggerCallback`` reads only the environment, so ``WANDB_MODE`` must be set before Ray starts
+    (measured with Ray 2.60 / wandb 0.31).
+
+    Args:
+        wandb_dir: the folder for all W&B files (made absolute here).
+        mode: ``online``, ``offline`` or None (decided by the API key).
+    Returns:
+        ``WANDB_MODE``, ``WANDB_DIR``, ``WANDB_CONFIG_DIR``, ``WANDB_CACHE_DIR``, ``WANDB_DATA_DIR``,
+        ``WANDB_ARTIFACT_DIR`` and ``WANDB_SILENT`` as strings.
+    """
+    wdir = str(Path(wandb_dir).resolve())
+    return {"WANDB_MODE": wandb_mode(mode), "WANDB_DIR": wdir, "WANDB_CONFIG_DIR": f"{wdir}/.config",
+            "WANDB_CACHE_DIR": f"{wdir}/.cache", "WANDB_DATA_DIR": f"{wdir}/.data",
+            "WANDB_ARTIFACT_DIR": f"{wdir}/.artifacts", "WANDB_SILENT": "true"}
+
+
+@contextmanager
+def _environment(env: dict[str, str]):
+    """Set ``env`` in ``os.environ`` for the block, then restore what was there."""
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        os.environ.update(env)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def tune_callback(project: str, group: str):
+    """Ray's W&B logger callback that closes its runs, or None (with a warning) when W&B cannot start.
+
+    Each trial becomes one W&B run in ``group`` (upstream: ``ray.air.integrations.wandb.WandbLoggerCallback``).
+    Reads ``WANDB_DIR`` from the environment (see :func:`wandb_env`, set before Ray starts).
+
+    Args:
+        project: the W&B project.
+        group: the run group (the search's name and the model kind).
+    Returns:
+        The callback for ``ray.tune.RunConfig(callbacks=...)``, or None.
+    """
+    try:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        class ClosingWandbLoggerCallback(WandbLoggerCallback):
+            """Closes every trial's W&B run at the end of the experiment, also after Ctrl-C.
+
+            On Ctrl-C Tune ends the experiment without ending the running trials first; Ray's callback then
+            waited ``upload_timeout`` for runs never told to finish and killed them, leaving runs without an exit
+            record (measured with Ray 2.60 / wandb 0.31). Ray's own ``__del__`` does the same as here, too late.
+            """
+
+            def on_experiment_end(self, trials, **info):
+                for trial in list(self._trial_logging_actors):
+                    self._signal_logging_actor_stop(trial=trial)
+                super().on_experiment_end(trials, **info)
+
+            def __del__(self):
+                # Ray's __del__ calls ray.is_initialized(), which raises when it runs during interpreter shutdown
+                # (modules already torn down): a harmless but alarming traceback. Runs were closed above.
+                try:
+                    super().__del__()
+                except Exception:
+                    pass
+
+        Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
+        return ClosingWandbLoggerCallback(project=project, group=group, upload_timeout=60,
+                                          excludes=EXCLUDED_METRICS)
+    except Exception as exc:
+        warnings.warn(f"W&B logging disabled: {exc}", stacklevel=2)
+        return None
+
+
+def log_report(wandb_dir: Path, metrics: dict, figures: dict[str, Path], tables: dict[str, list[dict]],
+               project: str = DEFAULT_PROJECT, mode: str | None = None) -> None:
+    """Log a report's figures, tables and headline numbers to one W&B run; any failure only warns.
+
+    W&B keeps all its files under ``wandb_dir`` (see :func:`wandb_env`); the environment is restored afterwards.
+
+    Args:
+        wandb_dir: the folder for the W&B files (created).
+        metrics: the report's ``metrics.json`` (``name``, ``run``, ``command``, ``data``, ``models`` with test
+            ``mse`` / ``psnr`` (dB) / ``ssim`` means).
+        figures: figure key -> PNG path.
+        tables: table name -> rows (dicts).
+        project: the W&B project (the search's ``--wandb-project``).
+        mode: ``online`` / ``offline`` (the search's ``--wandb-mode``), None: decided by ``WANDB_API_KEY``.
+    """
+    try:
+        with _environment(wandb_env(wandb_dir, mode)):
+            wandb_dir.mkdir(parents=True, exist_ok=True)
+            import wandb
+
+            run = wandb.init(project=project, name=f"report-{metrics['name']}", job_type="report",
+                             dir=str(wandb_dir), mode=wandb_mode(mode),
+                             config={"run": metrics["run"], "command": metrics["command"],
+                                     **{k: v for k, v in metrics["data"].items() if k != "test_indices"}})
+            run.log({f"report/{k}": wandb.Image(str(p)) for k, p in figures.items()})
+            for key, rows in tables.items():
+                cols = list(dict.fromkeys(c for r in rows for c in r))
+                run.log({f"table/{key}": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
+            run.summary.update(_headline(metrics))
+            run.finish()
+    except Exception as exc:  # W&B never fails the report
+        warnings.warn(f"W&B logging of the report failed: {type(exc).__name__}: {exc}", stacklevel=2)
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, float]:
+    """``test/<kind>/<mse|psnr|ssim>`` -> mean over the test images."""
+    return {f"test/{k}/{q}": v["test"][q]["mean"] for k, v in metrics["models"].items()
+            for q in ("mse", "psnr", "ssim")}
