@@ -6,6 +6,7 @@ A search named ``<name>`` writes two folders::
         <kind>/trial_<id>/          one Tune experiment per model kind (result.json, Tune and searcher state)
         train/trial-<id>/checkpoint_<time>/model.pt   one Ray Train run per trial, its latest checkpoint
         wandb/                      every W&B file of the search and of its report
+        optuna.db                   the Optuna studies, one per model kind (SQLite; optuna-dashboard opens it)
     <storage_path>/cache/           decoded images (shared by every search on that storage)
     <results_dir>/<name>/           the results folder (committed): summary.json, trials.csv, report/
 
@@ -34,6 +35,8 @@ SUMMARY_FILE, TRIALS_FILE = "summary.json", "trials.csv"
 """The two files of a results folder."""
 MANIFEST_FILE = "manifest.csv"
 """The data manifest of a results folder (every file's class, duplicate group, split; :mod:`tuneae.data.manifest`)."""
+STUDY_FILE = "optuna.db"
+"""The SQLite file of the search's Optuna studies (one per model kind, named after it) in the experiment folder."""
 LOCAL_RUNS = "runs"
 """Default storage path; also where W&B files go when the storage is remote."""
 
@@ -161,6 +164,12 @@ class RunLayout:
     def wandb_dir(self) -> Path:
         """``<experiment>/wandb``; ``runs/<name>/wandb`` when the experiment is remote (W&B writes local files)."""
         return (Path(self.experiment) if self.local else Path(LOCAL_RUNS) / self.name) / WANDB_DIR
+
+    @property
+    def study_file(self) -> Path:
+        """``<experiment>/optuna.db``, the Optuna studies; ``runs/<name>/optuna.db`` when the experiment is remote
+        (SQLite needs a local file)."""
+        return (Path(self.experiment) if self.local else Path(LOCAL_RUNS) / self.name) / STUDY_FILE
 
     @property
     def cache_dir(self) -> Path:

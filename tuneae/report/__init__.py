@@ -6,7 +6,8 @@ sigma in {0.05, 0.1, 0.2, 0.3} against classical denoisers (non-local means, tot
 whose parameters are tuned on a small VALIDATION subset; the feature maps of every encoder and decoder layer with a
 receptive field measured from the model itself; VAE samples and a latent interpolation. Each model is also
 re-evaluated on the validation split exactly as the search did, to check that the checkpoint reproduces the
-reported ``val/loss``.
+reported ``val/loss``. A last "Search" section draws what the searcher did, from its saved Optuna study: every
+trial's learning curve with ASHA's rungs, the objective against each hyperparameter, fANOVA importances.
 
 ``RUN`` is a results folder ``results/<name>`` (with ``summary.json``) or an experiment folder ``<storage>/<name>``
 (per-kind Tune experiments ``ae/``, ``vae/``, ... of trial folders with ``result.json``). Outputs go to ``--out``
@@ -21,8 +22,8 @@ warns.
 Modules, in the order the report uses them: :mod:`.runs` (run discovery), :mod:`.reload` (models, data, reload
 check), :mod:`.metrics` (per-image PSNR / SSIM), :mod:`.classical` (classical denoisers), :mod:`.denoising`
 (noise, every denoiser's output, per-class gains), :mod:`.layers` (receptive fields, layer roles), :mod:`.plots`,
-:mod:`.targets` (the project's targets), :mod:`.tables` (CSV rows), :mod:`.markdown` (report.md), :mod:`.make`
-(``make_report`` and ``main``).
+:mod:`.targets` (the project's targets), :mod:`.tables` (CSV rows), :mod:`.markdown` (report.md),
+:mod:`.search_plots` (the Search section), :mod:`.make` (``make_report`` and ``main``).
 """
 from tuneae.report.errors import ReportError
 from tuneae.report.make import main, make_report

@@ -36,6 +36,7 @@ from tuneae.report.plots import (
 )
 from tuneae.report.reload import load_data, load_model, reload_check
 from tuneae.report.runs import Run, find_run
+from tuneae.report.search_plots import search_report
 from tuneae.report.tables import csv_tables
 from tuneae.report.targets import check_targets
 
@@ -142,14 +143,17 @@ def _layers(models: dict, im: Images, seed: int, figures: dict, out: Path, bar) 
     return layers
 
 
-def _write(m: dict, figures: dict[str, str], layers: list[dict], out: Path) -> tuple[dict[str, list[dict]], int]:
-    """Write the CSV tables, metrics.json and report.md; remove stale figures. Returns (tables, folder bytes)."""
+def _write(m: dict, figures: dict[str, str], layers: list[dict], out: Path,
+           search_md: list[str]) -> tuple[dict[str, list[dict]], int]:
+    """Write the CSV tables, metrics.json and report.md (the search section last); remove stale figures (from an
+    earlier report here). Returns (tables, folder bytes)."""
     tables = csv_tables(m, layers)
     for name, rows in tables.items():
         atomic_write_csv(out / f"{name}.csv", rows)
     atomic_write(out / "metrics.json", json.dumps(m, indent=1, default=str) + "\n")
-    atomic_write(out / "report.md", report_markdown(m, figures, tables["denoising_classes"], layers))
-    for stale in [*out.glob("layers_*.png"), *out.glob("denoising_sigma*.png")]:  # from an earlier report here
+    atomic_write(out / "report.md", report_markdown(m, figures, tables["denoising_classes"], layers)
+                 + "\n".join(search_md) + "\n")
+    for stale in [*out.glob("layers_*.png"), *out.glob("denoising_sigma*.png"), *out.glob("search_*.png")]:
         if stale.name not in figures.values():
             stale.unlink()
     total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
@@ -207,8 +211,10 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
     m["targets"] = check_targets(m)
+    search_md, search_figures, m["search"] = search_report(run, out)
+    figures.update(search_figures)
     m["wall_time_s"] = round(time.time() - started, 1)
-    tables, total = _write(m, figures, layers, out)
+    tables, total = _write(m, figures, layers, out, search_md)
     if use_wandb:
         _log(run, m, figures, tables, out)
     print(f"[tuneae] report of {run.path} in {out}: {total / 1e6:.2f} MB, {m['wall_time_s']} s", flush=True)

@@ -19,6 +19,7 @@ from tuneae.search.names import claim_name, clear_run
 from tuneae.search.resources import check_machine, check_session
 from tuneae.search.session import open_session
 from tuneae.search.space import kind_space
+from tuneae.search.study import check_resume, read_study, study_record
 from tuneae.search.tune import derive_max_concurrent, run_one, saved_statuses
 
 
@@ -62,6 +63,8 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
         rows = trial_rows(kind, grid, kind_space(search, kind), saved, layout)
         out["rows"] += rows
         out["models"][kind] = kind_summary(rows, kind_space(search, kind))
+        if layout.study_file.is_file():  # the searcher's own account: pruned / failed counts, importances
+            out["models"][kind]["study"] = study_record(read_study(layout.study_file, [kind])[kind])
         if out["interrupted"]:
             print(f"[tuneae] interrupted during {kind}; resume with: python -m tuneae.search "
                   f"--name {search.name} --resume (and the same flags)", flush=True)
@@ -103,7 +106,8 @@ def make_summary(argv: list[str] | None, preset: str, started: float, search: Se
                  "is relative to experiment_dir",
         "experiment_dir": layout.recorded_experiment(),
         "wandb": _wandb_record(search, env, started, layout) if env else None,
-        "search": {"metric": METRIC, "mode": MODE, "searcher": "OptunaSearch(TPESampler)", "scheduler": "ASHA",
+        "search": {"metric": METRIC, "mode": MODE, "scheduler": "ASHA",
+                   "searcher": "OptunaSearch(TPESampler), study in optuna.db (experiment folder)",
                    **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
                    "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
                              for kind in search.models},
@@ -142,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             check_machine(search)
         search = claim_name(search, args.resume, args.overwrite)
         layout = RunLayout.of(search)
+        if args.resume:  # Tune's restore keeps the saved budget and space: refuse a change now, not loop later
+            for kind in search.models:
+                check_resume(layout.study_file, kind, search.num_samples, kind_space(search, kind))
         splits = _load_data(data)
     except (ConfigError, ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

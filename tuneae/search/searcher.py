@@ -1,22 +1,234 @@
-"""The searcher: Optuna's TPE (Bergstra et al. 2011, "Algorithms for Hyper-Parameter Optimization", NeurIPS)
-through Ray Tune's ``OptunaSearch`` (upstream: ``ray.tune.search.optuna.OptunaSearch``,
-``optuna.samplers.TPESampler``). The only module that imports ``optuna``.
+"""The searcher: Optuna's TPE (Bergstra et al. 2011, "Algorithms for Hyper-Parameter Optimization", NeurIPS; the
+multivariate form of Falkner et al. 2018, BOHB, ICML) through Ray Tune's ``OptunaSearch``, its study saved in the
+experiment folder. What differs from a bare ``OptunaSearch(sampler=TPESampler(seed=...))``:
+
+- **Start-up scaled to the budget.** TPE samples at random until ``n_startup_trials`` trials have finished (Optuna's
+  default 10 made every trial of a 4-trial search random). Here ``max(2, num_samples // 4)`` (:func:`startup_trials`):
+  a quarter of the budget explores, the rest is modelled; the seed's recipe (below) is the first start-up trial.
+- **Constant liar** (``TPESampler(constant_liar=True)``) when trials run in parallel: a running trial counts as a
+  bad result, so parallel proposals spread out instead of repeating one guess.
+- **ASHA-stopped trials are PRUNED, failed trials FAIL**, each epoch's value reported
+  (``optuna.trial.Trial.report(value, step=epoch)``): upstream ``OptunaSearch`` told a trial ASHA stopped after one
+  epoch as COMPLETE with its 1-epoch loss; TPE now ranks it below every completed trial, by how far it got
+  (:class:`tuneae.search.optuna_search.PruningOptunaSearch`).
+- **No repeated configuration**: training is seeded, so a repeat would only reproduce a result; a proposal that
+  repeats a tried configuration is replaced by the nearest untried one (:func:`nearest_unseen`).
+- **The seed's recipe first** (:func:`seed_point`, enqueued with ``optuna.Study.enqueue_trial``, which is what
+  ``OptunaSearch(points_to_evaluate=...)`` does): a search never ends below the recipe it set out to improve.
+- **A persistent study**: ``optuna.storages.RDBStorage`` on ``<experiment>/optuna.db``
+  (:attr:`tuneae.layout.RunLayout.study_file`), one study per model kind named after it;
+  ``optuna-dashboard sqlite:///<experiment>/optuna.db`` opens it. ``--resume`` restores the searcher, which
+  reconnects to the same file (:func:`tuneae.search.study.check_resume` first refuses a budget or space other than
+  the saved one: Tune's restore keeps the saved ``num_samples`` and space).
+
+Seeding: the sampler is seeded (``TPESampler(seed=...)``), so with one trial at a time two runs propose the same
+configurations in the same order.
 """
 from __future__ import annotations
 
-from tuneae.config import SearchConfig
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tuneae.search.study import STEP_KEY, jsonable_space, study_storage
+
+SEED_RECIPE: dict[str, Any] = {
+    "train.lr": 5e-4, "train.batch_size": 16, "model.latent_dim": 512,
+    "model.base_channels": 32, "model.depth": 5, "model.kernel_size": 3, "model.norm": "batch",
+    "model.input_norm": "none",
+}
+"""The seed project's recipe: its sweep's best AE (lr 5e-4, batch 16, latent 512) on its own stack (base 32 channels,
+depth 5, 3x3 kernels, BatchNorm, raw input); ``train.epochs`` is the largest choice of the space."""
 
 
-def make_searcher(search: SearchConfig):
-    """A new, seeded searcher for one kind's experiment (a resumed experiment restores its own from storage).
+def startup_trials(num_samples: int) -> int:
+    """TPE's random start-up for a budget: ``max(2, num_samples // 4)`` trials.
+
+    Optuna's ``TPESampler`` samples at random until ``n_startup_trials`` trials have finished (COMPLETE or PRUNED).
+    Two is the least from which its Parzen estimators split good from bad; a quarter of the budget keeps most of
+    a large budget modelled (27 trials: 6 random, 21 modelled; 4 trials: 2 random, 2 modelled).
 
     Args:
-        search: the resolved search config (``search.seed`` seeds the sampler).
+        num_samples: trials per model kind, >= 1.
     Returns:
-        A ``ray.tune.search.optuna.OptunaSearch`` over the ``param_space`` it is given by the ``Tuner``, metric and
-        mode from ``TuneConfig``.
+        The number of start-up trials (the seed's recipe is the first of them).
+    """
+    return max(2, int(num_samples) // 4)
+
+
+def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[float]:
+    """The epochs at which ASHA may stop a trial (its rungs below ``max_t``), by Ray's own rule.
+
+    Ray's ``_Bracket`` (``ray/tune/schedulers/async_hyperband.py``, bracket ``s = 0``) places
+    ``int(log(max_t / grace) / log(rf) + 1)`` rungs at ``grace * rf**k``; the one at ``max_t`` ends every trial anyway.
+
+    Args:
+        grace_period: ASHA's ``grace_period`` in epochs (>= 1).
+        reduction_factor: ASHA's ``reduction_factor`` (> 1).
+        max_t: the largest number of epochs (ASHA's ``max_t``).
+    Returns:
+        Rung epochs in increasing order, each < ``max_t`` (e.g. ``[1, 3]`` for grace 1, factor 3, 9 epochs).
+    """
+    import numpy as np
+
+    n = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+    return [float(grace_period * reduction_factor**k) for k in range(n) if grace_period * reduction_factor**k < max_t]
+
+
+def nearest_choice(value: Any, choices: tuple | list) -> Any:
+    """The choice equal to ``value``, else the nearest one: on a log scale for positive numbers (learning rates and
+    sizes are scales), by difference for other numbers, the first choice for anything else.
+
+    Args:
+        value: the wanted value (number or string).
+        choices: the non-empty categorical choices of one hyperparameter.
+    Returns:
+        One element of ``choices``; ties go to the earlier choice.
+    Raises:
+        ValueError: ``choices`` is empty.
+    """
+    if not choices:
+        raise ValueError("no choices to pick from")
+    for c in choices:
+        if c == value and isinstance(c, bool) == isinstance(value, bool):  # True == 1, but not as a choice
+            return c
+
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if number(value) and all(number(c) for c in choices):
+        if value > 0 and all(c > 0 for c in choices):
+            return min(choices, key=lambda c: abs(math.log(c) - math.log(value)))
+        return min(choices, key=lambda c: abs(c - value))
+    return choices[0]
+
+
+def seed_point(space: dict[str, tuple], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The seed's recipe expressed in one kind's space: every searched key set to a value of its choices.
+
+    ``train.epochs`` is the largest choice; other keys take :data:`SEED_RECIPE`'s value, else the fixed config's
+    (``defaults``), each mapped to the nearest choice (:func:`nearest_choice`) when it is not one.
+
+    Args:
+        space: ``kind_space(search, kind)``: ``{"section.field": (choice, ...)}``.
+        defaults: the kind's flat fixed config (``tuneae.config.to_flat``), for keys the recipe does not name.
+    Returns:
+        ``{"section.field": choice}`` for every key of ``space``.
+    """
+    point = {}
+    for key, choices in space.items():
+        if key == "train.epochs":
+            point[key] = max(choices)
+        else:
+            point[key] = nearest_choice(SEED_RECIPE.get(key, defaults.get(key)), tuple(choices))
+    return point
+
+
+def config_key(params: dict[str, Any]) -> tuple:
+    """A hashable form of one configuration (``{name: value}``), equal for equal configurations."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+MAX_GRID = 200_000
+"""Largest space (configurations) :func:`nearest_unseen` enumerates; above it a repeat is left as proposed."""
+
+
+def _rank_distance(choices: list) -> Callable[[Any, Any], float]:
+    """Distance between two choices of one hyperparameter: their distance in rank when every choice is a number
+    (ordered: lr, sizes, epochs), else 0 for equal and 1 for different."""
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
+        rank = {repr(c): i for i, c in enumerate(sorted(choices))}
+        return lambda a, b: abs(rank[repr(a)] - rank[repr(b)])
+    return lambda a, b: float(repr(a) != repr(b))
+
+
+def nearest_unseen(proposal: dict[str, Any], choices: dict[str, list], seen: set[tuple], seed: int = 0
+                   ) -> dict[str, Any] | None:
+    """The untried configuration nearest to ``proposal``: the sum over hyperparameters of the rank distance for
+    numbers (one step along sorted choices counts 1) and 0 / 1 for other values.
+
+    Used when TPE proposes a configuration that already ran: the nearest untried one keeps TPE's intent (look
+    near the best) without repeating a seeded, deterministic training run. Among equally near ones a seeded draw
+    picks, so runs stay reproducible.
+
+    Args:
+        proposal: ``{name: value}`` over every key of ``choices``.
+        choices: each hyperparameter's categorical choices.
+        seen: configurations already tried, as :func:`config_key` tuples.
+        seed: seed of the tie-break.
+    Returns:
+        A new ``{name: value}``, or None when every configuration has been tried or the space has more than
+        :data:`MAX_GRID` configurations.
+    """
+    import itertools
+
+    import numpy as np
+
+    names = list(choices)
+    if math.prod(len(c) for c in choices.values()) > MAX_GRID:
+        return None
+    dist = {n: _rank_distance(list(choices[n])) for n in names}
+    best, found = math.inf, []
+    for values in itertools.product(*(choices[n] for n in names)):
+        cand = dict(zip(names, values, strict=True))
+        if config_key(cand) in seen:
+            continue
+        d = sum(dist[n](cand[n], proposal[n]) for n in names)
+        if d < best:
+            best, found = d, [cand]
+        elif d == best:
+            found.append(cand)
+    return found[int(np.random.default_rng(seed).integers(len(found)))] if found else None
+
+
+def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], *, num_samples: int,
+                  max_concurrent: int, seed: int, study_file: str | Path, rungs: list[float] | None = None,
+                  mode: str = "min"):
+    """A new searcher for one kind's experiment, its study created afresh in ``study_file`` (a resumed experiment
+    restores its searcher from Tune's saved state instead, which reconnects to the same file).
+
+    Args:
+        kind: the model kind: the study's name.
+        space: ``kind_space(search, kind)``; Tune passes the same space as ``tune.choice`` domains in ``param_space``,
+            which ``OptunaSearch`` turns into ``CategoricalDistribution``\\ s.
+        defaults: the kind's flat fixed config (``to_flat(data, model, train)``): the planned epochs when
+            ``train.epochs`` is not searched, and values for :func:`seed_point`.
+        num_samples: trials of this kind (sets :func:`startup_trials`; saved for :func:`check_resume`).
+        max_concurrent: trials running at once; > 1 turns on the constant liar.
+        seed: seed of the sampler.
+        study_file: the SQLite file (``<experiment>/optuna.db``); an older study of this kind in it is replaced.
+        rungs: ASHA's rung epochs (:func:`asha_rungs`), saved with the study for the report's learning curves.
+        mode: ``min`` or ``max``, as ``TuneConfig(mode=...)``.
+    Returns:
+        A :class:`tuneae.search.optuna_search.PruningOptunaSearch` (space, metric and mode arrive from
+        ``TuneConfig`` and ``param_space``).
+    Raises:
+        ValueError: ``num_samples`` < 1 or an empty space entry.
     """
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(sampler=optuna.samplers.TPESampler(seed=search.seed), seed=search.seed)
+    from tuneae.search.optuna_search import PruningOptunaSearch
+
+    if num_samples < 1:
+        raise ValueError(f"num_samples {num_samples} must be >= 1")
+    if any(not choices for choices in space.values()):
+        raise ValueError(f"{kind}: empty choices in the search space {space}")
+    storage = study_storage(study_file)
+    direction = "minimize" if mode == "min" else "maximize"
+    if kind in optuna.get_all_study_names(storage):  # a fresh experiment: no trials of an older one
+        optuna.delete_study(study_name=kind, storage=storage)
+    study = optuna.create_study(storage=storage, study_name=kind, direction=direction)
+    n_startup, liar = startup_trials(num_samples), max_concurrent > 1
+    point = seed_point(space, defaults)
+    for key, value in {"num_samples": num_samples, "space": jsonable_space(space), "seed": seed,
+                       "n_startup_trials": n_startup, "constant_liar": liar, "multivariate": True,
+                       "rungs": list(rungs or []), "step": STEP_KEY, "mode": mode,
+                       "seed_point": jsonable_space({k: (v,) for k, v in point.items()})}.items():
+        study.set_user_attr(key, value)
+    if space:
+        study.enqueue_trial(point, user_attrs={"origin": "seed recipe"})
+    sampler = optuna.samplers.TPESampler(n_startup_trials=n_startup, constant_liar=liar, multivariate=True,
+                                         seed=seed)
+    return PruningOptunaSearch(sampler=sampler, study_name=kind, storage=storage,
+                               planned_epochs=int(defaults.get("train.epochs", 1)))

@@ -8,13 +8,15 @@ trains under Ray Train (:func:`tuneae.trainable.run_trial`). The only module tha
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from tuneae import tracking
-from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
 from tuneae.layout import RunLayout
 from tuneae.results import METRIC, MODE
-from tuneae.search.searcher import make_searcher
+from tuneae.search.searcher import asha_rungs, make_searcher
 from tuneae.search.space import kind_space, param_space
+from tuneae.search.study import STEP_KEY
 
 
 def derive_max_concurrent(cluster: dict[str, float], search: SearchConfig) -> int:
@@ -64,7 +66,8 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
             data_box: dict, max_concurrent: int, resume: bool):
     """Run (or resume) the Tune experiment of one model kind under ``RunLayout.of(search).kind_dir(kind)``.
 
-    Optuna TPE (Bergstra et al. 2011) proposes configs, ASHA (Li et al. 2020) stops trials at rungs counted by the
+    Optuna TPE (Bergstra et al. 2011; :func:`tuneae.search.searcher.make_searcher`, its study in
+    ``RunLayout.study_file``) proposes configs, ASHA (Li et al. 2020) stops trials at rungs counted by the
     reported ``epoch`` (max_t: the largest ``train.epochs`` choice), each trial is :func:`tuneae.trainable.run_trial`
     (upstream API: ``ray.tune.Tuner``, ``ray.tune.search.optuna.OptunaSearch``, ``ray.tune.schedulers.ASHAScheduler``).
 
@@ -105,11 +108,15 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
     max_t = int(max(kind_space(search, kind).get("train.epochs", (train.epochs,))))
     # Rungs count the reported `epoch`, not Tune's iterations: a trial resumed after a driver restart
     # continues from its Train checkpoint at epoch k + 1 while its iteration count starts again at 1.
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=search.grace_period,
+    scheduler = ASHAScheduler(time_attr=STEP_KEY, max_t=max_t, grace_period=search.grace_period,
                               reduction_factor=search.reduction_factor)
+    searcher = make_searcher(kind, kind_space(search, kind), to_flat(data, replace(model, kind=kind), train),
+                             num_samples=search.num_samples, max_concurrent=max_concurrent, seed=search.seed,
+                             study_file=layout.study_file, mode=MODE,
+                             rungs=asha_rungs(search.grace_period, search.reduction_factor, max_t))
     tuner = tune.Tuner(
         trainable, param_space=space,
-        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=make_searcher(search), scheduler=scheduler,
+        tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                                     num_samples=search.num_samples, max_concurrent_trials=max_concurrent,
                                     trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=kind, storage_path=layout.experiment, callbacks=[callback] if callback else [],

@@ -1,0 +1,254 @@
+"""The Optuna searcher without Ray: the ``PruningOptunaSearch`` is driven directly through Tune's searcher hooks
+(``set_search_properties`` / ``suggest`` / ``on_trial_result`` / ``on_trial_complete``, as ``TuneController`` calls
+them) on toy objectives, and its study read back from the SQLite file."""
+from __future__ import annotations
+
+import pickle
+
+import optuna
+import pytest
+from ray import tune
+
+from tuneae.config import to_flat
+from tuneae.layout import RunLayout
+from tuneae.search import kind_space, main, resolve
+from tuneae.search.searcher import (
+    asha_rungs,
+    config_key,
+    make_searcher,
+    nearest_choice,
+    nearest_unseen,
+    seed_point,
+    startup_trials,
+)
+from tuneae.search.study import check_resume, read_study
+
+METRIC = "val/loss"
+TOY_SPACE = {"model.x": tuple(range(20)), "model.y": ("a", "b", "c")}
+"""A toy space: 60 configurations, the best one x = 13, y = "b"."""
+
+
+def toy(cfg: dict) -> float:
+    return (cfg["model.x"] - 13) ** 2 + 30.0 * (cfg["model.y"] != "b")
+
+
+def good(cfg: dict) -> bool:
+    """The good region of :func:`toy`: 7 of its 60 configurations."""
+    return abs(cfg["model.x"] - 13) <= 3 and cfg["model.y"] == "b"
+
+
+def searcher_for(tmp_path, space, *, num_samples=8, seed=0, max_concurrent=1, epochs=1, kind="ae", name="a"):
+    """A fresh searcher (``make_searcher``) with Tune's search properties set, as ``Tuner.fit`` does."""
+    s = make_searcher(kind, space, {"train.epochs": epochs}, num_samples=num_samples, max_concurrent=max_concurrent,
+                      seed=seed, study_file=tmp_path / name / "optuna.db", rungs=[1.0])
+    assert s.set_search_properties(METRIC, "min", {k: tune.choice(list(v)) for k, v in space.items()})
+    return s
+
+
+def run_trial(s, trial_id: str, objective, epochs: int = 1, stop_at: int | None = None) -> dict:
+    """One trial as Tune drives it: results each epoch to ``on_trial_result`` except the last one, which (stopped by
+    the scheduler or at its end) goes only to ``on_trial_complete``."""
+    cfg = s.suggest(trial_id)
+    epochs = cfg.get("train.epochs", epochs)
+    last = stop_at or epochs
+    for epoch in range(1, last):
+        s.on_trial_result(trial_id, {METRIC: objective(cfg) + 1.0 / epoch, "epoch": epoch})
+    s.on_trial_complete(trial_id, result={METRIC: objective(cfg) + 1.0 / last - (last == epochs), "epoch": last})
+    return cfg
+
+
+def test_startup_rule_and_rungs():
+    assert [startup_trials(n) for n in (1, 4, 8, 27, 100)] == [2, 2, 2, 6, 25]
+    assert asha_rungs(1, 3.0, 9) == [1, 3]  # cpu preset: ASHA stops at epochs 1 and 3
+    assert asha_rungs(5, 2.0, 40) == [5, 10, 20]  # gpu preset
+
+
+def test_nearest_choice():
+    assert nearest_choice(5e-4, (1e-3, 1e-4)) == 1e-3  # log scale: x2 is nearer than /5
+    assert nearest_choice(5, (3, 4)) == 4 and nearest_choice(32, (8, 16)) == 16
+    assert nearest_choice("batch", ("group", "batch")) == "batch"
+    assert nearest_choice("batch", ("group", "none")) == "group"
+
+
+def test_early_stopped_trial_is_pruned_with_its_epoch_values(tmp_path):
+    s = searcher_for(tmp_path, {"train.lr": (1e-3, 5e-4), "train.epochs": (4,)}, epochs=4)
+    vals = {1: 0.9, 2: 0.5, 3: 0.4}
+    s.suggest("stopped")
+    for e in (1, 2):
+        s.on_trial_result("stopped", {METRIC: vals[e], "epoch": e})
+    s.on_trial_complete("stopped", result={METRIC: vals[3], "epoch": 3})  # ASHA's STOP result
+    s.suggest("full")
+    for e in (1, 2, 3):
+        s.on_trial_result("full", {METRIC: 0.3, "epoch": e})
+    s.on_trial_complete("full", result={METRIC: 0.2, "epoch": 4})
+    s.on_trial_complete("full", result={METRIC: 0.2, "epoch": 4})  # told twice: ignored
+    s.suggest("broken")
+    s.on_trial_result("broken", {METRIC: 0.8, "epoch": 1})
+    s.on_trial_complete("broken", error=True)
+    s.suggest("nan")
+    s.on_trial_complete("nan", result={METRIC: float("nan"), "epoch": 4})
+
+    study = read_study(tmp_path / "a" / "optuna.db")["ae"]  # read back from the file
+    by_id = {t["tune_trial_id"]: t for t in study["trials"]}
+    assert by_id["stopped"]["state"] == "PRUNED"
+    assert by_id["stopped"]["intermediate"] == [[1, 0.9], [2, 0.5], [3, 0.4]]
+    assert by_id["stopped"]["value"] == 0.4  # Optuna keeps a pruned trial's last value
+    assert by_id["full"]["state"] == "COMPLETE" and by_id["full"]["value"] == 0.2
+    assert [s for s, _ in by_id["full"]["intermediate"]] == [1, 2, 3, 4]
+    assert by_id["broken"]["state"] == "FAIL" and by_id["nan"]["state"] == "FAIL"
+    counts = {k: study["counts"][k] for k in ("completed", "pruned", "failed", "running")}
+    assert counts == {"completed": 1, "pruned": 1, "failed": 2, "running": 0}
+    assert study["importances"] is None and "1 completed" in study["importance_note"]
+    assert study["attrs"]["rungs"] == [1.0]
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("ae", {"train.lr": 5e-4, "train.epochs": 9, "train.batch_size": 16, "model.latent_dim": 512}),
+    ("dunet", {"train.lr": 5e-4, "train.epochs": 8, "train.batch_size": 16, "model.base_channels": 16,
+               "model.depth": 4, "model.norm": "batch", "model.input_norm": "none"}),
+])
+def test_first_trial_is_the_seed_recipe(tmp_path, kind, expected):
+    search, data, model, train, _ = resolve(["--preset", "cpu", "--storage-path", str(tmp_path)])
+    space = kind_space(search, kind)
+    assert seed_point(space, to_flat(data, model, train)) == expected
+    s = searcher_for(tmp_path, space, kind=kind, epochs=train.epochs)
+    assert s.suggest("first") == expected
+    assert s.suggest("second") != expected or len(space) == 0  # the recipe is enqueued once
+    study = read_study(tmp_path / "a" / "optuna.db")[kind]
+    assert study["trials"][0]["origin"] == "seed recipe"
+
+
+def _configs(s, n: int) -> list[dict]:
+    return [run_trial(s, f"t{i}", toy) for i in range(n)]
+
+
+def test_tpe_concentrates_on_the_good_region_after_startup(tmp_path):
+    n = 24
+    tpe = searcher_for(tmp_path, TOY_SPACE, num_samples=n, name="tpe")
+    random = searcher_for(tmp_path, TOY_SPACE, num_samples=n, name="random")
+    random._sampler = random._ot_study.sampler = optuna.samplers.RandomSampler(seed=0)
+    start = startup_trials(n)
+    modelled, baseline = _configs(tpe, n)[start:], _configs(random, n)[start:]
+    # random search lands in the 7-of-60 good region ~12% of the time (2 of these 18 trials); TPE must find most
+    # of the region after its start-up, and no configuration twice
+    assert sum(map(good, modelled)) >= max(2 * sum(map(good, baseline)), 5)
+    assert sum(map(toy, modelled)) < 0.6 * sum(map(toy, baseline))
+    study = read_study(tmp_path / "tpe" / "optuna.db")["ae"]
+    assert study["counts"]["completed"] == n and len(study["trials"]) == n
+    assert len({repr(sorted(t["params"].items())) for t in study["trials"]}) == n
+    assert set(study["importances"]) == {"model.x", "model.y"}
+    assert sum(study["importances"].values()) == pytest.approx(1.0)
+
+
+def test_nearest_unseen():
+    choices = {"lr": [1e-3, 5e-4, 1e-4], "norm": ["batch", "group"]}
+    proposal = {"lr": 1e-3, "norm": "batch"}
+    seen = {config_key(proposal)}
+    assert nearest_unseen(proposal, choices, seen) in ({"lr": 5e-4, "norm": "batch"}, {"lr": 1e-3, "norm": "group"})
+    seen |= {config_key({"lr": 5e-4, "norm": "batch"}), config_key({"lr": 1e-3, "norm": "group"})}
+    assert nearest_unseen(proposal, choices, seen) in ({"lr": 1e-4, "norm": "batch"}, {"lr": 5e-4, "norm": "group"})
+    everything = {config_key({"lr": a, "norm": b}) for a in choices["lr"] for b in choices["norm"]}
+    assert nearest_unseen(proposal, choices, everything) is None
+
+
+def test_no_configuration_runs_twice(tmp_path):
+    """TPE repeats the best configuration often in a small space (the cpu preset's 27 for ae); each repeat is
+    replaced by the nearest untried configuration, so 12 trials try 12 configurations."""
+    search, *_ = resolve(["--preset", "cpu", "--storage-path", str(tmp_path)])
+    space = kind_space(search, "ae")
+    s = searcher_for(tmp_path, space, num_samples=12, epochs=9)
+
+    def smooth(c):  # best at lr 1e-4, latent 1024, batch 16
+        return (abs(c["train.lr"] - 1e-4) * 1e3 + abs(c["model.latent_dim"] - 1024) / 1024
+                + c["train.batch_size"] / 64 - c["train.epochs"] / 9)
+
+    configs = [run_trial(s, f"t{i}", smooth) for i in range(12)]
+    assert len({repr(sorted(c.items())) for c in configs}) == 12
+    study = read_study(tmp_path / "a" / "optuna.db")["ae"]
+    assert len(study["trials"]) == 12 and study["counts"]["repeats_replaced"] >= 1
+    assert any(t["origin"].startswith("nearest unseen") for t in study["trials"])
+
+
+def test_seeded_one_at_a_time_runs_propose_the_same_configs(tmp_path):
+    first = _configs(searcher_for(tmp_path, TOY_SPACE, num_samples=12, seed=3, name="one"), 12)
+    again = _configs(searcher_for(tmp_path, TOY_SPACE, num_samples=12, seed=3, name="two"), 12)
+    other = _configs(searcher_for(tmp_path, TOY_SPACE, num_samples=12, seed=4, name="three"), 12)
+    assert first == again
+    assert first != other  # the seed matters
+
+
+def test_parallel_trials_use_the_constant_liar(tmp_path):
+    s = searcher_for(tmp_path, TOY_SPACE, num_samples=8, max_concurrent=4)
+    assert s._sampler._constant_liar and read_study(tmp_path / "a" / "optuna.db")["ae"]["attrs"]["constant_liar"]
+    assert not searcher_for(tmp_path, TOY_SPACE, name="b")._sampler._constant_liar
+
+
+def test_save_restore_keeps_the_study(tmp_path):
+    """As ``Tuner.restore`` does: the searcher pickled before the run (tuner.pkl), its search properties set again,
+    then its saved state loaded (``restore_from_dir``)."""
+    space = {**TOY_SPACE, "train.epochs": (3,)}
+    s = make_searcher("ae", space, {"train.epochs": 3}, num_samples=6, max_concurrent=1, seed=0,
+                      study_file=tmp_path / "optuna.db")
+    blank = pickle.dumps(s)
+    props = (METRIC, "min", {k: tune.choice(list(v)) for k, v in space.items()})
+    s.set_search_properties(*props)
+    for i in range(3):
+        run_trial(s, f"t{i}", toy, epochs=3)
+    s.suggest("running")
+    s.on_trial_result("running", {METRIC: 5.0, "epoch": 1})
+    s.save_to_dir(str(tmp_path), session_str="x")
+    s.suggest("zombie")  # asked after the last save, then the driver died
+
+    restored = pickle.loads(blank)
+    restored.set_search_properties(*props)
+    restored.restore_from_dir(str(tmp_path))
+    restored.on_trial_result("running", {METRIC: 4.0, "epoch": 2})
+    restored.on_trial_complete("running", result={METRIC: 3.0, "epoch": 3})
+    run_trial(restored, "t4", toy, epochs=3)
+
+    study = read_study(tmp_path / "optuna.db")["ae"]
+    states = {t["tune_trial_id"]: t["state"] for t in study["trials"]}
+    assert states == {"t0": "COMPLETE", "t1": "COMPLETE", "t2": "COMPLETE", "running": "COMPLETE",
+                      "zombie": "FAIL", "t4": "COMPLETE"}
+    assert [t["origin"] for t in study["trials"]].count("seed recipe") == 1  # not enqueued again on restore
+    running = next(t for t in study["trials"] if t["tune_trial_id"] == "running")
+    assert running["intermediate"] == [[1, 5.0], [2, 4.0], [3, 3.0]]
+    check_resume(tmp_path / "optuna.db", "ae", 6, space)  # same budget and space: passes
+    with pytest.raises(ValueError, match=r"--num-samples 8: .* started with 6"):
+        check_resume(tmp_path / "optuna.db", "ae", 8, space)
+    with pytest.raises(ValueError, match=r"model.x saved \[0, 1"):
+        check_resume(tmp_path / "optuna.db", "ae", 6, {**space, "model.x": (1, 2)})
+    check_resume(tmp_path / "optuna.db", "vae", 8, space)  # a kind not started yet passes
+
+
+def test_resume_with_more_samples_is_refused_before_ray(tmp_path, capsys):
+    """Issue 15 item 6: ``--resume`` with a larger ``--num-samples`` is refused (exit 2) before Ray starts."""
+    args = ["--preset", "smoke", "--model", "ae", "--storage-path", str(tmp_path / "runs"), "--results-dir",
+            str(tmp_path / "results"), "--name", "x", "--no-wandb"]
+    search, *_ = resolve([*args, "--num-samples", "2"])
+    make_searcher("ae", kind_space(search, "ae"), {}, num_samples=2, max_concurrent=1, seed=0,
+                  study_file=RunLayout.of(search).study_file)
+    assert main([*args, "--num-samples", "4", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-samples 4" in err and "--num-samples 2" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_search_section_draws_every_kind(tmp_path):
+    """The report's Search section from a saved study: curves, metric per hyperparameter, importances, table."""
+    from tuneae.report.search_plots import search_section
+
+    space = {**TOY_SPACE, "train.epochs": (2, 4)}
+    s = searcher_for(tmp_path, space, num_samples=10, epochs=4)
+    for i in range(10):  # every third trial stopped by "ASHA" at epoch 1
+        run_trial(s, f"t{i}", toy, epochs=4, stop_at=1 if i % 3 == 2 else None)
+    studies = read_study(tmp_path / "a" / "optuna.db")
+    assert studies["ae"]["counts"]["pruned"] >= 1 and studies["ae"]["importances"]
+    lines, figures = search_section(studies, tmp_path / "report", dashboard="runs/x/optuna.db")
+    assert set(figures) == {"search_ae_curves", "search_ae_params", "search_ae_importance"}
+    for name in figures.values():
+        assert (tmp_path / "report" / name).stat().st_size > 1000
+        assert f"]({name})" in "\n".join(lines)
+    text = "\n".join(lines)
+    assert "optuna-dashboard sqlite:///runs/x/optuna.db" in text and "stopped early by ASHA" in text
+    assert sum(line.startswith("| ") for line in lines) == 1 + 10  # header + one row per trial
