@@ -16,6 +16,7 @@ from tuneae.metrics import (
     paired_difference,
     psnr,
     ssim,
+    unpaired_difference,
     verdict,
 )
 
@@ -123,3 +124,16 @@ def test_interval_errors_and_dict():
         mean_interval(np.arange(5.0), confidence=95)
     d = Interval(1.0, 0.5, 1.5, 10).as_dict()
     assert d == {"mean": 1.0, "low": 0.5, "high": 1.5, "n": 10, "confidence": 0.95, "n_resamples": 10_000}
+
+
+def test_unpaired_difference_of_two_normal_groups_matches_theory():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(1.0, 1.0, 300), rng.normal(0.5, 2.0, 200)
+    d = unpaired_difference(a, b)
+    half = 1.96 * np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    assert d.mean == pytest.approx(a.mean() - b.mean()) and d.n == 500
+    assert d.low == pytest.approx(d.mean - half, abs=0.1 * half)
+    assert d.high == pytest.approx(d.mean + half, abs=0.1 * half)
+    assert beats(d)
+    flat = unpaired_difference(np.ones(3), np.zeros(4))
+    assert (flat.low, flat.high) == (1.0, 1.0)

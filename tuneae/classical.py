@@ -48,6 +48,9 @@ scikit-image's default, 3 levels fewer, leaves the coarse noise in place: 1 leve
 of this project's validation images)."""
 WAVELET_SHIFTS = 3
 """Cycle spinning: the image is shifted by 0..3 pixels along each axis (16 shifts) and the results averaged."""
+BM3D_THREADS = 1
+"""Threads of one BM3D call: 1 makes its output exactly reproducible (the package warns that its multi-threaded
+aggregation varies slightly); run images in parallel with ``workers`` instead."""
 DEBIAS_POINTS = 4097
 """Points of the table on which :func:`debias_clipped` inverts the clipped-Gaussian expectation."""
 
@@ -80,7 +83,9 @@ def _wavelet(image: np.ndarray, sigma: float, factor: float) -> np.ndarray:
 
 
 def _bm3d(image: np.ndarray, sigma: float, factor: float) -> np.ndarray:
-    return bm3d.bm3d(image, sigma_psd=factor * sigma, stage_arg=bm3d.BM3DStages.ALL_STAGES)
+    profile = bm3d.BM3DProfile()  # 'np', the package's default
+    profile.num_threads = BM3D_THREADS
+    return bm3d.bm3d(image, sigma_psd=factor * sigma, profile=profile, stage_arg=bm3d.BM3DStages.ALL_STAGES)
 
 
 def geometric_grid(centre: float, ratio: float, n: int) -> tuple[float, ...]:

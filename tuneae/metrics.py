@@ -181,6 +181,38 @@ def paired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDEN
     return mean_interval(a - b, confidence, n_resamples, seed)
 
 
+def unpaired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE,
+                        n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> Interval:
+    """mean(a) - mean(b) for two different sets of images, with its percentile-bootstrap interval.
+
+    Each set is resampled on its own (``scipy.stats.bootstrap`` with two samples, ``paired=False``): use it to
+    compare groups of images, e.g. a per-image gain on the tumour classes against the same gain on the no-tumour
+    class.
+
+    Args:
+        a: (N,) per-image values of one group, N >= 2; b: (M,) of the other, M >= 2.
+        confidence, n_resamples, seed: as :func:`mean_interval`.
+    Returns:
+        The :class:`Interval` of mean(a) - mean(b) (``n``: N + M images).
+    Raises:
+        ValueError: as :func:`mean_interval`, for either group.
+    """
+    a, b = _values(a, "unpaired_difference (a)"), _values(b, "unpaired_difference (b)")
+    if not 0 < confidence < 1 or n_resamples < 1:
+        raise ValueError(f"confidence={confidence} must lie in (0, 1) and n_resamples={n_resamples} be >= 1")
+    diff = float(a.mean() - b.mean())
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return Interval(diff, diff, diff, len(a) + len(b), confidence, n_resamples)
+
+    def stat(x, y, axis=-1):
+        return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+    res = stats.bootstrap((a, b), stat, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                          vectorized=True, paired=False, rng=np.random.default_rng(seed))
+    ci = res.confidence_interval
+    return Interval(diff, float(ci.low), float(ci.high), len(a) + len(b), confidence, n_resamples)
+
+
 def beats(difference: Interval) -> bool:
     """The "beats" rule: method A beats method B only if the interval of mean(A - B) lies wholly above 0.
 
@@ -215,5 +247,6 @@ __all__ = [
     "paired_difference",
     "psnr",
     "ssim",
+    "unpaired_difference",
     "verdict",
 ]

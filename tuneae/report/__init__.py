@@ -1,29 +1,34 @@
 """The report of a finished search: ``python -m tuneae.report RUN``.
 
 Each model kind's best trial is rebuilt from its checkpoint alone and measured on the held-out TEST split, which the
-search never saw: reconstruction MSE / PSNR / SSIM per image (overall and per class); denoising at Gaussian noise
-sigma in {0.05, 0.1, 0.2, 0.3} against classical denoisers (non-local means, total variation, wavelet shrinkage)
-whose parameters are tuned on a small VALIDATION subset; the feature maps of every encoder and decoder layer with a
-receptive field measured from the model itself; VAE samples and a latent interpolation. Each model is also
-re-evaluated on the validation split exactly as the search did, to check that the checkpoint reproduces the
-reported ``val/loss``. A last "Search" section draws what the searcher did, from its saved Optuna study: every
+search never saw: reconstruction MSE / PSNR / SSIM per image (overall and per class); denoising at noise sd sigma in
+{0.05, 0.1, 0.2, 0.3} under two protocols (:mod:`tuneae.noise`: additive white Gaussian noise, not clipped, the
+primary; and clipped 8-bit noise) against classical denoisers (:mod:`tuneae.classical`: non-local means, total
+variation, wavelet shrinkage, BM3D) whose parameters are tuned on VALIDATION images over grids with an interior
+choice; the feature maps of every encoder and decoder layer with a receptive field measured from the model itself;
+VAE samples and a latent interpolation. Every test mean carries a 95% percentile-bootstrap interval over images;
+every learned-minus-classical claim is a paired difference with its interval, and "beats" is said only where that
+interval excludes 0. The best learned model and the classical comparator at each sigma, and the best bottleneck
+model, are chosen on validation images, never on test. SSIM is Wang et al. 2004's (Gaussian window, sd 1.5). Each
+model is also re-evaluated on the validation split exactly as the search did, to check that the checkpoint
+reproduces the reported ``val/loss``. A last "Search" section draws what the searcher did, from its saved Optuna study: every
 trial's learning curve with ASHA's rungs, the objective against each hyperparameter, fANOVA importances.
 
 ``RUN`` is a results folder ``results/<name>`` (with ``summary.json``) or an experiment folder ``<storage>/<name>``
 (per-kind Tune experiments ``ae/``, ``vae/``, ... of trial folders with ``result.json``). Outputs go to ``--out``
 (default ``RUN/report`` for a results folder, ``results/<name>/report`` for an experiment folder), each file
 written atomically: ``report.md`` (headline tables, figures by relative link), ``metrics.json`` (every number),
-``reconstruction.csv``, ``denoising.csv``, ``denoising_classes.csv``, ``layers.csv`` and small PNGs (80 dpi; the
-folder stays under 5 MB). The same figures and tables go to W&B (:mod:`tuneae.tracking`; the search's project and
-mode, offline unless ``WANDB_API_KEY`` is set), whose files are written to ``<experiment folder>/wandb`` beside the
-search's own W&B runs: outside ``results/`` (which is committed) and outside the report folder. W&B trouble only
-warns.
+``reconstruction.csv``, ``denoising.csv``, ``comparisons.csv``, ``classical_tuning.csv``, ``denoising_classes.csv``,
+``layers.csv`` and small PNGs (80 dpi; the folder stays under 5 MB). The same figures and tables go to W&B
+(:mod:`tuneae.tracking`; the search's project and mode, offline unless ``WANDB_API_KEY`` is set), whose files are
+written to ``<experiment folder>/wandb`` beside the search's own W&B runs: outside ``results/`` (which is committed)
+and outside the report folder. W&B trouble only warns.
 
 Modules, in the order the report uses them: :mod:`.runs` (run discovery), :mod:`.reload` (models, data, reload
-check), :mod:`.metrics` (per-image PSNR / SSIM), :mod:`.classical` (classical denoisers), :mod:`.denoising`
-(noise, every denoiser's output, per-class gains), :mod:`.layers` (receptive fields, layer roles), :mod:`.plots`,
-:mod:`.targets` (the project's targets), :mod:`.tables` (CSV rows), :mod:`.markdown` (report.md),
-:mod:`.search_plots` (the Search section), :mod:`.make` (``make_report`` and ``main``).
+check), :mod:`.metrics` (outputs; summaries with intervals), :mod:`.statistics` (selection on validation, paired
+differences, target status), :mod:`.denoising` (both noise protocols, every denoiser), :mod:`.layers` (receptive
+fields, layer roles), :mod:`.plots`, :mod:`.targets` (the project's targets), :mod:`.tables` (CSV rows),
+:mod:`.markdown` (report.md), :mod:`.search_plots` (the Search section), :mod:`.make` (``make_report`` and ``main``).
 """
 from tuneae.report.errors import ReportError
 from tuneae.report.make import main, make_report

@@ -1,67 +1,147 @@
-"""Denoising on the test images: seeded noise, every learned and classical denoiser's output, per-class gains."""
+"""Denoising on the test images: every learned model and every classical method, under both noise protocols.
+
+Per noise protocol (:mod:`tuneae.noise`: ``awgn``, the primary, and ``clipped8``) and sigma: seeded noise on the
+test images and on the validation subset; each classical method tuned on the validation subset
+(:func:`tuneae.classical.tune`, interior grids); every method's per-image metrics on the test images and its mean
+PSNR on the validation subset, which alone decides the best learned model and the classical comparator
+(:func:`tuneae.report.statistics.select_best`); then paired differences learned - comparator with intervals, overall
+and per class.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from tuneae.data import add_gaussian_noise
-from tuneae.report.classical import CLASSICAL_GRIDS, classical_denoise, tune_classical
-from tuneae.report.metrics import predict
+from tuneae.classical import METHODS, Tuned, denoise, tune
+from tuneae.metrics import image_metrics, psnr
+from tuneae.noise import eval_noisy
+from tuneae.report.metrics import predict, spread
+from tuneae.report.statistics import difference, select_best
+
+NO_TUMOUR = ("no_tumor", "phantom_no_lesion")
+"""Class names without a lesion (the comparison class of the per-class denoising analysis)."""
 
 
-def noise_seed(seed: int, sigma: float, split: str = "test") -> int:
-    """Seed of the noise added to the ``test`` (or ``val``, for tuning) images at ``sigma``."""
-    return seed * 100_000 + round(sigma * 1000) * 10 + {"test": 0, "val": 1}[split]
+@dataclass(frozen=True)
+class SigmaResult:
+    """Every denoiser at one noise protocol and sigma.
+
+    Attributes:
+        test: method (``noisy``, each model kind, each classical method) -> ``{"mse", "psnr", "ssim"}``, each (N,)
+            per test image (PSNR in dB, SSIM as Wang et al. 2004).
+        val_psnr: method -> mean PSNR (dB) on the validation subset: the selection score.
+        tuned: classical method -> its :class:`tuneae.classical.Tuned` (factor, grid scores, interior).
+        example: method -> (S, S) output on the first test image shown in the figures.
+    """
+
+    test: dict[str, dict[str, np.ndarray]]
+    val_psnr: dict[str, float]
+    tuned: dict[str, Tuned]
+    example: dict[str, np.ndarray]
 
 
-def noisy_copy(clean: torch.Tensor, sigma: float, seed: int) -> torch.Tensor:
-    """``clean`` (N, 1, S, S) in [0, 1] plus N(0, sigma^2) noise clipped to [0, 1], from a seeded CPU generator."""
-    return add_gaussian_noise(clean, sigma, generator=torch.Generator().manual_seed(seed))
-
-
-def denoise_all(models: dict, clean: torch.Tensor, val_clean: torch.Tensor, sigma: float, seed: int,
-                bar=None) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """Every denoiser's output on the test images at one noise level.
+def run_sigma(models: dict, clean: torch.Tensor, val_clean: torch.Tensor, sigma: float, protocol: str, seed: int,
+              shown: int = 0, workers: int = 1, bar=None) -> SigmaResult:
+    """Every denoiser's output at one noise level under one protocol, measured on test and validation images.
 
     Args:
         models: kind -> (model, payload).
-        clean: test images (N, 1, S, S) in [0, 1]; val_clean: validation images (K, 1, S, S) for tuning only.
-        sigma, seed: noise sd on the [0, 1] scale and the base seed (see :func:`noise_seed`).
+        clean: test images (N, 1, S, S) in [0, 1]; val_clean: validation images (K, 1, S, S), K >= 1, which tune
+            the classical methods (``Method.tune_images`` of them, spread) and score every method for selection.
+        sigma, protocol, seed: the noise (:func:`tuneae.noise.eval_noisy`; test and validation noise differ).
+        shown: index of the test image kept in ``example``.
+        workers: processes for the classical methods (see :func:`tuneae.classical.denoise`).
+        bar: a tqdm bar advanced once per model and per classical method.
     Returns:
-        ({"noisy" | kind | classical method: (N, S, S) in [0, 1]}, {method: {"param", "tuning_val_psnr"}}).
+        The :class:`SigmaResult`.
     """
-    noisy = noisy_copy(clean, sigma, noise_seed(seed, sigma))  # (N, 1, S, S)
-    val_noisy = noisy_copy(val_clean, sigma, noise_seed(seed, sigma, "val"))[:, 0].numpy()  # (K, S, S)
-    outputs = {"noisy": noisy[:, 0].numpy()}
-    tuned = {}
+    noisy = eval_noisy(clean, sigma, protocol, seed, "test")  # (N, 1, S, S)
+    val_noisy = eval_noisy(val_clean, sigma, protocol, seed, "val")  # (K, 1, S, S)
+    c, vc = clean[:, 0].numpy(), val_clean[:, 0].numpy()  # (N, S, S), (K, S, S)
+    n, vn = noisy[:, 0].numpy(), val_noisy[:, 0].numpy()
+    test, val_psnr, tuned, example = {"noisy": image_metrics(n, c)}, {"noisy": float(psnr(vn, vc).mean())}, {}, {}
+    example["noisy"] = n[shown]
     for kind, (model, _) in models.items():
-        outputs[kind] = predict(model, noisy)[:, 0].numpy()
+        out = predict(model, noisy)[:, 0].numpy()
+        test[kind], example[kind] = image_metrics(out, c), out[shown]
+        val_psnr[kind] = float(psnr(predict(model, val_noisy)[:, 0].numpy(), vc).mean())
         if bar is not None:
             bar.update()
-    for m in CLASSICAL_GRIDS:
-        param, scores = tune_classical(m, val_clean[:, 0].numpy(), val_noisy, sigma)
-        outputs[m] = np.stack([classical_denoise(m, im, sigma, param) for im in outputs["noisy"]])
-        tuned[m] = {"param": param, "tuning_val_psnr": scores}
+    for name, method in METHODS.items():
+        sub = spread(len(vc), method.tune_images)
+        tuned[name] = tune(name, vc[sub], vn[sub], sigma, protocol, strict=False, workers=workers)
+        factor = tuned[name].factor
+        val_psnr[name] = float(psnr(denoise(name, vn, sigma, factor, protocol, workers), vc).mean())
+        out = denoise(name, n, sigma, factor, protocol, workers, progress=True)
+        test[name], example[name] = image_metrics(out, c), out[shown]
         if bar is not None:
             bar.update()
-    return outputs, tuned
+    return SigmaResult(test, val_psnr, tuned, example)
 
 
-def class_gaps(res: dict, learned: list[str], classical: list[str]) -> dict[str, dict]:
-    """Per class: PSNR gain over the noisy input of each method, the best learned and best classical method, and
-    the difference of their gains (dB). ``res`` is one sigma's ``{method: summarise(...)}``."""
-    by_class = {}
-    for c, cm in res["noisy"]["per_class"].items():
-        base = cm["psnr"]["mean"]
-        gain = {m: res[m]["per_class"][c]["psnr"]["mean"] - base for m in [*learned, *classical]}
-        best_l, best_c = max(learned, key=gain.get), max(classical, key=gain.get)
-        by_class[c] = {"n": cm["n"], "noisy_psnr": base, "gain": gain, "best_learned": best_l,
-                       "best_classical": best_c, "learned_minus_classical": gain[best_l] - gain[best_c]}
-    return by_class
+def selection(r: SigmaResult, learned: list[str]) -> dict:
+    """The best learned model and the classical comparator of one sigma, both by mean validation PSNR.
+
+    Returns:
+        ``{"best_learned": kind | None, "comparator": method | None, "val_psnr": {method: dB}}``.
+    """
+    return {"best_learned": select_best(r.val_psnr, learned), "comparator": select_best(r.val_psnr, METHODS),
+            "val_psnr": {k: round(v, 3) for k, v in r.val_psnr.items()}}
 
 
-def class_mean(by: dict[str, dict], classes: list[str], key: str = "learned_minus_classical") -> float | None:
-    """Image-weighted mean of ``by[c][key]`` (dB) over ``classes`` of one sigma's :func:`class_gaps`; None if none."""
-    if not classes:
-        return None
-    return float(np.average([by[c][key] for c in classes], weights=[by[c]["n"] for c in classes]))
+def comparisons(r: SigmaResult, learned: list[str], comparator: str | None) -> dict[str, dict]:
+    """Each learned model minus the classical comparator on the same test images: paired PSNR and SSIM differences
+    with 95% bootstrap intervals and verdicts (:func:`tuneae.report.statistics.difference`).
+
+    Returns:
+        ``{kind: {"psnr": difference, "ssim": difference}}`` (empty without a comparator).
+    """
+    if comparator is None:
+        return {}
+    return {k: {q: difference(r.test[k][q], r.test[comparator][q], k, comparator) for q in ("psnr", "ssim")}
+            for k in learned}
+
+
+def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], methods: list[str],
+               sel: dict) -> dict:
+    """Per class: each method's PSNR gain over the noisy input and the paired difference best learned - comparator
+    (the pair chosen on validation); then the same difference pooled over the tumour classes and over the no-tumour
+    class(es), and tumour minus no-tumour (two groups of images: unpaired).
+
+    Args:
+        r: one sigma's result; labels: (N,) class index per test image; classes: class names.
+        methods: every learned and classical method; sel: :func:`selection` of this sigma.
+    Returns:
+        ``{"per_class": {class: {"n", "noisy_psnr", "gain": {method: dB}, "best_learned", "best_classical",
+        "learned_minus_classical": difference}}, "groups": {"tumour", "no_tumour", "tumour_minus_no_tumour":
+        difference | None, "tumour_classes", "no_tumour_classes"}}``; empty without a learned model or comparator.
+    """
+    best, comp = sel["best_learned"], sel["comparator"]
+    if best is None or comp is None:
+        return {}
+    d = r.test[best]["psnr"] - r.test[comp]["psnr"]  # (N,) dB
+    per_class = {}
+    for i, c in enumerate(classes):
+        mask = labels == i
+        if not mask.any():
+            continue
+        base = float(r.test["noisy"]["psnr"][mask].mean())
+        per_class[c] = {"n": int(mask.sum()), "noisy_psnr": base,
+                        "gain": {m: float(r.test[m]["psnr"][mask].mean()) - base for m in methods},
+                        "best_learned": best, "best_classical": comp,
+                        "learned_minus_classical": difference(r.test[best]["psnr"][mask], r.test[comp]["psnr"][mask],
+                                                              best, comp)}
+    sick = np.isin(labels, [i for i, c in enumerate(classes) if c not in NO_TUMOUR])
+    healthy = np.isin(labels, [i for i, c in enumerate(classes) if c in NO_TUMOUR])
+    groups = {"tumour_classes": [c for c in per_class if c not in NO_TUMOUR],
+              "no_tumour_classes": [c for c in per_class if c in NO_TUMOUR],
+              "tumour": difference(d[sick], np.zeros(int(sick.sum())), best, comp) if sick.any() else None,
+              "no_tumour": difference(d[healthy], np.zeros(int(healthy.sum())), best, comp) if healthy.any() else None,
+              "tumour_minus_no_tumour": (difference(d[sick], d[healthy], "tumour classes", "no-tumour class",
+                                                    paired=False) if sick.any() and healthy.any() else None)}
+    return {"per_class": per_class, "groups": groups}
+
+
+__all__ = ["NO_TUMOUR", "SigmaResult", "class_gaps", "comparisons", "run_sigma", "selection"]

@@ -16,12 +16,14 @@ import torch
 from tqdm.auto import tqdm
 
 from tuneae import tracking
+from tuneae.classical import METHODS
 from tuneae.data import Splits, to_float
 from tuneae.files import atomic_write, atomic_write_csv
 from tuneae.layout import portable, user_path
+from tuneae.metrics import SSIM_SETTINGS
 from tuneae.models import VAE
-from tuneae.report.classical import CLASSICAL_GRIDS
-from tuneae.report.denoising import class_gaps, denoise_all, noise_seed
+from tuneae.noise import PRIMARY, PROTOCOLS, check_sigma, eval_seed
+from tuneae.report.denoising import class_gaps, comparisons, run_sigma, selection
 from tuneae.report.errors import ReportError
 from tuneae.report.layers import layer_table
 from tuneae.report.markdown import report_markdown
@@ -41,9 +43,11 @@ from tuneae.report.tables import csv_tables
 from tuneae.report.targets import check_targets
 
 SIGMAS = (0.05, 0.1, 0.2, 0.3)
-"""Default noise levels: standard deviation of the Gaussian noise on the [0, 1] scale (clipped to [0, 1] after)."""
+"""Default noise levels: standard deviation of the Gaussian noise on the [0, 1] scale (both protocols)."""
 TUNE_IMAGES = 24
-"""Validation images on which each classical denoiser's parameter is tuned, per sigma."""
+"""Validation images (spread over the classes) that tune each classical denoiser (``Method.tune_images`` of them)
+and on which every method's mean PSNR chooses the best model and the classical comparator, per protocol and sigma;
+test images never choose anything."""
 MAX_REPORT_BYTES = 5_000_000
 """Warn above this total size of the report folder."""
 
@@ -61,7 +65,7 @@ class Images:
     labels: np.ndarray
     """Their class indices, (N,)."""
     val_clean: torch.Tensor
-    """Validation images (K, 1, S, S) in [0, 1]: they tune the classical denoisers, nothing else."""
+    """Validation images (K, 1, S, S) in [0, 1]: they tune the classical denoisers and choose the best models."""
     shown: list[int]
     """Indices into ``clean`` of the images drawn in the figures (one or two per class)."""
 
@@ -87,7 +91,8 @@ def choose_images(splits: Splits, max_test: int | None) -> Images:
 
 def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict, figures: dict, out: Path,
                     bar) -> None:
-    """Each model on the clean test images, with its reload check; fills ``m["models"]`` and two figures."""
+    """Each model on the clean test images, with its reload check and its mean PSNR / SSIM on the clean validation
+    subset (``val``, which chooses the best bottleneck model); fills ``m["models"]`` and two figures."""
     recon = {}  # kind -> (N, S, S): the clean test images reconstructed
     for kind, (model, payload) in models.items():
         bar.set_postfix_str(f"{kind}: test, reload check")
@@ -99,6 +104,8 @@ def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict,
             "model_config": payload["model_config"], "train_config": payload.get("train_config"),
             "reload_check": reload_check(model, payload, splits.val,
                                          trial.reported.get("val/loss", payload["metrics"].get("val/loss"))),
+            "val": {q: float(v.mean()) for q, v in image_metrics(predict(model, im.val_clean)[:, 0].numpy(),
+                                                                  im.val_clean[:, 0].numpy()).items()},
             "test": summarise(image_metrics(recon[kind], im.clean_np), im.labels, im.classes)}
         bar.update(2)
     figures["bars"] = plot_bars(m["models"], out / "reconstruction_bars.png")
@@ -106,22 +113,29 @@ def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict,
                                            [im.title(i) for i in im.shown], out / "reconstruction_grid.png")
 
 
-def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, m: dict, figures: dict, out: Path,
-               bar) -> None:
-    """Every denoiser at every sigma; fills ``m["denoising"]``, ``m["denoising_classes"]`` and the figures."""
-    kinds, first = list(models), im.shown[0]
-    for s in sigmas:
-        key = f"{s:g}"
-        bar.set_postfix_str(f"sigma {key}")
-        outputs, tuned = denoise_all(models, im.clean, im.val_clean, s, seed, bar)
-        res = {name: {**summarise(image_metrics(o, im.clean_np), im.labels, im.classes), **tuned.get(name, {})}
-               for name, o in outputs.items()}
-        m["denoising"][key] = res
-        m["denoising_classes"][key] = class_gaps(res, kinds, list(CLASSICAL_GRIDS))
-        figures[f"denoise_{key}"] = plot_denoising_example(im.clean_np[first], {k: o[first] for k, o in
-                                                                                outputs.items()}, s, im.title(first),
-                                                           out / f"denoising_sigma{key}.png")
-    figures["curves"] = plot_denoising_curves(m["denoising"], kinds, out / "denoising_curves.png")
+def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, workers: int, m: dict,
+               figures: dict, out: Path, bar) -> None:
+    """Every denoiser at every protocol and sigma; fills ``m``'s ``denoising``, ``selection``, ``comparisons`` and
+    ``denoising_classes`` (each ``[protocol][sigma]``) and the primary protocol's figures."""
+    kinds, first, methods = list(models), im.shown[0], [*models, *METHODS]
+    for protocol in PROTOCOLS:
+        for section in ("denoising", "selection", "comparisons", "denoising_classes"):
+            m[section][protocol] = {}
+        for s in sigmas:
+            key = f"{s:g}"
+            bar.set_postfix_str(f"{protocol}, sigma {key}")
+            r = run_sigma(models, im.clean, im.val_clean, s, protocol, seed, first, workers, bar)
+            m["denoising"][protocol][key] = {
+                name: {**summarise(v, im.labels, im.classes),
+                       **({"tuning": r.tuned[name].as_dict()} if name in r.tuned else {})}
+                for name, v in r.test.items()}
+            sel = m["selection"][protocol][key] = selection(r, kinds)
+            m["comparisons"][protocol][key] = comparisons(r, kinds, sel["comparator"])
+            m["denoising_classes"][protocol][key] = class_gaps(r, im.labels, im.classes, methods, sel)
+            if protocol == PRIMARY:
+                figures[f"denoise_{key}"] = plot_denoising_example(im.clean_np[first], r.example, s, im.title(first),
+                                                                   out / f"denoising_sigma{key}.png")
+    figures["curves"] = plot_denoising_curves(m["denoising"][PRIMARY], kinds, out / "denoising_curves.png")
 
 
 def _layers(models: dict, im: Images, seed: int, figures: dict, out: Path, bar) -> list[dict]:
@@ -172,7 +186,8 @@ def _log(run: Run, m: dict, figures: dict[str, str], tables: dict[str, list[dict
 
 def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None, data: str | None = None,
                 max_test: int | None = None, sigmas: tuple[float, ...] = SIGMAS, seed: int = 0,
-                use_wandb: bool = True, experiment: str | os.PathLike | None = None) -> dict[str, Any]:
+                use_wandb: bool = True, experiment: str | os.PathLike | None = None,
+                workers: int = 1) -> dict[str, Any]:
     """Write the report of a finished search (see :mod:`tuneae.report` for what and where).
 
     Args:
@@ -186,6 +201,7 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
             (failures only warn).
         experiment: the experiment folder of a results folder when it moved since the search (default: the place
             ``summary.json`` records).
+        workers: processes for the classical denoisers (BM3D: about 0.7 s per 128 px image on one core).
     Returns:
         The contents of ``metrics.json``.
     Raises:
@@ -193,10 +209,17 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
             loaded or does not fit the models, or a bad setting.
     """
     started = time.time()
-    if not sigmas or any(not 0 < s <= 1 for s in sigmas):
-        raise ReportError(f"sigmas {list(sigmas)}: need one or more values in (0, 1] (noise sd on the [0, 1] scale)")
-    if max_test is not None and max_test < 1:
-        raise ReportError(f"max_test={max_test}: must be at least 1")
+    try:
+        if not sigmas:
+            raise ValueError("sigmas: need one or more noise levels")
+        for s in sigmas:
+            check_sigma(s, "sigma")
+    except ValueError as exc:
+        raise ReportError(f"{exc} (sigmas {list(sigmas)})") from exc
+    if max_test is not None and max_test < 2:
+        raise ReportError(f"max_test={max_test}: must be at least 2 (an interval over images needs two)")
+    if workers < 1:
+        raise ReportError(f"workers={workers}: must be at least 1")
     run = find_run(run_path, experiment)
     out = Path(out) if out else run.layout.report_dir
     models = {kind: load_model(t) for kind, t in run.trials.items()}  # kind -> (model, payload)
@@ -204,10 +227,10 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     im = choose_images(splits, max_test)
     m = _header(run, splits, im, sigmas, seed, out)
     figures: dict[str, str] = {}
-    with tqdm(total=len(models) * (3 + len(sigmas)) + len(CLASSICAL_GRIDS) * len(sigmas), desc="report",
-              unit="step", file=sys.stderr) as bar:
+    steps = len(models) * 3 + (len(models) + len(METHODS)) * len(sigmas) * len(PROTOCOLS)
+    with tqdm(total=steps, desc="report", unit="step", file=sys.stderr) as bar:
         _reconstruction(run, models, splits, im, m, figures, out, bar)
-        _denoising(models, im, sigmas, seed, m, figures, out, bar)
+        _denoising(models, im, sigmas, seed, workers, m, figures, out, bar)
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
     m["targets"] = check_targets(m)
@@ -234,17 +257,20 @@ def _header(run: Run, splits: Splits, im: Images, sigmas: tuple[float, ...], see
                  "classes": list(im.classes), "test_images": len(im.test_idx), "test_total": len(splits.test),
                  "test_indices": im.test_idx.tolist(), "tuning_val_images": len(im.val_clean),
                  "split": splits.counts.get("split"), "per_class": splits.counts.get("per_class")},
-        "noise": {"function": "tuneae.data.add_gaussian_noise, clipped to [0, 1], torch.Generator seeded per sigma",
-                  "test_seeds": {f"{s:g}": noise_seed(seed, s) for s in sigmas}},
-        "models": {}, "denoising": {}, "denoising_classes": {}}
+        "noise": {"function": "tuneae.noise.eval_noisy", "protocols": list(PROTOCOLS), "primary": PRIMARY,
+                  "test_seeds": {f"{s:g}": eval_seed(seed, s, "test") for s in sigmas},
+                  "val_seeds": {f"{s:g}": eval_seed(seed, s, "val") for s in sigmas}},
+        "ssim": {"source": "Wang et al. 2004 via skimage.metrics.structural_similarity", **SSIM_SETTINGS},
+        "models": {}, "denoising": {}, "selection": {}, "comparisons": {}, "denoising_classes": {}}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m tuneae.report``."""
     p = argparse.ArgumentParser(prog="python -m tuneae.report", description=(
         "Report a finished search: reload each model's best trial from its checkpoint, measure it on the held-out "
-        "test split (reconstruction; denoising against non-local means, total variation and wavelet shrinkage; "
-        "feature maps; VAE samples) and write report.md, metrics.json, CSV tables and figures."))
+        "test split (reconstruction; denoising under AWGN and clipped 8-bit noise against non-local means, total "
+        "variation, wavelet shrinkage and BM3D tuned on validation images; 95%% bootstrap intervals; feature maps; "
+        "VAE samples) and write report.md, metrics.json, CSV tables and figures."))
     p.add_argument("run", metavar="RUN", help="results/<name> (with summary.json) or an experiment folder "
                                               "<storage_path>/<name>")
     p.add_argument("--out", help="output folder (default RUN/report, or results/<name>/report for an experiment "
@@ -257,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and of the VAE samples (default 0)")
     p.add_argument("--experiment", metavar="PATH", help="the experiment folder <storage_path>/<name> of a results "
                                                         "folder, when it moved since the search")
+    p.add_argument("--workers", type=int, default=1, help="processes for the classical denoisers (BM3D is slow; "
+                                                          "default 1)")
     p.add_argument("--no-wandb", action="store_true", help="do not log the report to W&B")
     return p
 
@@ -267,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run, out, data, experiment = (user_path(a) if a else a for a in (args.run, args.out, args.data, args.experiment))
     try:
-        make_report(run, out, data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb, experiment)
+        make_report(run, out, data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb,
+                    experiment, args.workers)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,10 +1,11 @@
 """The text of ``report.md``: the measured numbers, tables and figure links of one report, section by section."""
 from __future__ import annotations
 
-from tuneae.report.denoising import class_mean
+from tuneae.noise import PRIMARY
 from tuneae.report.layers import TOP_CHANNELS
+from tuneae.report.statistics import fmt_interval, select_best
 from tuneae.report.tables import CSV_TABLES, fmt_stat, md_table
-from tuneae.report.targets import NO_TUMOUR, targets_markdown
+from tuneae.report.targets import targets_markdown
 
 
 def report_markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: list[dict]) -> str:
@@ -35,9 +36,13 @@ def _intro(m: dict) -> list[str]:
     return [f"# Report: {m['name']}", "",
             f"Run `{m['name']}`" + (f", made by `{m['command']}`" if m["command"] else "") + ".",
             f"Data: `{d['source']}` at {d['image_size']} px, classes {', '.join(d['classes'])}. Every metric is on "
-            f"{d['test_images']} of the {d['test_total']} held-out **test** images, which the search never saw; "
-            f"the classical denoisers were tuned on {d['tuning_val_images']} validation images. PSNR in dB (data "
-            f"range 1), SSIM after Wang et al. 2004; mean ± std over images.", *_split(d), ""]
+            f"{d['test_images']} of the {d['test_total']} held-out **test** images, which the search never saw, as "
+            f"the mean [95% percentile-bootstrap interval over images]. {d['tuning_val_images']} validation images "
+            "tune the classical denoisers and choose the best learned model, the classical comparator and the best "
+            "bottleneck model; test images choose nothing. Differences between methods are paired per image, and "
+            "one method 'beats' another only where the interval of the difference excludes 0. PSNR in dB (data "
+            "range 1); SSIM as Wang et al. 2004 (11x11 Gaussian window of sd 1.5, population covariance, data "
+            "range 1).", *_split(d), ""]
 
 
 def _split(d: dict) -> list[str]:
@@ -62,11 +67,15 @@ def _reload(r: dict) -> list[str]:
 def _reconstruction(m: dict, figures: dict[str, str]) -> list[str]:
     mm = m["models"]
     kinds = list(mm)
+    best = select_best({k: mm[k]["val"]["psnr"] for k in kinds}, kinds)
     return ["## Reconstruction (clean input)", "",
-            md_table(["model", "trial", "MSE", "PSNR (dB)", "SSIM", "val/loss reported", "reloaded", "rel. diff"],
-                     [[k, mm[k]["trial"], *[fmt_stat(mm[k]["test"][q]) for q in ("mse", "psnr", "ssim")],
-                       *_reload(mm[k]["reload_check"])] for k in kinds]),
-            "", "Per class, PSNR (dB) / SSIM:", "",
+            md_table(["model", "trial", "MSE", "PSNR (dB)", "SSIM", "val PSNR", "val/loss reported", "reloaded",
+                      "rel. diff"],
+                     [[k, mm[k]["trial"], fmt_stat(mm[k]["test"]["mse"], 5), fmt_stat(mm[k]["test"]["psnr"], 2),
+                       fmt_stat(mm[k]["test"]["ssim"]), f"{mm[k]['val']['psnr']:.2f}", *_reload(mm[k]["reload_check"])]
+                      for k in kinds]),
+            "", f"Best reconstruction by validation PSNR (clean validation images): {best}. Per class, PSNR (dB) / "
+            "SSIM:", "",
             md_table(["model", *mm[kinds[0]]["test"]["per_class"]],
                      [[k, *[f"{v['psnr']['mean']:.2f} / {v['ssim']['mean']:.3f}"
                             for v in mm[k]["test"]["per_class"].values()]] for k in kinds]),
@@ -74,43 +83,81 @@ def _reconstruction(m: dict, figures: dict[str, str]) -> list[str]:
             f"![test images, each model's output and absolute error]({figures['grid']})", ""]
 
 
+PROTOCOL_TEXT = {
+    "awgn": "additive white Gaussian noise of sd sigma on the [0, 1] scale, **not clipped** (the primary protocol, "
+            "as in the denoising literature)",
+    "clipped8": "the same noise clipped to [0, 1] and quantized to 8 bits (the secondary protocol); the classical "
+                "methods are bias-aware here: tuned on validation images with this noise, their output debiased "
+                "for clipping (Foi 2009)"}
+"""How report.md describes each noise protocol."""
+
+
 def _denoising(m: dict, gaps: list[dict]) -> list[str]:
-    den = m["denoising"]
-    sig = list(den)
-    methods = [k for k in next(iter(den.values())) if k not in m["models"] and k != "noisy"]
     lines = ["## Denoising", "",
-             "Gaussian noise of sd sigma on the [0, 1] scale, clipped to [0, 1], added to the test images; every "
-             "model gets the noisy image as input (only dae and dunet were trained for it). Test PSNR (dB):", ""]
-    for met in ("psnr", "ssim"):
-        lines += [md_table(["method", *[f"sigma {s}" for s in sig]],
-                           [[n, *[fmt_stat(den[s][n][met]) for s in sig]] for n in den[sig[0]]]), ""]
-        lines += ["SSIM:", ""] if met == "psnr" else []
-    lines += [
-        "Classical parameters, tuned per sigma on the validation images (nl_means: h / sigma; tv_chambolle: "
-        "weight / sigma; wavelet: rule and sigma scale): " + "; ".join(
-            f"sigma {s}: " + ", ".join(f"{k} {den[s][k]['param']}" for k in methods) for s in sig) + ".", "",
-        "Per class: PSNR gain over the noisy input (dB) of the best learned and the best classical method:", "",
-        md_table(["sigma", "class", "n", "noisy PSNR", "best learned", "best classical", "learned - classical"],
-                 [[r["sigma"], r["class"], r["n"], f"{r['noisy_psnr']:.2f}",
-                   f"{r['best_learned']} {r['learned_gain_db']:+.2f}",
-                   f"{r['best_classical']} {r['classical_gain_db']:+.2f}",
-                   f"{r['learned_minus_classical_db']:+.2f}"] for r in gaps]), ""]
+             "Every model gets the noisy image as input (only the denoising kinds were trained for it); each "
+             "classical method is tuned per sigma on the validation images over a grid widened until the choice is "
+             "interior. The best learned model (**bold** in the comparison) and the classical comparator are the "
+             "ones with the best validation PSNR.", ""]
+    for p, den in m["denoising"].items():
+        sig = list(den)
+        lines += [f"### {p}: {PROTOCOL_TEXT.get(p, p)}", ""]
+        for met, digits in (("psnr", 2), ("ssim", 3)):
+            lines += [f"Test {met.upper()}:", "",
+                      md_table(["method", *[f"sigma {s}" for s in sig]],
+                               [[n, *[fmt_stat(den[s][n][met], digits) for s in sig]] for n in den[sig[0]]]), ""]
+        lines += [*_comparisons(m, p), *_tuning(m, p), ""]
+    lines += ["Per class (primary protocol): PSNR gain over the noisy input (dB) of the best learned model and the "
+              "comparator, and their paired difference:", "",
+              md_table(["sigma", "class", "n", "noisy PSNR", "best learned", "comparator", "learned - comparator"],
+                       [[r["sigma"], r["class"], r["n"], f"{r['noisy_psnr']:.2f}",
+                         f"{r['best_learned']} {r['learned_gain_db']:+.2f}",
+                         f"{r['best_classical']} {r['classical_gain_db']:+.2f}",
+                         fmt_interval({"mean": r["learned_minus_classical_mean"],
+                                       "low": r["learned_minus_classical_low"],
+                                       "high": r["learned_minus_classical_high"]}, signed=True)]
+                        for r in gaps if r["protocol"] == PRIMARY]), ""]
     return lines
 
 
+def _comparisons(m: dict, p: str) -> list[str]:
+    """Each learned model minus the comparator (paired, test images), per sigma."""
+    rows = []
+    for s, by in m["comparisons"][p].items():
+        sel = m["selection"][p][s]
+        for k, d in by.items():
+            name = f"**{k}**" if k == sel["best_learned"] else k
+            rows.append([s, f"{name} - {sel['comparator']}", fmt_interval(d["psnr"], signed=True),
+                         fmt_interval(d["ssim"], 3, signed=True), d["psnr"]["verdict"]])
+    return ["Learned minus classical comparator, paired per test image (PSNR dB, SSIM):", "",
+            md_table(["sigma", "difference", "PSNR", "SSIM", "PSNR verdict"], rows), ""] if rows else []
+
+
+def _tuning(m: dict, p: str) -> list[str]:
+    """The tuned classical parameters (a factor of sigma) and whether each is interior to its grid."""
+    den = m["denoising"][p]
+    methods = [k for k, v in next(iter(den.values())).items() if "tuning" in v]
+
+    def cell(t):
+        return f"{t['factor']:g}" + ("" if t["interior"] else " (grid EDGE)")
+
+    return ["Classical parameters tuned on validation (factor of sigma; see tuneae.classical.METHODS):", "",
+            md_table(["method", *[f"sigma {s}" for s in den]],
+                     [[k, *[cell(den[s][k]["tuning"]) for s in den]] for k in methods])]
+
+
 def _classes(m: dict) -> list[str]:
-    """Per sigma: tumour classes against no-tumour (bullets), then every method per class."""
+    """Per sigma (primary protocol): tumour classes against no-tumour (bullets), then every method per class."""
     lines = []
-    for s, by in m["denoising_classes"].items():
-        healthy, sick = [c for c in by if c in NO_TUMOUR], [c for c in by if c not in NO_TUMOUR]
-        if healthy and sick:
-            g = {c: {**v, "gain": v["gain"][v["best_learned"]]} for c, v in by.items()}
-            lines.append(f"- sigma {s}: the best learned model gains {class_mean(g, sick, 'gain'):.2f} dB on the "
-                         f"tumour/lesion classes ({', '.join(sick)}) vs {class_mean(g, healthy, 'gain'):.2f} dB on "
-                         f"{', '.join(healthy)}; relative to the best classical method "
-                         f"{class_mean(by, sick):+.2f} vs {class_mean(by, healthy):+.2f} dB (image-weighted means).")
-    lines += ["", "Every method per class, test PSNR (dB) / SSIM:", ""]
-    den = m["denoising"]
+    for s, g in m["denoising_classes"].get(PRIMARY, {}).items():
+        grp = g.get("groups") or {}
+        if grp.get("tumour_minus_no_tumour"):
+            lines.append(f"- sigma {s}: learned - comparator on the tumour/lesion classes "
+                         f"({', '.join(grp['tumour_classes'])}) {fmt_interval(grp['tumour'], signed=True)} dB vs "
+                         f"{fmt_interval(grp['no_tumour'], signed=True)} dB on {', '.join(grp['no_tumour_classes'])};"
+                         f" tumour minus no-tumour {fmt_interval(grp['tumour_minus_no_tumour'], signed=True)} dB "
+                         f"({grp['tumour_minus_no_tumour']['verdict']}).")
+    lines += ["", "Every method per class (primary protocol), test PSNR (dB) / SSIM:", ""]
+    den = m["denoising"][PRIMARY]
     sig = list(den)
     classes = list(den[sig[0]]["noisy"]["per_class"])
     for s in sig:
@@ -122,9 +169,9 @@ def _classes(m: dict) -> list[str]:
 
 
 def _denoising_figures(m: dict, figures: dict[str, str]) -> list[str]:
-    return ["", f"![denoising PSNR and SSIM against sigma]({figures['curves']})", "",
+    return ["", f"![denoising PSNR and SSIM against sigma (primary protocol)]({figures['curves']})", "",
             *[f"![sigma {s}: outputs (top), output - clean (bottom)]({figures[f'denoise_{s}']})"
-              for s in m["denoising"]]]
+              for s in m["denoising"][PRIMARY]]]
 
 
 def _layers(m: dict, figures: dict[str, str], layers: list[dict]) -> list[str]:

@@ -1,48 +1,57 @@
-"""Per-image quality metrics of model outputs and their summaries (overall and per class)."""
+"""Model outputs, and summaries of per-image metrics: mean, sd and a 95% bootstrap interval, overall and per class.
+
+The per-image metrics themselves (PSNR, SSIM as Wang et al. 2004) and the intervals come from :mod:`tuneae.metrics`.
+"""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
+from tuneae.metrics import image_metrics, mean_interval
 from tuneae.models import Autoencoder
-from tuneae.train import psnr_per_image
+
+INTERVAL_METRICS = ("psnr", "ssim")
+"""Metrics summarised with a bootstrap interval (MSE only with mean and sd)."""
 
 
 def predict(model: Autoencoder, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Model outputs for ``x`` (N, 1, S, S) in [0, 1], batched, no gradients -> (N, 1, S, S) in [0, 1]."""
+    """Model outputs for ``x`` (N, 1, S, S) (noisy input may leave [0, 1]), batched, no gradients -> (N, 1, S, S)
+    in [0, 1]."""
     model.eval()
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def image_metrics(output: np.ndarray, clean: np.ndarray) -> dict[str, np.ndarray]:
-    """MSE, PSNR and SSIM of each image.
-
-    PSNR = 10 log10(1 / MSE) in dB for data range 1 (:func:`tuneae.train.psnr_per_image`, as in ``val/psnr``);
-    SSIM is scikit-image's ``structural_similarity`` (Wang et al. 2004, "Image quality assessment: from error
-    visibility to structural similarity", IEEE TIP 13(4)) with a 7x7 window and ``data_range=1``.
-
-    Args:
-        output, clean: (N, H, W) float in [0, 1].
-    Returns:
-        ``{"mse": (N,), "psnr": (N,) dB, "ssim": (N,) in [-1, 1]}``.
-    """
-    o, c = torch.as_tensor(output, dtype=torch.float64), torch.as_tensor(clean, dtype=torch.float64)
-    return {"mse": (o - c).pow(2).flatten(1).mean(1).numpy(),
-            "psnr": psnr_per_image(o[:, None], c[:, None]).numpy(),
-            "ssim": np.array([structural_similarity(a, b, data_range=1.0) for a, b in zip(o.numpy(), c.numpy())])}
+def stat(values: np.ndarray, interval: bool = True) -> dict[str, float | None]:
+    """``{"mean", "std" (population), "low", "high"}`` of per-image values; low / high bound the 95% percentile-
+    bootstrap interval of the mean (:func:`tuneae.metrics.mean_interval`), None when there are fewer than 2 values
+    or ``interval`` is False."""
+    v = np.asarray(values, dtype=np.float64)
+    out: dict[str, float | None] = {"mean": float(v.mean()), "std": float(v.std()), "low": None, "high": None}
+    if interval and len(v) >= 2:
+        iv = mean_interval(v)
+        out.update(low=iv.low, high=iv.high)
+    return out
 
 
 def summarise(values: dict[str, np.ndarray], labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
-    """Mean and (population) std of each per-image metric, overall and per class (classes with images only)."""
-    def stats(v):
-        return {"mean": float(np.mean(v)), "std": float(np.std(v))}
+    """Summaries (:func:`stat`) of each per-image metric, overall and per class (classes with images only).
 
-    out: dict[str, Any] = {k: stats(v) for k, v in values.items()}
-    out["per_class"] = {c: {"n": int((labels == i).sum()), **{k: stats(v[labels == i]) for k, v in values.items()}}
+    Args:
+        values: metric name -> (N,) per-image values (e.g. from :func:`tuneae.metrics.image_metrics`).
+        labels: (N,) class index of each image.
+        classes: class names.
+    Returns:
+        ``{metric: stat, ..., "per_class": {class: {"n": images, metric: stat, ...}}}``; intervals only for
+        ``INTERVAL_METRICS``.
+    """
+    def block(mask):
+        return {k: stat(v[mask], k in INTERVAL_METRICS) for k, v in values.items()}
+
+    out: dict[str, Any] = block(np.ones(len(labels), bool))
+    out["per_class"] = {c: {"n": int((labels == i).sum()), **block(labels == i)}
                         for i, c in enumerate(classes) if (labels == i).any()}
     return out
 
@@ -53,3 +62,6 @@ def spread(n_total: int, n: int | None) -> np.ndarray:
     if n is None or n >= n_total:
         return np.arange(n_total)
     return np.unique(np.linspace(0, n_total - 1, n).round().astype(int))
+
+
+__all__ = ["INTERVAL_METRICS", "image_metrics", "predict", "spread", "stat", "summarise"]

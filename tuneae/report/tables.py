@@ -1,38 +1,62 @@
 """The report's tables: the CSV files' rows from the metrics, and Markdown table text."""
 from __future__ import annotations
 
-CSV_TABLES = ("reconstruction", "denoising", "denoising_classes", "layers")
+CSV_TABLES = ("reconstruction", "denoising", "comparisons", "classical_tuning", "denoising_classes", "layers")
 """The CSV tables of a report (``<name>.csv``)."""
+_STATS = ("mean", "std", "low", "high")
 
 
 def _stat_rows(summary: dict, keys: tuple[str, ...], n_all: int, **fixed) -> list[dict]:
-    """CSV rows (overall, then per class) of one ``summarise`` result."""
+    """CSV rows (overall, then per class) of one ``summarise`` result: mean, sd and interval bounds per metric."""
     groups = {"all": {**summary, "n": n_all}, **summary["per_class"]}
-    return [{**fixed, "class": g, "n": s["n"], **{f"{k}_{q}": s[k][q] for k in keys for q in ("mean", "std")}}
+    return [{**fixed, "class": g, "n": s["n"], **{f"{k}_{q}": s[k].get(q) for k in keys for q in _STATS}}
             for g, s in groups.items()]
 
 
+def _diff_cols(d: dict | None) -> dict:
+    d = d or {}
+    return {"mean": d.get("mean"), "low": d.get("low"), "high": d.get("high"), "verdict": d.get("verdict")}
+
+
 def csv_tables(m: dict, layers: list[dict]) -> dict[str, list[dict]]:
-    """The CSV tables (``CSV_TABLES``) as lists of rows, from the metrics."""
+    """The CSV tables (``CSV_TABLES``) as lists of rows, from the metrics (see :func:`tuneae.report.make_report`).
+
+    Every mean comes with its 95% bootstrap interval (``_low`` / ``_high``); differences are paired per image.
+    """
     n = m["data"]["test_images"]
+    den = m["denoising"]
     return {
         "reconstruction": [r for k, v in m["models"].items()
                            for r in _stat_rows(v["test"], ("mse", "psnr", "ssim"), n, model=k)],
-        "denoising": [r for s, res in m["denoising"].items() for k, v in res.items()
-                      for r in _stat_rows(v, ("psnr", "ssim"), n, sigma=s, method=k)],
-        "denoising_classes": [{"sigma": s, "class": c, "n": v["n"], "noisy_psnr": round(v["noisy_psnr"], 3),
-                               "best_learned": v["best_learned"],
+        "denoising": [r for p, by in den.items() for s, res in by.items() for k, v in res.items()
+                      for r in _stat_rows(v, ("psnr", "ssim"), n, protocol=p, sigma=s, method=k)],
+        "comparisons": [{"protocol": p, "sigma": s, "learned": k, "comparator": m["selection"][p][s]["comparator"],
+                         "chosen_learned": k == m["selection"][p][s]["best_learned"], "metric": q, **_diff_cols(d)}
+                        for p, by in m["comparisons"].items() for s, ks in by.items() for k, qs in ks.items()
+                        for q, d in qs.items()],
+        "classical_tuning": [{"protocol": p, "sigma": s, "method": k, **{f: v["tuning"][f] for f in
+                                                                          ("factor", "interior", "widenings",
+                                                                           "validation_images")},
+                              "val_psnr": m["selection"][p][s]["val_psnr"].get(k)}
+                             for p, by in den.items() for s, res in by.items() for k, v in res.items()
+                             if "tuning" in v],
+        "denoising_classes": [{"protocol": p, "sigma": s, "class": c, "n": v["n"],
+                               "noisy_psnr": round(v["noisy_psnr"], 3), "best_learned": v["best_learned"],
                                "learned_gain_db": round(v["gain"][v["best_learned"]], 3),
                                "best_classical": v["best_classical"],
                                "classical_gain_db": round(v["gain"][v["best_classical"]], 3),
-                               "learned_minus_classical_db": round(v["learned_minus_classical"], 3)}
-                              for s, by in m["denoising_classes"].items() for c, v in by.items()],
+                               **{f"learned_minus_classical_{f}": x for f, x in
+                                  _diff_cols(v["learned_minus_classical"]).items()}}
+                              for p, by in m["denoising_classes"].items() for s, g in by.items()
+                              for c, v in (g.get("per_class") or {}).items()],
         "layers": layers}
 
 
-def fmt_stat(s: dict) -> str:
-    """``"mean ± std"`` of one ``summarise`` statistic ``{"mean", "std"}``, 3 decimals."""
-    return f"{s['mean']:.3f} ± {s['std']:.3f}"
+def fmt_stat(s: dict, digits: int = 3) -> str:
+    """``"mean [low, high]"`` of one summarised statistic (``"mean ± std"`` when it has no interval)."""
+    if s.get("low") is None:
+        return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} [{s['low']:.{digits}f}, {s['high']:.{digits}f}]"
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

@@ -1,0 +1,119 @@
+"""The report's claims without a search: selection on validation (never test), paired differences with intervals,
+the targets built from them (tuneae.report.denoising / statistics / targets)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tuneae.classical import METHODS
+from tuneae.noise import PRIMARY
+from tuneae.report.denoising import SigmaResult, class_gaps, comparisons, selection
+from tuneae.report.metrics import summarise
+from tuneae.report.statistics import difference, fmt_interval, select_best, threshold_status
+from tuneae.report.targets import DENOISING_TARGETS_DB, TARGET_MARGIN_DB, check_targets, targets_markdown
+
+CLASSES = ("glioma", "pituitary", "no_tumor")
+LABELS = np.repeat([0, 1, 2], 20)  # 60 test images, 20 per class
+
+
+def _per_image(mean: float, seed: int, sd: float = 1.0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    p = mean + sd * rng.standard_normal(len(LABELS))
+    return {"mse": 10 ** (-p / 10), "psnr": p, "ssim": np.clip(0.6 + 0.01 * (p - mean), -1, 1)}
+
+
+def _result(test_means: dict[str, float], val_psnr: dict[str, float]) -> SigmaResult:
+    """A sigma's result: per-image test metrics around the given means (shared per-image difficulty), and the
+    validation scores that alone may choose."""
+    shared = np.random.default_rng(0).normal(0, 2.0, len(LABELS))
+    test = {}
+    for i, (k, mu) in enumerate(test_means.items()):
+        t = _per_image(mu, 10 + i, 0.3)
+        t["psnr"] = t["psnr"] + shared
+        test[k] = t
+    return SigmaResult(test, val_psnr, {}, {})
+
+
+def _metrics(r: SigmaResult, learned: list[str], key: str = "0.1") -> dict:
+    """The report's metrics for one sigma, built by the same functions as make_report."""
+    sel = selection(r, learned)
+    return {"denoising": {PRIMARY: {key: {k: summarise(v, LABELS, CLASSES) for k, v in r.test.items()}}},
+            "selection": {PRIMARY: {key: sel}},
+            "comparisons": {PRIMARY: {key: comparisons(r, learned, sel["comparator"])}},
+            "denoising_classes": {PRIMARY: {key: class_gaps(r, LABELS, CLASSES, [*learned, *METHODS], sel)}},
+            "models": {}}
+
+
+def _test_means(dunet: float, ae: float, bm3d: float, nlm: float) -> dict[str, float]:
+    return {"noisy": 20.0, "ae": ae, "dunet": dunet, "nl_means": nlm, "tv_chambolle": nlm - 1, "wavelet": nlm - 2,
+            "bm3d": bm3d}
+
+
+def test_best_model_and_comparator_are_chosen_on_validation_even_when_test_disagrees():
+    # on test, ae beats dunet and bm3d beats nl_means; on validation it is the other way round
+    r = _result(_test_means(dunet=27.0, ae=29.0, bm3d=28.0, nlm=26.0),
+                {"noisy": 20.0, "ae": 24.0, "dunet": 27.5, "nl_means": 26.5, "tv_chambolle": 25.0, "wavelet": 24.0,
+                 "bm3d": 26.0})
+    sel = selection(r, ["ae", "dunet"])
+    assert sel["best_learned"] == "dunet" and sel["comparator"] == "nl_means"
+    t = check_targets(_metrics(r, ["ae", "dunet"]))["denoising"]["0.1"]
+    assert t["best_learned"] == "dunet" and t["best_classical"] == "nl_means" and t["chosen_on"] == "validation"
+    assert t["psnr"]["mean"] == pytest.approx(r.test["dunet"]["psnr"].mean())
+    assert t["target"] == pytest.approx(max(DENOISING_TARGETS_DB[0.1], r.test["nl_means"]["psnr"].mean()
+                                            + TARGET_MARGIN_DB))
+    assert t["met"] == (t["psnr"]["mean"] >= t["target"])
+    d = t["learned_minus_classical"]  # paired: the shared per-image difficulty cancels, the interval is tight
+    assert d["low"] < d["mean"] < d["high"] and d["high"] - d["low"] < 0.5 and d["beats"]
+
+
+def test_reconstruction_target_judges_the_bottleneck_model_best_on_validation():
+    def model(latent, val_psnr, test_psnr, test_ssim):
+        return {"model_config": {"latent_dim": latent}, "val": {"psnr": val_psnr},
+                "test": {"psnr": {"mean": test_psnr, "low": test_psnr - 0.3, "high": test_psnr + 0.3},
+                         "ssim": {"mean": test_ssim, "low": test_ssim - 0.01, "high": test_ssim + 0.01}}}
+
+    m = {"models": {"ae": model(1024, 22.0, 27.0, 0.80),  # best on test, not on validation
+                    "dae": model(2048, 23.0, 26.5, 0.70),  # best on validation: judged, misses SSIM
+                    "vae": model(4096, 30.0, 30.0, 0.90),  # latent too large to count
+                    "dunet": model(0, 35.0, 35.0, 0.95)},  # skips: not a bottleneck model
+         "denoising": {}}
+    r = check_targets(m)["reconstruction"]
+    assert r["best_bottleneck"] == "dae" and r["chosen_on"] == "validation" and not r["met"]
+    assert r["status"] == {"psnr": "met (clearly)", "ssim": "not met (clearly)"}
+    del m["models"]["dae"], m["models"]["ae"]
+    assert check_targets(m)["reconstruction"] is None
+
+
+def test_tumour_class_condition_uses_an_interval():
+    r = _result(_test_means(dunet=27.0, ae=25.0, bm3d=26.0, nlm=26.5),
+                {"ae": 24.0, "dunet": 27.5, "nl_means": 26.5, "tv_chambolle": 25.0, "wavelet": 24.0, "bm3d": 26.0})
+    r.test["dunet"]["psnr"][LABELS == 2] += 1.0  # the learned model gains more on no_tumor
+    t = check_targets(_metrics(r, ["ae", "dunet"]))["denoising"]["0.1"]
+    gap = t["tumour_minus_no_tumour"]
+    assert t["healthy_classes"] == ["no_tumor"] and gap["mean"] == pytest.approx(-1.0, abs=0.3)
+    assert gap["high"] < 0 and t["tumour_classes_no_worse"] is False and t["tumour_status"] == "not met (clearly)"
+    md = "\n".join(targets_markdown(check_targets(_metrics(r, ["ae", "dunet"]))))
+    assert "## Targets" in md and "no_tumor" in md and "[" in md and "validation" in md
+
+
+def test_targets_skip_unmeasured_sigmas_and_missing_classes():
+    r = _result(_test_means(dunet=30.0, ae=25.0, bm3d=26.0, nlm=26.5),
+                {"ae": 24.0, "dunet": 27.5, "nl_means": 26.5, "tv_chambolle": 25.0, "wavelet": 24.0, "bm3d": 26.0})
+    m = _metrics(r, ["ae", "dunet"])
+    m["denoising_classes"] = {}
+    t = check_targets(m)
+    assert set(t["denoising"]) == {"0.1"} and t["denoising"]["0.1"]["tumour_classes_no_worse"] is None
+    assert t["denoising"]["0.1"]["status"].startswith("met")
+
+
+def test_statistics_helpers():
+    assert select_best({"a": 1.0, "b": 3.0, "c": float("nan")}, ["a", "b", "c"]) == "b"
+    assert select_best({"a": 2.0, "b": 2.0}, ["b", "a"]) == "b"  # ties: the first listed
+    assert select_best({}, ["a"]) is None
+    few = difference(np.array([1.0]), np.array([0.0]))
+    assert few["low"] is None and few["verdict"] == "too few images" and not few["beats"]
+    s = {"mean": 28.5, "low": 28.1, "high": 28.9}
+    assert threshold_status(s, 28.0) == "met (clearly)" and threshold_status(s, 28.3) == "met"
+    assert threshold_status(s, 28.7) == "not met" and threshold_status(s, 29.0) == "not met (clearly)"
+    assert fmt_interval(s) == "28.50 [28.10, 28.90]" and fmt_interval(None) == "-"
+    assert fmt_interval({"mean": 0.5, "low": None}, signed=True) == "+0.50"
