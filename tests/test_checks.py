@@ -53,25 +53,33 @@ def test_batch_of_one_with_batchnorm_is_refused(cli):
     assert "1x1" in err and "group" in err  # why, and what to change
 
 
-@pytest.mark.parametrize("kind", ["ae", "unet"])
-@pytest.mark.parametrize("image_size, batch", [(32, 1), (32, 2), (64, 1)])
-def test_batchnorm_rule_is_pytorchs(kind, image_size, batch):
-    """The check refuses exactly the batches that PyTorch's BatchNorm cannot train on (a real training-mode
-    forward pass of the model, depth 5: bottleneck side image_size / 32)."""
-    model_cfg = ModelConfig(kind=kind, image_size=image_size, depth=5, base_channels=4, latent_dim=8)
+@pytest.mark.parametrize("kind, extra, image_size, crop, batch", [
+    ("ae", {}, 32, 0, 1), ("ae", {}, 32, 0, 2), ("ae", {}, 64, 0, 1),
+    ("ae", {"residual": True}, 32, 0, 1), ("ae", {"residual": True}, 64, 0, 1),
+    ("ae", {"latent_layout": "spatial"}, 32, 0, 1),
+    ("unet", {}, 32, 0, 1), ("unet", {}, 64, 0, 1),
+    ("unet", {}, 64, 32, 1), ("unet", {}, 64, 64, 1),  # random crops: BatchNorm sees the crop, not the image
+])
+def test_batchnorm_rule_is_pytorchs(kind, extra, image_size, crop, batch):
+    """The check refuses exactly the batches that PyTorch's BatchNorm cannot train on: a real training-mode forward
+    pass of the model (depth 5) on a batch of the training input's size (the crop when cropping)."""
+    model_cfg = ModelConfig(kind=kind, image_size=image_size, depth=5, base_channels=4, latent_dim=8, **extra)
+    side = crop or image_size
     try:
-        build_model(model_cfg).train()(torch.rand(batch, 1, image_size, image_size))
+        build_model(model_cfg).train()(torch.rand(batch, 1, side, side))
         trains = True
     except ValueError as exc:
         assert "Expected more than 1 value per channel" in str(exc)
         trains = False
-    search = SearchConfig(models=(kind,), wandb=False, space={"train.batch_size": (batch,), "train.epochs": (3,)})
+    space = {"train.batch_size": (batch,), "train.epochs": (3,), "train.crop_size": (crop,)}
     try:
-        validate(search, DataConfig(image_size=image_size), model_cfg)
+        validate(SearchConfig(models=(kind,), wandb=False, space=space), DataConfig(image_size=image_size),
+                 model_cfg)
         accepted = True
-    except ValueError:
+    except ValueError as exc:
+        assert f"train.batch_size choice {batch}" in str(exc), exc
         accepted = False
-    assert accepted == trains == (batch * (image_size // 32) ** 2 >= 2)
+    assert accepted == trains == (batch * (side // 32) ** 2 >= 2)
 
 
 def test_batch_of_one_is_accepted_with_group_norm(tmp_path):
@@ -215,12 +223,15 @@ def test_home_and_variables_are_expanded_in_every_user_path(tmp_path, monkeypatc
         assert user_path(unchanged) == unchanged
 
 
-def test_the_report_expands_its_paths_too(tmp_path, monkeypatch, capsys):
+def test_the_report_and_the_data_command_expand_their_paths_too(tmp_path, monkeypatch, capsys):
     from tuneae import report
+    from tuneae.data.__main__ import main as data_main
 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert report.main(["~/results/none", "--no-wandb"]) == 2
     assert f"run folder {tmp_path / 'results' / 'none'} does not exist" in capsys.readouterr().err
+    assert data_main(["~/none", "--out", "~/res"]) == 2
+    assert f"data source '{tmp_path / 'none'}': no such folder" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------- 11: relations between flags

@@ -20,6 +20,7 @@ from tuneae.data.pipeline import SPLIT_RULES, load_splits
 from tuneae.data.sources import LAYOUTS
 from tuneae.data.summary import format_summary
 from tuneae.files import atomic_write
+from tuneae.layout import user_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,17 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0, or 2 for bad input with an ``error:`` line on stderr)."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    cfg = replace(DataConfig(), source=args.source, image_size=args.image_size, split=args.split, seed=args.seed,
-                  val_fraction=args.val_fraction, test_fraction=args.test_fraction, manifest=args.manifest,
-                  near_distance=args.near_distance,
-                  cache_dir=args.cache_dir, skip_unreadable=args.skip_unreadable)
+    cfg = replace(DataConfig(), source=user_path(args.source), image_size=args.image_size, split=args.split,
+                  seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                  manifest=user_path(args.manifest), near_distance=args.near_distance,
+                  cache_dir=user_path(args.cache_dir), skip_unreadable=args.skip_unreadable)
     started = time.time()
     try:
         splits = load_splits(cfg)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = Path(user_path(args.out))
     write_manifest(splits, out / "manifest.csv")
     summary = {"command": "python -m tuneae.data " + " ".join(shlex.quote(a) for a in argv),
                "wall_time_s": round(time.time() - started, 1), "image_size": cfg.image_size,

@@ -212,19 +212,25 @@ def _check_batch_norm(kind: str, values: dict[str, tuple[tuple, str]], image_siz
 
     In training mode ``torch.nn.BatchNorm2d`` normalises each channel over batch x height x width and raises
     "Expected more than 1 value per channel when training" when that is a single value. Every BatchNorm layer of
-    tuneae's models sits at a side of at least ``image_size / 2**depth`` (the bottleneck), so a batch of ``b``
-    images trains iff ``b * (image_size / 2**depth)**2 >= 2``. GroupNorm and no norm train on any batch size.
+    tuneae's models (:func:`tuneae.models.blocks.norm_layer`, in the conv stages and residual blocks; the latent
+    heads have none) sits at a side of at least ``S / 2**depth`` (the bottleneck), where ``S`` is the training
+    input's side: ``train.crop_size`` when set, else ``image_size``. A batch of ``b`` images therefore trains iff
+    ``b * (S / 2**depth)**2 >= 2``. GroupNorm and no norm train on any batch size. (Validation runs in eval mode,
+    on running statistics: any batch.)
     """
     norms, _ = values["model.norm"]
     if "batch" not in norms:
         return
     (batches, batch_label), (depths, _) = values["train.batch_size"], values["model.depth"]
-    for b, depth in itertools.product(batches, depths):
-        side = image_size // 2 ** depth
+    crops = values["train.crop_size"][0] if "train.crop_size" in values else (0,)
+    for b, depth, crop in itertools.product(batches, depths, crops):
+        size = crop or image_size
+        side = size // 2 ** depth
         if b * side * side < 2:
+            what = f"crop size {crop}" if crop else f"image size {image_size}"
             raise ValueError(
                 f"{_say(batch_label, b)} cannot train {kind} with model.norm 'batch': at depth {depth} "
-                f"and image size {image_size} the bottleneck is {side}x{side}, so BatchNorm would see one value per "
+                f"and {what} the bottleneck is {side}x{side}, so BatchNorm would see one value per "
                 f"channel (PyTorch: 'Expected more than 1 value per channel when training'); use a batch size >= 2, "
                 f"or model.norm 'group' or 'none' ([model] norm = \"group\", or [space] \"model.norm\" = "
                 f"[\"group\", \"none\"] in a --config file)")

@@ -204,7 +204,7 @@ def _apply_data_flags(args: argparse.Namespace, search: SearchConfig, data: Data
     if args.split:
         d["split"] = args.split
     if data.manifest:  # like the source: valid from any folder
-        d["manifest"] = str(Path(data.manifest).expanduser().resolve())
+        d["manifest"] = str(Path(data.manifest).resolve())  # already expanded (PATH_FIELDS)
     if is_local(search.storage_path) and data.cache_dir == DataConfig().cache_dir:  # a [data] cache_dir wins
         d["cache_dir"] = str(RunLayout.of(search).cache_dir)
     source = d.get("source", data.source)
