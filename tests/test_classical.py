@@ -28,7 +28,7 @@ def _images(n: int = 3, size: int = 32, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size] / size
     out = []
     for _ in range(n):
-        cx, cy, r = rng.uniform(0.4, 0.6, 2).tolist() + [rng.uniform(0.3, 0.4)]
+        (cx, cy), r = rng.uniform(0.4, 0.6, 2), rng.uniform(0.3, 0.4)
         im = np.where((xx - cx) ** 2 + (yy - cy) ** 2 < r**2, 0.5, 0.0)
         im[(xx - cx - 0.1) ** 2 + (yy - cy) ** 2 < (r / 3) ** 2] = 0.9
         out.append(im)
@@ -40,15 +40,16 @@ def _noisy(clean: np.ndarray, sigma: float, protocol: str = AWGN, seed: int = 1)
     return add_noise(x, sigma, protocol, torch.Generator().manual_seed(seed))[:, 0].numpy()
 
 
+@pytest.mark.parametrize("protocol", [AWGN, CLIPPED8])
 @pytest.mark.parametrize("name", list(METHODS))
-def test_every_method_denoises(name):
+def test_every_method_denoises(name, protocol):
     clean = _images(2, 48)
-    noisy = _noisy(clean, 0.1)
-    out = denoise(name, noisy, 0.1, 1.0)
+    noisy = _noisy(clean, 0.1, protocol)
+    out = denoise(name, noisy, 0.1, 1.0, protocol)
     assert out.shape == clean.shape and out.min() >= 0 and out.max() <= 1
-    assert psnr(out, clean).mean() > psnr(np.clip(noisy, 0, 1), clean).mean() + 3
-    m = METHODS[name]
-    assert len(m.grid) >= 3 and list(m.grid) == sorted(m.grid) and m.source and m.tune_images >= 1
+    assert psnr(out, clean).mean() > psnr(np.clip(noisy, 0, 1), clean).mean() + 2
+    _, grid, parameter = METHODS[name].under(protocol)
+    assert len(grid) >= 3 and list(grid) == sorted(grid) and parameter and METHODS[name].tune_images >= 1
 
 
 def test_tune_widens_until_the_choice_is_interior():

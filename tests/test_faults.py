@@ -207,3 +207,47 @@ def test_ctrl_c_closes_wandb_and_the_search_resumes(search_dir):
     assert _assert_wandb_runs_closed(exp / "wandb") >= 3  # the interrupted trial logs a second run when resumed
     epochs = _epochs(first)  # resumed from its checkpoint: no epoch twice
     assert epochs == sorted(set(epochs)) and max(epochs) > 1, epochs
+
+
+def test_names_moves_and_wandb_record_of_finished_runs(search_dir):
+    """Issue 15, items 8, 9, 12 and 13, with a search of one 1-epoch trial:
+
+    - ``--storage-path=~/runs`` (left unexpanded by the shell) lands in $HOME, not in a folder named ``~``;
+    - summary.json counts the W&B runs actually written (one offline run);
+    - the same command again leaves the finished run alone and runs as ``x-2``;
+    - after the experiment folder moved, ``--resume`` from its new place keeps the finished trial, rewrites
+      summary.json with the new place, and records that W&B had nothing to log.
+    """
+    home, moved = search_dir.root / "home", search_dir.root / "moved"
+    args = ("--model", "ae", "--num-samples", "1", "--epochs", "1", "--batch-size", "16", "--latent-dim", "16",
+            "--storage-path=~/runs", "--results-dir=~/results")
+    rc, out = search_dir.run(*args, "--wandb-mode", "offline")
+    assert rc == 0, out[-3000:]
+    assert (home / "runs" / "x" / "ae").is_dir() and not (search_dir.root / "~").exists()
+    summary_file = home / "results" / "x" / "summary.json"
+    first = summary_file.read_text()
+    s = json.loads(first)
+    assert s["wandb"]["runs_written"] == 1 and s["wandb"]["status"] == "logged", s["wandb"]
+    assert len(list((home / "runs" / "x" / "wandb").rglob("offline-run-*/run-*.wandb"))) == 1
+
+    rc, out = search_dir.run(*args, "--no-wandb", log="again.log")
+    assert rc == 0, out[-3000:]
+    assert "'x' belongs to a finished run" in out and "named 'x-2'" in out
+    assert summary_file.read_text() == first  # the finished run's results are untouched
+    assert json.loads((home / "results" / "x-2" / "summary.json").read_text())["search"]["name"] == "x-2"
+
+    moved.mkdir()
+    (home / "runs" / "x").rename(moved / "x")
+    rc, out = search_dir.run(*args, "--wandb-mode", "offline", "--resume", "--storage-path", str(moved),
+                             log="resume.log")
+    assert rc == 0, out[-3000:]
+    assert "[tuneae] ae already finished" in out
+    s = json.loads(summary_file.read_text())
+    assert (summary_file.parent / s["experiment_dir"]).resolve() == (moved / "x").resolve()
+    assert s["wandb"]["status"] == "nothing to log" and s["wandb"]["runs_written"] == 0, s["wandb"]
+    assert (summary_file.parent / s["wandb"]["dir"]).resolve() == (moved / "x" / "wandb").resolve()
+    from tuneae.report.runs import find_run
+
+    run = find_run(summary_file.parent)  # the report finds the moved checkpoints without --experiment
+    assert run.trials["ae"].checkpoint.resolve().is_relative_to((moved / "x").resolve())
+    assert run.trials["ae"].checkpoint.is_dir()

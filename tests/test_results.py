@@ -10,7 +10,7 @@ from tuneae.results import best_of, format_table, kind_summary, trial_rows
 
 def _result(trial_id, loss, epoch=3, planned=3, error=None, checkpoint="ckpt"):
     """A stand-in for ``ray.tune.Result``: config, last metrics, error, path."""
-    metrics = {"trial_id": trial_id, "epoch": epoch, "val/loss": loss, "val/psnr": 20.0,
+    metrics = {"trial_id": trial_id, "epoch": epoch, "val/loss": loss, "val/mse": loss, "val/psnr": 20.0,
                "checkpoint_path": checkpoint} if loss is not None else {}
     return SimpleNamespace(config={"train.epochs": planned, "train.lr": 1e-3}, metrics=metrics, error=error,
                            path=f"/x/trial_{trial_id}")
@@ -31,11 +31,11 @@ def test_rows_statuses_and_relative_checkpoints(tmp_path):
 
 
 def test_best_trial_rule_skips_errors_nan_and_missing_checkpoints():
-    rows = [{"trial_id": "a", "status": "TERMINATED", "val/loss": 0.5, "checkpoint_path": "c"},
-            {"trial_id": "b", "status": "ERROR", "val/loss": 0.1, "checkpoint_path": "c"},
-            {"trial_id": "c", "status": "TERMINATED", "val/loss": math.nan, "checkpoint_path": "c"},
-            {"trial_id": "d", "status": "TERMINATED", "val/loss": 0.2, "checkpoint_path": ""},
-            {"trial_id": "e", "status": "INTERRUPTED", "val/loss": 0.3, "checkpoint_path": "c"}]
+    rows = [{"trial_id": "a", "status": "TERMINATED", "val/mse": 0.5, "checkpoint_path": "c"},
+            {"trial_id": "b", "status": "ERROR", "val/mse": 0.1, "checkpoint_path": "c"},
+            {"trial_id": "c", "status": "TERMINATED", "val/mse": math.nan, "checkpoint_path": "c"},
+            {"trial_id": "d", "status": "TERMINATED", "val/mse": 0.2, "checkpoint_path": ""},
+            {"trial_id": "e", "status": "INTERRUPTED", "val/mse": 0.3, "checkpoint_path": "c"}]
     assert best_of(rows)["trial_id"] == "e"
     assert best_of(rows[1:4]) is None
 

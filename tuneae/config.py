@@ -20,13 +20,24 @@ class DataConfig:
     """Where the images come from and how they are prepared."""
 
     source: str = DEFAULT_HUB_ID
-    """A Hugging Face hub id, a local folder in ``imagefolder`` layout, or ``"phantom"`` (synthetic)."""
+    """A Hugging Face hub id, a local folder (``train/`` + ``test/`` class folders, class folders, or one flat folder
+    of images), or ``"phantom"`` (synthetic)."""
     image_size: int = 128
     """Side of the square model input in pixels; must be divisible by 2**depth of the model (32 for the seed's)."""
+    split: str = "group"
+    """``group``: pool the de-duplicated images and split their duplicate groups, stratified by class, into train /
+    val / test (no group in two splits); ``original``: the folders' own split, cross-split duplicates removed."""
     val_fraction: float = 0.1
-    """Fraction of the de-duplicated training images held out for validation (stratified by class)."""
+    """Fraction of each class's images in validation (``original``: held out from the folders' train images)."""
+    test_fraction: float = 0.1
+    """Fraction of each class's images in test (``group`` split only)."""
+    manifest: str = ""
+    """A manifest CSV written by an earlier run (``results/<name>/manifest.csv``): reproduce its split exactly."""
+    near_distance: int = 9
+    """Largest Hamming distance (bits of 256) between the difference hashes of two images that count as copies
+    (resized, cropped by a few pixels, recompressed); -1 matches equal pixels only (see tuneae.data.duplicates)."""
     seed: int = 0
-    """Seed of the validation split and of the synthetic phantoms."""
+    """Seed of the split and of the synthetic phantoms."""
     cache_dir: str = "runs/cache"
     """Folder of the decoded-image cache (uint8 arrays keyed by content, size and preprocessing)."""
     skip_unreadable: bool = False
@@ -67,6 +78,14 @@ class ModelConfig:
     """Normalization after each hidden conv: ``batch``, ``group`` or ``none``."""
     input_norm: str = "none"
     """Input normalization: ``none`` or ``standardize`` (per-image zero mean, unit variance); output stays in [0, 1]."""
+    latent_layout: str = "dense"
+    """Code of ae / vae / dae: ``dense`` (flatten + Linear, the seed's) or ``spatial`` (a C x h x w map of exactly
+    latent_dim numbers, h = w = image_size / 2**depth, C = latent_dim / h**2; see tuneae.models.blocks)."""
+    residual: bool = False
+    """ae / vae / dae: a residual block (two convs + skip) after every encoder and decoder stage."""
+    recon_loss: str = "mse"
+    """Training loss of ae / dae / unet / dunet: ``mse``, ``l1`` or ``l1_ssim`` (0.84 (1 - SSIM) + 0.16 L1, Zhao
+    et al. 2017); the VAE keeps its negative ELBO. Trials are selected on val/mse whatever the loss."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,11 @@ class TrainConfig:
     """Highest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
     val_noise_sigma: float = 0.1
     """Noise sigma of the validation set for denoising kinds (fixed, seeded)."""
+    crop_size: int = 0
+    """Training augmentation (tuneae.augment): 0 = full images as they are (the seed's); c > 0 = a random c x c crop
+    of each training image and one of its 8 flips / 90-degree rotations. c < image_size only for U-Nets (fully
+    convolutional; c divisible by 2**depth); c = image_size gives full images with flips and rotations for any kind.
+    Validation always uses full, untouched images."""
 
 
 def to_flat(*cfgs: Any) -> dict[str, Any]:
@@ -198,8 +222,12 @@ ARCH_SPACE: dict[str, tuple] = {
     "model.kernel_size": (3, 5),
     "model.norm": ("batch", "group", "none"),
     "model.input_norm": ("none", "standardize"),
+    "model.latent_layout": ("dense", "spatial"),
+    "model.residual": (False, True),
+    "model.recon_loss": ("mse", "l1", "l1_ssim"),
 }
-"""Architecture hyperparameters searched by the gpu preset for every kind (the seed's future work)."""
+"""Architecture hyperparameters searched by the gpu preset for every kind (the seed's future work, and issue 14's
+code layout, residual blocks and training loss); a kind searches only those it uses."""
 
 UNET_CPU_SPACE: dict[str, tuple] = {
     "model.base_channels": (8, 16),
@@ -219,7 +247,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "search": {"num_samples": 4, "cpus_per_trial": 1.0, "grace_period": 1,
                    "reduction_factor": 2.0, "name": "smoke"},
         "space": {"train.lr": (1e-3, 3e-3), "train.epochs": (3,), "train.batch_size": (16, 32),
-                  "model.latent_dim": (16, 32)},
+                  "model.latent_dim": (16, 32), "model.latent_layout": ("dense", "spatial"),
+                  "model.recon_loss": ("mse", "l1_ssim")},
         "space_by_kind": {"unet": {"model.depth": (2, 3)}, "dunet": {"model.depth": (2, 3)}},
         "model": {"base_channels": 8},
     },
@@ -228,7 +257,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 4, "cpus_per_trial": 2.0,
                    "grace_period": 1, "reduction_factor": 3.0, "name": "cpu"},
         "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
-                  "model.latent_dim": (512, 1024, 2048)},
+                  "model.latent_dim": (512, 1024, 2048), "model.latent_layout": ("dense", "spatial"),
+                  "model.recon_loss": ("mse", "l1_ssim")},
         "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE)},
         "model": {},
     },
@@ -244,6 +274,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
 reduced budget for 2 CPUs, 80 min: ae, vae, dae and the denoising U-Net, 4 trials each, epochs {3, 6, 9}
-for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets), gpu (the seed's full grid and epochs, 1/4 GPU per
-trial; the same four kinds). The gpu preset adds
-``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization) and depth for every kind."""
+for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets; the code layout for the bottleneck kinds and MSE or
+L1 + SSIM as training loss), gpu (the seed's full grid and epochs, 1/4 GPU per trial; the same four kinds). The gpu
+preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
+residual blocks, training loss) and depth for every kind. Trials are selected on val/mse whatever their loss."""

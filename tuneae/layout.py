@@ -33,6 +33,8 @@ REPORT_DIR = "report"
 """Sub-folder of the results folder holding the report."""
 SUMMARY_FILE, TRIALS_FILE = "summary.json", "trials.csv"
 """The two files of a results folder."""
+MANIFEST_FILE = "manifest.csv"
+"""The data manifest of a results folder (every file's class, duplicate group, split; :mod:`tuneae.data.manifest`)."""
 STUDY_FILE = "optuna.db"
 """The SQLite file of the search's Optuna studies (one per model kind, named after it) in the experiment folder."""
 LOCAL_RUNS = "runs"
@@ -42,6 +44,24 @@ LOCAL_RUNS = "runs"
 def is_local(path: str | os.PathLike) -> bool:
     """True for a local path, False for a URI such as ``s3://bucket/tuneae``."""
     return "://" not in str(path)
+
+
+def user_path(value: str | os.PathLike) -> str:
+    """A path as the user typed it, expanded the one way every user path is (flags, TOML values, the report's
+    arguments): ``~`` / ``~user`` to the home folder and ``$VAR`` / ``${VAR}`` to the environment, as a shell would
+    (``--storage-path=~/x`` reaches the program unexpanded, and TOML never expands). A URI (``s3://...``) and ``""``
+    are returned unchanged; an unset variable stays as written (``os.path.expandvars``).
+
+    Args:
+        value: a local path, a URI, or a non-path value such as a hub id or ``phantom`` (unchanged by both rules
+            unless it starts with ``~`` or holds a ``$``).
+    Returns:
+        The expanded string; relative paths stay relative (to the working folder).
+    """
+    value = os.fspath(value)
+    if not value or not is_local(value):
+        return value
+    return os.path.expanduser(os.path.expandvars(value))
 
 
 def portable(value: str, base: str | os.PathLike) -> str:
@@ -75,7 +95,9 @@ class RunLayout:
 
     @classmethod
     def for_search(cls, storage_path: str, name: str, results_dir: str | os.PathLike) -> RunLayout:
-        """The layout of a search (local storage paths made absolute; a URI kept as given)."""
+        """The layout of a search (local storage paths expanded (:func:`user_path`) and made absolute; a URI kept
+        as given)."""
+        storage_path, results_dir = user_path(storage_path), user_path(results_dir)
         if is_local(storage_path):
             experiment = str((Path(storage_path) / name).resolve())
         else:
@@ -100,7 +122,7 @@ class RunLayout:
             ``<results>/../../runs/<name>`` (the default layout) that exists, else the recorded place.
         """
         if experiment is not None:
-            return cls(str(Path(experiment).expanduser().resolve()) if is_local(experiment) else str(experiment),
+            return cls(str(Path(user_path(experiment)).resolve()) if is_local(experiment) else str(experiment),
                        results)
         name = (summary.get("search") or {}).get("name") or results.name
         recorded = resolve_recorded(str(summary.get("experiment_dir") or results), results)
@@ -111,7 +133,7 @@ class RunLayout:
     @classmethod
     def from_experiment(cls, experiment: Path, results_dir: str | os.PathLike = "results") -> RunLayout:
         """The layout of a bare experiment folder; its results folder is ``<results_dir>/<folder name>``."""
-        experiment = experiment.expanduser().resolve()
+        experiment = Path(user_path(experiment)).resolve()
         return cls(str(experiment), Path(results_dir) / experiment.name)
 
     @property
@@ -163,6 +185,11 @@ class RunLayout:
     def trials_file(self) -> Path:
         """``<results>/trials.csv``."""
         return self.results / TRIALS_FILE
+
+    @property
+    def manifest_file(self) -> Path:
+        """``<results>/manifest.csv``."""
+        return self.results / MANIFEST_FILE
 
     @property
     def report_dir(self) -> Path:

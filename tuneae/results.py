@@ -17,8 +17,9 @@ from typing import Any
 from tuneae.files import atomic_write, atomic_write_csv
 from tuneae.layout import SUMMARY_FILE, TRIALS_FILE, RunLayout
 
-METRIC, MODE = "val/loss", "min"
-"""What the searcher and the scheduler optimise: each kind's own objective on the validation split."""
+METRIC, MODE = "val/mse", "min"
+"""What the searcher, the scheduler and the best-trial rule optimise: MSE per pixel on the validation split, the same
+for every trial whatever its training loss (``model.recon_loss``) or kind (the VAE's ELBO included)."""
 SHOWN_METRICS = ("val/loss", "val/mse", "val/psnr", "train/loss")
 """Metrics in the summary table, trials.csv and summary.json."""
 FINAL_STATUSES = {"TERMINATED", "ERROR"}
@@ -80,13 +81,13 @@ def _reason(error: BaseException | None) -> str:
 
 
 def best_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The best trial of one kind: the lowest finite last ``val/loss`` among trials not ``ERROR`` with a checkpoint.
+    """The best trial of one kind: the lowest finite last ``val/mse`` among trials not ``ERROR`` with a checkpoint.
 
     The one rule, used by the search for ``summary.json`` and by the report for a bare experiment folder.
 
     Args:
-        rows: one dict per trial of one kind (``val/loss`` compares only within a kind), each with ``status``,
-            ``val/loss`` (the trial's last reported value, or None) and ``checkpoint_path``.
+        rows: one dict per trial of one kind, each with ``status``, ``METRIC`` (``val/mse``, the trial's last
+            reported value, or None) and ``checkpoint_path``.
     Returns:
         That row, or None when no trial qualifies.
     """

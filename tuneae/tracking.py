@@ -18,6 +18,62 @@ EXCLUDED_METRICS = ["checkpoint_path", "node_id"]
 """Reported values that are not metrics: kept out of W&B (they stay in trials.csv)."""
 
 
+def project_name_problem(project: str) -> str:
+    """Why W&B refuses ``project`` as a project name, or "" when it takes it: W&B's own validator
+    (``wandb.sdk.wandb_settings.Settings.validate_project``; in wandb 0.31 at most 128 characters and none of
+    ``/ \\ # ? % :``), run here so a search refuses the name before Ray starts instead of logging nothing."""
+    from wandb.errors import UsageError
+    from wandb.sdk.wandb_settings import Settings
+
+    try:
+        Settings(project=project)
+    except (UsageError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ""
+
+
+def written_runs(wandb_dir: str | os.PathLike, since: float) -> int:
+    """How many W&B run folders (``offline-run-*`` / ``run-*`` in ``<wandb_dir>/wandb``) were written since
+    ``since`` (a ``time.time()``; folder modification times): what a search logged, counted on disk rather than
+    assumed (a refused project or a broken W&B install leaves none)."""
+    runs = Path(wandb_dir) / "wandb"
+    if not runs.is_dir():
+        return 0
+    return sum(1 for d in runs.iterdir() if d.is_dir() and d.name.startswith(("offline-run-", "run-"))
+               and d.stat().st_mtime >= since - 1)
+
+
+def logging_record(env: dict[str, str], project: str, written: int, trials_ran: bool | None) -> dict[str, Any]:
+    """What ``summary.json`` says about W&B: what happened, never only what was asked for.
+
+    Args:
+        env: :func:`wandb_env`'s variables (the mode and folder asked for).
+        project: the W&B project.
+        written: :func:`written_runs` of this search.
+        trials_ran: whether any trial trained in this search (False: a resumed search that was already finished;
+            None: unknown, the experiment being remote).
+    Returns:
+        ``{"mode", "project", "runs_written", "status"}`` plus ``"reason"`` when it failed; ``status`` is
+        ``logged`` (runs written), ``nothing to log`` (no trial trained), ``none written`` (no run written, and
+        whether a trial trained is unknown) or ``failed`` (trials trained, no run written: see the warnings in the
+        search's output).
+    """
+    if written:
+        status = "logged"
+    elif trials_ran is False:
+        status = "nothing to log"
+    elif trials_ran is None:
+        status = "none written"
+    else:
+        status = "failed"
+    out: dict[str, Any] = {"mode": env.get("WANDB_MODE"), "project": project, "runs_written": written,
+                           "status": status}
+    if status == "failed":
+        out["reason"] = ("no W&B run folder was written although trials trained; see the W&B warnings in the "
+                         "search's output")
+    return out
+
+
 def wandb_mode(mode: str | None = None) -> str:
     """``mode`` when given (``online`` / ``offline``), else ``online`` if ``WANDB_API_KEY`` is set, else ``offline``."""
     return mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from tuneae.augment import augment_batch, check_crop_size
 from tuneae.config import TrainConfig
 from tuneae.data import to_float
 from tuneae.models import DENOISING, Autoencoder
@@ -127,11 +128,12 @@ def train_one_epoch(loss_module: nn.Module, kind: str, loader: Iterable, optimiz
         loss_module: a :class:`LossModule` (possibly DDP-wrapped); ``forward(x, target) -> (loss, recon)``.
         kind: the model kind; denoising kinds (``dae``, ``dunet``) get a noisy input, sigma on the [0, 1] scale
             drawn once per batch uniform in [``cfg.noise_sigma_min``, ``cfg.noise_sigma_max``].
-        loader: yields ``(x,)`` with x (B, 1, S, S) uint8 in [0, 255].
+        loader: yields ``(x,)`` with x (B, 1, S, S) uint8 in [0, 255]; with ``cfg.crop_size`` > 0 each image is
+            cropped and flipped / rotated first (:func:`tuneae.augment.augment_batch`; training only).
         optimizer: steps the parameters of ``loss_module``.
         device: where the batches go (the model must already be there).
-        cfg: noise range and ``lr`` (the latter only for the divergence message).
-        gen: CPU generator for the noise of denoising kinds.
+        cfg: noise range, ``crop_size`` and ``lr`` (the latter only for the divergence message).
+        gen: CPU generator for the crops and the noise of denoising kinds.
     Returns:
         This rank's running mean of the objective over the epoch's images (each batch's loss weighted by its size,
         taken while the weights change): MSE per pixel on the [0, 1] scale for ``ae``/``dae``/``unet``/``dunet``,
@@ -143,7 +145,7 @@ def train_one_epoch(loss_module: nn.Module, kind: str, loader: Iterable, optimiz
     loss_module.train()
     total, count = 0.0, 0
     for (batch,) in loader:
-        clean = to_float(batch)  # (B, 1, S, S) in [0, 1]
+        clean = to_float(augment_batch(batch, cfg.crop_size, gen))  # (B, 1, c, c) in [0, 1]; c = S without crops
         x = _inputs(kind, clean, cfg, gen).to(device)
         clean = clean.to(device)
         loss, _ = loss_module(x, clean)
@@ -219,9 +221,11 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
         :func:`train_one_epoch` and :func:`evaluate`) and ``epoch``; ``{}`` when ``cfg.epochs < 1``.
     Raises:
         FloatingPointError: the training loss became NaN or infinite.
-        ValueError: an empty image array or ``cfg.batch_size < 1`` (from :func:`make_loader`), or a negative noise
-            sigma or unknown ``cfg.noise_protocol`` for a denoising kind (from :func:`tuneae.noise.add_noise`).
+        ValueError: an empty image array or ``cfg.batch_size < 1`` (from :func:`make_loader`), a negative noise
+            sigma or unknown ``cfg.noise_protocol`` for a denoising kind (from :func:`tuneae.noise.add_noise`), or a
+            ``cfg.crop_size`` the model cannot train on (:func:`tuneae.augment.check_crop_size`).
     """
+    check_crop_size(cfg.crop_size, model.cfg)
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     model.to(device)

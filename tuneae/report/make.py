@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from tuneae import tracking
 from tuneae.data import Splits, to_float
 from tuneae.files import atomic_write, atomic_write_csv
-from tuneae.layout import portable
+from tuneae.layout import portable, user_path
 from tuneae.models import VAE
 from tuneae.report.classical import CLASSICAL_GRIDS
 from tuneae.report.denoising import class_gaps, denoise_all, noise_seed
@@ -232,7 +232,8 @@ def _header(run: Run, splits: Splits, im: Images, sigmas: tuple[float, ...], see
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
         "data": {"source": portable(splits.counts.get("source", ""), out), "image_size": int(im.clean.shape[-1]),
                  "classes": list(im.classes), "test_images": len(im.test_idx), "test_total": len(splits.test),
-                 "test_indices": im.test_idx.tolist(), "tuning_val_images": len(im.val_clean)},
+                 "test_indices": im.test_idx.tolist(), "tuning_val_images": len(im.val_clean),
+                 "split": splits.counts.get("split"), "per_class": splits.counts.get("per_class")},
         "noise": {"function": "tuneae.data.add_gaussian_noise, clipped to [0, 1], torch.Generator seeded per sigma",
                   "test_seeds": {f"{s:g}": noise_seed(seed, s) for s in sigmas}},
         "models": {}, "denoising": {}, "denoising_classes": {}}
@@ -261,11 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m tuneae.report``; returns 0, or 2 with ``error: ...`` on stderr for a bad run."""
+    """Entry point of ``python -m tuneae.report``; returns 0, or 2 with ``error: ...`` on stderr for a bad run.
+    ``~`` and ``$VAR`` in the paths are expanded as in the search (:func:`tuneae.layout.user_path`)."""
     args = build_parser().parse_args(argv)
+    run, out, data, experiment = (user_path(a) if a else a for a in (args.run, args.out, args.data, args.experiment))
     try:
-        make_report(args.run, args.out, args.data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb,
-                    args.experiment)
+        make_report(run, out, data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb, experiment)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

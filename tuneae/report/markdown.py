@@ -37,7 +37,18 @@ def _intro(m: dict) -> list[str]:
             f"Data: `{d['source']}` at {d['image_size']} px, classes {', '.join(d['classes'])}. Every metric is on "
             f"{d['test_images']} of the {d['test_total']} held-out **test** images, which the search never saw; "
             f"the classical denoisers were tuned on {d['tuning_val_images']} validation images. PSNR in dB (data "
-            f"range 1), SSIM after Wang et al. 2004; mean ± std over images.", ""]
+            f"range 1), SSIM after Wang et al. 2004; mean ± std over images.", *_split(d), ""]
+
+
+def _split(d: dict) -> list[str]:
+    """One line: the split rule and the images per class in each split (absent in older metrics files)."""
+    if not d.get("split") or not d.get("per_class"):
+        return []
+    rule = {"group": "by duplicate group (no group in two splits)", "original": "the folders' own, cross-split "
+            "copies removed", "manifest": "read from a manifest"}.get(d["split"], d["split"])
+    counts = "; ".join(f"{name} " + ", ".join(f"{c} {n}" for c, n in per.items())
+                       for name, per in d["per_class"].items())
+    return ["", f"Split: {rule}; images per class: {counts}."]
 
 
 def _reload(r: dict) -> list[str]:

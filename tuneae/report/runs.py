@@ -51,7 +51,7 @@ def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = Non
 
     A results folder's ``summary.json`` names each kind's best checkpoint. In an experiment folder each kind's best
     trial is picked from its trials' last rows in ``result.json`` by the search's own rule
-    (:func:`tuneae.results.best_of`: lowest finite ``val/loss`` with a checkpoint, errored trials excluded).
+    (:func:`tuneae.results.best_of`: lowest finite ``val/mse`` with a checkpoint, errored trials excluded).
 
     Args:
         path: ``results/<name>`` (with ``summary.json``) or ``<storage_path>/<name>``.
@@ -125,6 +125,6 @@ def _from_experiment(run: Path) -> Run:
             reported = {k: best[k] for k in (*SHOWN_METRICS, "epoch") if k in best}
             trials[kind] = Trial(kind, str(best.get("trial_id")), ckpt, reported)
     if not trials:
-        raise ReportError(f"{run}: no finished trial (no result.json with a finite val/loss and a checkpoint) "
+        raise ReportError(f"{run}: no finished trial (no result.json with a finite val/mse and a checkpoint) "
                           f"under {', '.join(kinds)}")
     return Run(run, run.name, None, trials, is_results=False, layout=layout)

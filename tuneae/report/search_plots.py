@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from tuneae.files import atomic_write
+from tuneae.results import METRIC
 
 DPI = 80
 """Resolution of the figures (small PNGs, as the rest of the report)."""
@@ -56,7 +57,7 @@ def _best(study: dict[str, Any]) -> dict | None:
     return (min if study["direction"] == "minimize" else max)(done, key=lambda t: t["value"])
 
 
-def plot_learning_curves(study: dict[str, Any], path: Path, metric: str = "val/loss") -> str:
+def plot_learning_curves(study: dict[str, Any], path: Path, metric: str = METRIC) -> str:
     """Every trial's objective per epoch: completed trials solid, ASHA-stopped (PRUNED) dashed grey ending in an x,
     failed red dotted; ASHA's rungs as vertical lines, the seed's recipe in black, the best trial starred.
 
@@ -101,7 +102,7 @@ def plot_learning_curves(study: dict[str, Any], path: Path, metric: str = "val/l
     return _save(fig, path)
 
 
-def plot_params(study: dict[str, Any], path: Path, metric: str = "val/loss") -> str:
+def plot_params(study: dict[str, Any], path: Path, metric: str = METRIC) -> str:
     """The objective against each searched hyperparameter: one panel per hyperparameter, its choices in order on
     the x axis (slightly jittered), completed trials filled, ASHA-stopped ones hollow grey at their last value.
 
@@ -181,7 +182,7 @@ def _trial_table(study: dict[str, Any]) -> list[str]:
 
 
 def search_section(studies: dict[str, dict[str, Any]], out: Path, dashboard: str = "<experiment>/optuna.db",
-                   metric: str = "val/loss") -> tuple[list[str], dict[str, str]]:
+                   metric: str = METRIC) -> tuple[list[str], dict[str, str]]:
     """Draw the figures of every kind's study into ``out`` and return the report's "Search" section.
 
     Args:

@@ -7,12 +7,14 @@ Ray Train (:mod:`tuneae.trainable`). Every trial is logged to W&B (:mod:`tuneae.
 key is set). At the end: a summary table per model, ``results/<name>/summary.json`` and
 ``results/<name>/trials.csv`` (:mod:`tuneae.results`); checkpoints stay in ``<storage_path>/<name>``.
 
-Modules, in the order ``main`` uses them: :mod:`.cli` (flags, config file, merge, validation), :mod:`.space`
-(each kind's search space), :mod:`.session` (start or join Ray), :mod:`.tune` (the Tuner of one kind),
-:mod:`.searcher` (the Optuna searcher; :mod:`.optuna_search` its Tune hooks, :mod:`.study` its saved study), :mod:`.run`
-(``main``).
+Modules, in the order ``main`` uses them: :mod:`.cli` (flags, config file, merge), :mod:`.checks` (types,
+values and relations of every setting, before Ray), :mod:`.resources` (what a trial needs against the machine or
+cluster), :mod:`.names` (a run never overwrites another run's results), :mod:`.space` (each kind's search space),
+:mod:`.session` (start or join Ray), :mod:`.tune` (the Tuner of one kind), :mod:`.searcher` (the Optuna searcher; :mod:`.optuna_search` its Tune hooks, :mod:`.study` its saved study),
+:mod:`.run` (``main``).
 """
-from tuneae.search.cli import ConfigError, build_parser, resolve, validate
+from tuneae.search.checks import ConfigError, validate
+from tuneae.search.cli import build_parser, resolve
 from tuneae.search.run import main
 from tuneae.search.session import join_ray, open_session, start_local_ray
 from tuneae.search.space import kind_space

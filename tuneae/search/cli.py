@@ -1,12 +1,12 @@
 """The command line of ``python -m tuneae.search``: flags, the TOML config file, and their merge into typed configs.
 
-Preset, config file and flags are merged in that order (:func:`resolve`) and checked (:func:`validate`) before Ray
-starts or any image is decoded; a bad file or value raises :class:`ConfigError` / ``ValueError`` naming it.
+Preset, config file and flags are merged in that order (:func:`resolve`) and checked
+(:func:`tuneae.search.checks.validate`) before Ray starts or any image is decoded; a bad file or value raises
+:class:`ConfigError` / ``ValueError`` naming it.
 """
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import tomllib
 import warnings
@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig
-from tuneae.layout import RunLayout, is_local
-from tuneae.models import check_model_config
+from tuneae.layout import RunLayout, is_local, user_path
+from tuneae.search.checks import HINTS, SECTIONS, ConfigError, check_choices, check_value, validate
 from tuneae.search.space import kind_space
 
-SECTIONS = {"search": SearchConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-"""The tables of a config file besides ``[space]``, and the dataclass of each."""
+__all__ = ["ConfigError", "build_parser", "read_config_file", "resolve", "validate"]
 SEARCH_FLAGS = ("num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
                 "storage_path", "results_dir", "name", "seed", "grace_period", "reduction_factor", "address",
                 "wandb_mode", "wandb_project")
@@ -28,6 +27,9 @@ SEARCH_FLAGS = ("num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_tri
 SPACE_FLAGS = {"lr": "train.lr", "epochs": "train.epochs", "batch_size": "train.batch_size",
                "latent_dim": "model.latent_dim"}
 """Flags that replace one key of the search space, for every kind."""
+PATH_FIELDS = {"search": ("storage_path", "results_dir"), "data": ("source", "cache_dir", "manifest")}
+"""Fields that hold a user's path, expanded by :func:`tuneae.layout.user_path` wherever they come from (a field
+missing from a dataclass is skipped)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--name", help="experiment name (default: the preset's name)")
     a("--resume", action="store_true", help="resume the experiment --name from its storage (finished trials are "
                                             "kept, the searcher keeps its history)")
+    a("--overwrite", action="store_true", help="replace the run --name (its experiment and results folders are "
+                                               "removed first); without it a name that a finished run holds gets "
+                                               "a new one (<name>-2), and an unfinished one must be --resume'd")
     a("--seed", type=int, help="seed of the searcher, the data split and training (default 0)")
     a("--image-size", type=int, help="input side in pixels, divisible by 2**depth of every model searched (32 for the "
                                            "seed's depth 5; default 128, smoke: 32)")
@@ -81,35 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "else offline; sync later with `wandb sync`)")
     a("--wandb-project", help="W&B project (default tuneae)")
     a("--skip-unreadable", action="store_true", help="count and skip unreadable images instead of failing")
+    a("--split", choices=["group", "original"], help="group: leakage-free split of the duplicate groups (default); "
+                                                     "original: the folders' own split, cross-split copies removed")
     a("--report", action="store_true", help="run the best-trial report (python -m tuneae.report) afterwards")
     return p
 
 
-class ConfigError(ValueError):
-    """A bad ``--config`` file: unreadable, or an unknown table or field, or a value of the wrong type; the message
-    names the file, table and field."""
-
-
 def _merge(cls, base, updates: dict[str, Any], where: str):
     """``base`` (a ``cls`` dataclass) with ``updates`` applied, each value checked against the field's type."""
-    known = {f.name for f in fields(cls)}
+    section = next(sec for sec, c in SECTIONS.items() if c is cls)
+    known = {f.name for f in fields(cls)} - {"space", "space_by_kind"}  # the search space has its own [space] table
     bad = sorted(set(updates) - known)
     if bad:
-        raise ConfigError(f"unknown field(s) {bad} in {where}; known: {sorted(known)}")
-    for name, value in updates.items():  # TOML gives typed values: they must match the field's type
-        default = getattr(base, name)
-        ok = ((isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool)))
-              or (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool))
-              or (isinstance(default, tuple) and isinstance(value, list)))
-        if not ok:
-            raise ConfigError(f"{where} {name} = {value!r}: expected {type(default).__name__}")
-    return replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in updates.items()})
-
-
-def _choices(value: Any, where: str) -> tuple:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where} must be a non-empty list of choices")
-    return tuple(value)
+        raise ConfigError(f"unknown field(s) {bad} in {where}; known: {sorted(known)}"
+                          + ("; give the search space as a [space] table" if {"space", "space_by_kind"} & set(bad)
+                             else ""))
+    return replace(base, **{k: check_value(v, HINTS[section][k], f"{where} {k} =") for k, v in updates.items()})
 
 
 def _override_space(search: SearchConfig, common: dict[str, tuple],
@@ -146,7 +138,8 @@ def read_config_file(path: Path, cfgs: dict[str, Any]) -> tuple[dict[str, Any], 
         (the updated configs, the parsed document).
     Raises:
         ConfigError: the file cannot be read, or an unknown table, field or badly typed value, or a ``[space]``
-            entry that is not a non-empty list, naming the file, table and field at fault.
+            entry that is not a non-empty list of distinct choices of its field's type, naming the file, table,
+            field and value at fault (:func:`tuneae.search.checks.check_choices`).
     """
     try:
         doc = tomllib.loads(path.read_text())
@@ -161,10 +154,12 @@ def read_config_file(path: Path, cfgs: dict[str, Any]) -> tuple[dict[str, Any], 
     cfgs = {sec: _merge(cls, cfgs[sec], dict(doc.get(sec, {})), f"{path} [{sec}]") for sec, cls in SECTIONS.items()}
     common, by_kind = {}, {}
     for key, choices in doc.get("space", {}).items():
-        if key in MODEL_KINDS and isinstance(choices, dict):  # [space.dunet] table: that kind only
-            by_kind[key] = {sub: _choices(c, f"{path} [space.{key}] {sub!r}") for sub, c in choices.items()}
+        if isinstance(choices, dict):  # a [space.dunet] table: that kind only
+            if key not in MODEL_KINDS:
+                raise ConfigError(f"{path}: [space.{key}] names no model kind; use one of {list(MODEL_KINDS)}")
+            by_kind[key] = {sub: check_choices(sub, c, f"{path} [space.{key}]") for sub, c in choices.items()}
         else:
-            common[key] = _choices(choices, f"{path} [space] {key!r}")
+            common[key] = check_choices(key, choices, f"{path} [space]")
     cfgs["search"] = _override_space(cfgs["search"], common, by_kind)
     return cfgs, doc
 
@@ -193,11 +188,12 @@ def _apply_search_flags(args: argparse.Namespace, search: SearchConfig) -> Searc
 
 def _apply_data_flags(args: argparse.Namespace, search: SearchConfig, data: DataConfig,
                       train: TrainConfig) -> tuple[DataConfig, TrainConfig]:
-    """``data`` and ``train`` with ``--data``, ``--image-size``, ``--seed`` and ``--skip-unreadable`` applied, the
-    cache folder of the run layout (unless a config file set one), and a local data folder made absolute."""
+    """``data`` and ``train`` with ``--data``, ``--image-size``, ``--seed``, ``--skip-unreadable`` and ``--split``
+    applied, the cache folder of the run layout (unless a config file set one), and a local data folder and a
+    ``[data] manifest`` made absolute."""
     d: dict[str, Any] = {}
     if args.data:
-        d["source"] = args.data
+        d["source"] = user_path(args.data)
     if args.image_size is not None:
         d["image_size"] = args.image_size
     if args.seed is not None:
@@ -205,12 +201,22 @@ def _apply_data_flags(args: argparse.Namespace, search: SearchConfig, data: Data
         train = replace(train, seed=args.seed)
     if args.skip_unreadable:
         d["skip_unreadable"] = True
+    if args.split:
+        d["split"] = args.split
+    if data.manifest:  # like the source: valid from any folder
+        d["manifest"] = str(Path(data.manifest).expanduser().resolve())
     if is_local(search.storage_path) and data.cache_dir == DataConfig().cache_dir:  # a [data] cache_dir wins
         d["cache_dir"] = str(RunLayout.of(search).cache_dir)
     source = d.get("source", data.source)
-    if Path(source).expanduser().is_dir():  # checkpoints store the data config: make it valid from any folder
-        d["source"] = str(Path(source).expanduser().resolve())
+    if Path(source).is_dir():  # checkpoints store the data config: make it valid from any folder
+        d["source"] = str(Path(source).resolve())
     return replace(data, **d), train
+
+
+def _expand_paths(cfg, section: str):
+    """``cfg`` with its user paths (:data:`PATH_FIELDS`) expanded by :func:`tuneae.layout.user_path`."""
+    present = {f.name for f in fields(cfg)}
+    return replace(cfg, **{n: user_path(getattr(cfg, n)) for n in PATH_FIELDS[section] if n in present})
 
 
 def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, ModelConfig, TrainConfig,
@@ -220,7 +226,9 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
     Also: ``--seed`` seeds the data split and training too; a local ``storage_path`` sets the default
     ``data.cache_dir`` to ``<storage_path>/cache`` (absolute); a local data folder is made absolute (checkpoints
     store it); ``model.image_size`` follows ``data.image_size``; ``RAY_ADDRESS`` is used when ``--address`` is not
-    given. A ``[model]``/``[train]`` value that the space also searches gives a ``UserWarning`` (the space wins).
+    given; ``~`` and ``$VAR`` are expanded in every user path (``--config``, ``--data``, ``--storage-path``,
+    ``--results-dir`` and the same fields of a config file; :func:`tuneae.layout.user_path`). A
+    ``[model]``/``[train]`` value that the space also searches gives a ``UserWarning`` (the space wins).
 
     Args:
         argv: command-line arguments without the program name; None reads ``sys.argv[1:]``.
@@ -229,65 +237,18 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
         ``"section.field"`` to a tuple of choices.
     Raises:
         ConfigError: a config file that cannot be read, or an unknown table, field or badly typed value, or a
-            ``[space]`` entry that is not a non-empty list, naming the file, table and field at fault.
+            bad ``[space]`` entry, naming the file, table, field and value at fault.
         SystemExit: bad command-line flags (argparse prints the error and exits with status 2), or ``--help``.
     """
     args = build_parser().parse_args(argv)
     cfgs, doc = _preset(args.preset), {}
     if args.config:
+        args.config = user_path(args.config)
         cfgs, doc = read_config_file(Path(args.config), cfgs)
-    search = _apply_search_flags(args, cfgs["search"])
+    search = _expand_paths(_apply_search_flags(args, cfgs["search"]), "search")
+    cfgs["data"] = _expand_paths(cfgs["data"], "data")
     if args.config:
         _warn_shadowed(args.config, doc, search)
     data, train = _apply_data_flags(args, search, cfgs["data"], cfgs["train"])
     model = replace(cfgs["model"], image_size=data.image_size)
     return search, data, model, train, args
-
-
-def validate(search: SearchConfig, data: DataConfig, model: ModelConfig) -> None:
-    """Check everything that can be checked before Ray starts or any image is decoded.
-
-    Checks every kind's space keys against the config fields, epochs / batch size >= 1 and lr > 0 among the
-    choices, the trial budget, the resources per trial, ASHA's settings, and that every combination of the
-    ``model.*`` choices builds (:func:`tuneae.models.check_model_config`, e.g. image size divisible by 2**depth).
-
-    Args:
-        search: the resolved search config.
-        data: not read at present (the image size is checked through ``model.image_size``).
-        model: the base model config; each kind's ``model.*`` choices are applied on top of it.
-    Raises:
-        ValueError: naming the field and value (search space keys, budgets, resources, model sizes).
-    """
-    for kind in search.models:
-        _validate_space(kind_space(search, kind))
-    if search.num_samples < 1:
-        raise ValueError(f"--num-samples {search.num_samples} must be >= 1")
-    if search.cpus_per_trial <= 0 or search.gpus_per_trial < 0 or search.workers_per_trial < 1:
-        raise ValueError(f"resources per trial must be positive: cpus={search.cpus_per_trial}, "
-                         f"gpus={search.gpus_per_trial}, workers={search.workers_per_trial}")
-    if search.grace_period < 1 or search.reduction_factor <= 1:
-        raise ValueError(f"ASHA needs grace_period >= 1 and reduction_factor > 1 "
-                         f"(got {search.grace_period}, {search.reduction_factor})")
-    for kind in search.models:  # every architecture the searcher may propose must build
-        space = {k.split(".", 1)[1]: v for k, v in kind_space(search, kind).items() if k.startswith("model.")}
-        for combo in itertools.product(*space.values()):
-            check_model_config(replace(model, kind=kind, **dict(zip(space, combo, strict=True))))
-
-
-def _validate_space(space: dict[str, tuple]) -> None:
-    """Known ``section.field`` keys with choices; epochs and batch sizes >= 1, learning rates > 0."""
-    valid_keys = {f"{sec}.{f.name}" for sec, cls in SECTIONS.items() if sec != "search" for f in fields(cls)}
-    for key, choices in space.items():
-        if key not in valid_keys:
-            raise ValueError(f"search space key {key!r} is unknown; use one of {sorted(valid_keys)}")
-        if not choices:
-            raise ValueError(f"search space {key!r} has no choices")
-    for e in space.get("train.epochs", ()):
-        if int(e) < 1:
-            raise ValueError(f"train.epochs choice {e} must be >= 1")
-    for b in space.get("train.batch_size", ()):
-        if int(b) < 1:
-            raise ValueError(f"train.batch_size choice {b} must be >= 1")
-    for lr in space.get("train.lr", ()):
-        if not float(lr) > 0:
-            raise ValueError(f"train.lr choice {lr} must be > 0")

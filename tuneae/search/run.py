@@ -10,10 +10,13 @@ from typing import Any
 
 from tuneae import tracking
 from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
-from tuneae.data import DataError, Splits, check_source, load_splits
+from tuneae.data import DataError, Splits, check_source, load_splits, write_manifest
 from tuneae.layout import RunLayout, portable
 from tuneae.results import FINAL_STATUSES, METRIC, MODE, format_table, kind_summary, trial_rows, versions, write_results
-from tuneae.search.cli import ConfigError, resolve, validate
+from tuneae.search.checks import ConfigError, validate
+from tuneae.search.cli import resolve
+from tuneae.search.names import claim_name, clear_run
+from tuneae.search.resources import check_machine, check_session
 from tuneae.search.session import open_session
 from tuneae.search.space import kind_space
 from tuneae.search.study import check_resume, read_study, study_record
@@ -45,7 +48,8 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
           f"concurrent trial(s)", flush=True)
     data_box = {"ref": ray.put({"train": splits.train, "val": splits.val})}
     layout = RunLayout.of(search)
-    out: dict[str, Any] = {"rows": [], "models": {}, "interrupted": "", "max_concurrent": max_concurrent}
+    out: dict[str, Any] = {"rows": [], "models": {}, "interrupted": "", "max_concurrent": max_concurrent,
+                           "cluster": {"CPU": cluster.get("CPU", 0.0), "GPU": cluster.get("GPU", 0.0)}}
     for kind in search.models:
         try:
             grid = run_one(kind, search, data, model, train, data_box, max_concurrent, resume)
@@ -68,6 +72,22 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
     return out
 
 
+def _trials_ran(layout: RunLayout, kinds: tuple[str, ...], since: float) -> bool | None:
+    """Whether any trial of ``kinds`` wrote to its Tune folder since ``since`` (None: remote experiment)."""
+    if not layout.local:
+        return None
+    return any(p.stat().st_mtime >= since - 1 for kind in kinds
+               for p in Path(layout.kind_dir(kind)).glob("trial_*/*") if p.is_file())
+
+
+def _wandb_record(search: SearchConfig, env: dict[str, str], started: float, layout: RunLayout) -> dict[str, Any]:
+    """summary.json's ``wandb`` entry: the W&B runs this search wrote, counted on disk (:mod:`tuneae.tracking`)."""
+    written = tracking.written_runs(env["WANDB_DIR"], started)
+    record = tracking.logging_record(env, search.wandb_project, written,
+                                     _trials_ran(layout, search.models, started))
+    return {**record, "dir": portable(env["WANDB_DIR"], layout.results)}
+
+
 def make_summary(argv: list[str] | None, preset: str, started: float, search: SearchConfig, data: DataConfig,
                  train: TrainConfig, splits: Splits, env: dict[str, str], outcome: dict[str, Any]) -> dict[str, Any]:
     """The contents of ``summary.json``: command, versions, wall time, settings, data counts, per-kind results.
@@ -85,13 +105,13 @@ def make_summary(argv: list[str] | None, preset: str, started: float, search: Se
         "paths": "experiment_dir, wandb.dir and a local data.source are relative to this folder; every checkpoint "
                  "is relative to experiment_dir",
         "experiment_dir": layout.recorded_experiment(),
-        "wandb": {"mode": env.get("WANDB_MODE"), "dir": portable(env["WANDB_DIR"], layout.results)} if env else None,
+        "wandb": _wandb_record(search, env, started, layout) if env else None,
         "search": {"metric": METRIC, "mode": MODE, "scheduler": "ASHA",
                    "searcher": "OptunaSearch(TPESampler), study in optuna.db (experiment folder)",
                    **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
                    "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
                              for kind in search.models},
-                   "max_concurrent_used": outcome["max_concurrent"]},
+                   "max_concurrent_used": outcome["max_concurrent"], "cluster": outcome["cluster"]},
         "data": {**splits.counts, "source": portable(data.source, layout.results),
                  "source_description": portable(splits.counts["source"], layout.results),
                  "image_size": data.image_size, "val_fraction": data.val_fraction, "classes": list(splits.classes)},
@@ -110,20 +130,22 @@ def main(argv: list[str] | None = None) -> int:
         argv: command-line arguments without the program name; None reads ``sys.argv[1:]``.
     Returns:
         The exit status: 0 every kind has a best trial, 1 some kind has none, 2 bad input (config file, invalid
-        settings, data source, existing experiment without ``--resume``; one ``error:`` line on stderr, before Ray
-        starts), 130 interrupted, or the report's non-zero status with ``--report``.
+        settings or search space, data source, resources no trial can fit on this machine, an unfinished run's
+        name without ``--resume`` or ``--overwrite``; one ``error:`` line on stderr, before Ray starts, or for
+        resources that Ray counts lower than the machine, right after), 130 interrupted, or the report's non-zero
+        status with ``--report``. A finished run's name is never reused: the run takes ``<name>-2`` (printed).
     Raises:
         SystemExit: bad command-line flags or ``--help`` (argparse; status 2 for bad flags).
     """
     started = time.time()
     try:
         search, data, model, train, args = resolve(argv)
-        validate(search, data, model)
+        validate(search, data, model, train)
         check_source(data)
+        if not search.address:  # a local Ray has no autoscaler: a trial that cannot fit would wait forever
+            check_machine(search)
+        search = claim_name(search, args.resume, args.overwrite)
         layout = RunLayout.of(search)
-        if layout.local and Path(layout.experiment).exists() and not args.resume:
-            raise ValueError(f"experiment folder {layout.experiment} exists; pass --resume to continue it or choose "
-                             f"another --name")
         if args.resume:  # Tune's restore keeps the saved budget and space: refuse a change now, not loop later
             for kind in search.models:
                 check_resume(layout.study_file, kind, search.num_samples, kind_space(search, kind))
@@ -131,11 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.overwrite:
+        clear_run(search)
 
     env = tracking.wandb_env(layout.wandb_dir, search.wandb_mode or None) if search.wandb else {}
     open_session(search.address, env)
     import ray
 
+    try:
+        check_session(search)
+    except ValueError as exc:  # this machine, as Ray counts it (container limits), cannot hold one trial
+        ray.shutdown()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         outcome = search_all(search, data, model, train, splits, args.resume)
     finally:
@@ -143,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
 
     write_results(layout.results, make_summary(argv, args.preset, started, search, data, train, splits, env, outcome),
                   outcome["rows"])
+    write_manifest(splits, layout.manifest_file)
     print("\n" + format_table(outcome["models"]))
-    print(f"\n[tuneae] wrote {layout.summary_file} and {layout.trials_file}; checkpoints in {layout.experiment}")
+    print(f"\n[tuneae] wrote {layout.summary_file}, {layout.trials_file} and {layout.manifest_file.name}; "
+          f"checkpoints in {layout.experiment}")
     if args.report:
         from tuneae.report import main as report
 
