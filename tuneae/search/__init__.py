@@ -10,8 +10,8 @@ key is set). At the end: a summary table per model, ``results/<name>/summary.jso
 Modules, in the order ``main`` uses them: :mod:`.cli` (flags, config file, merge), :mod:`.checks` (types,
 values and relations of every setting, before Ray), :mod:`.resources` (what a trial needs against the machine or
 cluster), :mod:`.names` (a run never overwrites another run's results), :mod:`.space` (each kind's search space),
-:mod:`.session` (start or join Ray), :mod:`.tune` (the Tuner of one kind), :mod:`.searcher` (the Optuna searcher; :mod:`.optuna_search` its Tune hooks, :mod:`.study` its saved study),
-:mod:`.run` (``main``).
+:mod:`.session` (start or join Ray), :mod:`.tune` (the Tuner of one kind), :mod:`.searcher` (the Optuna
+searcher; :mod:`.optuna_search` its Tune hooks, :mod:`.study` its saved study), :mod:`.run` (``main``).
 """
 from tuneae.search.checks import ConfigError, validate
 from tuneae.search.cli import build_parser, resolve
