@@ -195,7 +195,8 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
             which ``OptunaSearch`` turns into ``CategoricalDistribution``\\ s.
         defaults: the kind's flat fixed config (``to_flat(data, model, train)``): the planned epochs when
             ``train.epochs`` is not searched, and values for :func:`seed_point`.
-        num_samples: trials of this kind (sets :func:`startup_trials`; saved for :func:`check_resume`).
+        num_samples: trials of this kind (sets :func:`startup_trials`; saved for
+            :func:`tuneae.search.study.check_resume`).
         max_concurrent: trials running at once; > 1 turns on the constant liar.
         seed: seed of the sampler.
         study_file: the SQLite file (``<experiment>/optuna.db``); an older study of this kind in it is replaced.
