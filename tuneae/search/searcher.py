@@ -36,10 +36,11 @@ from tuneae.search.study import STEP_KEY, jsonable_space, study_storage
 SEED_RECIPE: dict[str, Any] = {
     "train.lr": 5e-4, "train.batch_size": 16, "model.latent_dim": 512,
     "model.base_channels": 32, "model.depth": 5, "model.kernel_size": 3, "model.norm": "batch",
-    "model.input_norm": "none",
+    "model.input_norm": "none", "model.latent_layout": "dense", "model.recon_loss": "mse",
 }
 """The seed project's recipe: its sweep's best AE (lr 5e-4, batch 16, latent 512) on its own stack (base 32 channels,
-depth 5, 3x3 kernels, BatchNorm, raw input); ``train.epochs`` is the largest choice of the space."""
+depth 5, 3x3 kernels, BatchNorm, raw input, a dense latent vector, MSE); ``train.epochs`` is the largest choice of
+the space."""
 
 
 def startup_trials(num_samples: int) -> int:
@@ -194,7 +195,8 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
             which ``OptunaSearch`` turns into ``CategoricalDistribution``\\ s.
         defaults: the kind's flat fixed config (``to_flat(data, model, train)``): the planned epochs when
             ``train.epochs`` is not searched, and values for :func:`seed_point`.
-        num_samples: trials of this kind (sets :func:`startup_trials`; saved for :func:`check_resume`).
+        num_samples: trials of this kind (sets :func:`startup_trials`; saved for
+            :func:`tuneae.search.study.check_resume`).
         max_concurrent: trials running at once; > 1 turns on the constant liar.
         seed: seed of the sampler.
         study_file: the SQLite file (``<experiment>/optuna.db``); an older study of this kind in it is replaced.
