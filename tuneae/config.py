@@ -75,6 +75,16 @@ class TrainConfig:
     """Highest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
     val_noise_sigma: float = 0.1
     """Noise sigma of the validation set for denoising kinds (fixed, seeded)."""
+    precision: str = "auto"
+    """Training arithmetic: ``fp32``, ``bf16`` (bfloat16 autocast, loss and optimizer in fp32) or ``auto`` (bf16 on
+    a CUDA GPU that supports it and on a CPU with native bf16 instructions, AVX-512 BF16 or AMX; fp32 elsewhere).
+    Validation always runs in fp32, so metrics compare across precisions."""
+    memory_format: str = "auto"
+    """Layout of the model's 4D tensors: ``channels_last``, ``contiguous`` or ``auto`` (channels_last for the
+    all-convolutional U-Nets, contiguous for the bottleneck kinds, as measured fastest on CPU)."""
+    checkpoint_every: int = 5
+    """Epochs between resume checkpoints (weights + optimizer state); 0: none. Besides these a trial writes
+    weights-only checkpoints at the scheduler's rungs and at its last epoch."""
 
 
 def to_flat(*cfgs: Any) -> dict[str, Any]:

@@ -154,7 +154,7 @@ class Autoencoder(nn.Module):
             (loss scalar, reconstruction (B, 1, S, S) in [0, 1]).
         """
         recon = self(x)
-        return F.mse_loss(recon, target), recon
+        return F.mse_loss(recon.float(), target), recon  # fp32 loss under bf16 autocast
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
         """Reconstruction plus every encoder and decoder stage's activation (after its LeakyReLU).
@@ -219,7 +219,8 @@ class VAE(Autoencoder):
         """
         mu, logvar = self.encode_dist(x)  # (B, L) each
         z = self.reparameterize(mu, logvar) if self.training else mu
-        logits = self._decode_logits(z)  # (B, 1, S, S)
+        logits = self._decode_logits(z).float()  # (B, 1, S, S); loss terms in fp32 under bf16 autocast
+        mu, logvar = mu.float(), logvar.float()
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)  # (B,)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)  # (B,)
         return (bce + kl).mean(), torch.sigmoid(logits)

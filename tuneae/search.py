@@ -426,9 +426,13 @@ def join_ray(address: str, env: dict[str, str] | None = None) -> None:
 def _param_space(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig):
     from ray import tune
 
+    from tuneae.trainable import asha_config
+
     flat = to_flat(data, replace(model, kind=kind), train)
     for key, choices in kind_space(search, kind).items():
         flat[key] = tune.choice(list(choices))
+    max_t = int(max(kind_space(search, kind).get("train.epochs", (train.epochs,))))  # as run_one's ASHA max_t
+    flat.update(asha_config(search.grace_period, search.reduction_factor, max_t))  # trials checkpoint the rungs
     return flat
 
 
