@@ -33,6 +33,16 @@ ASHA_KEYS = ("asha.grace_period", "asha.reduction_factor", "asha.max_t")
 """Trial-config keys of the search's ASHA settings; the worker derives the rung epochs it checkpoints from them."""
 
 
+WORKER_SETUP_HOOK = "tuneae.trainable.warm_worker"
+"""A ``worker_process_setup_hook`` for ``ray.init(runtime_env=...)``: every Ray worker process imports this module
+(torch, Ray Train, tuneae) when it starts, before a trial needs it (see ``benchmarks/overhead.py``, variant
+``preimport``, for what it saves and costs)."""
+
+
+def warm_worker() -> None:
+    """Ray runs this at the start of every worker process of the job; importing this module did the work."""
+
+
 def asha_config(grace_period: int, reduction_factor: float, max_t: int) -> dict[str, float]:
     """The :data:`ASHA_KEYS` entries of a trial config, for the search to add to every trial's config."""
     return dict(zip(ASHA_KEYS, (grace_period, reduction_factor, max_t), strict=True))
