@@ -1,6 +1,6 @@
 """What a trial costs besides training: Ray's fixed cost per trial, its per-epoch overhead, checkpoint traffic.
 
-    python benchmarks/overhead.py [--quick] [--cpus 2] [--trials 3] [--variants baseline preimport side-by-side]
+    python benchmarks/overhead.py [--quick] [--cpus 2] [--trials 4] [--variants before product preimport side-by-side]
                                   [--full-images 300] [--full-epochs 4] [--out results/bench-overhead.json]
 
 Three measurements, each against the same training in plain PyTorch (:func:`tuneae.train.fit` in this process):
@@ -11,9 +11,11 @@ Three measurements, each against the same training in plain PyTorch (:func:`tune
    timestamps written by the trial function and the Train worker (an event log beside the run): Ray start (once
    per search), Tune's launch of the trial (actor start, imports), Ray Train's setup (controller, placement group,
    worker start, imports), the first epoch, the first report (checkpoint upload) and the teardown.
-   Variants: ``baseline`` (the product as it is), ``preimport`` (Ray workers import torch and tuneae when they
-   start, :data:`tuneae.trainable.WORKER_SETUP_HOOK`), ``side-by-side`` (one trial more at once than the CPUs
-   hold: the next trial's launch overlaps the running trial's training; its workers wait for CPUs).
+   Variants: ``before`` (a new Tune actor per trial, as before this benchmark), ``product`` (the search's settings
+   now: Tune reuses the trial actor, :data:`tuneae.trainable.REUSE_TRIAL_ACTORS`), ``preimport`` (product, and
+   every Ray worker imports torch and tuneae when it starts, :data:`tuneae.trainable.WORKER_SETUP_HOOK`),
+   ``side-by-side`` (product, and one trial more at once than the CPUs hold: the next trial's launch overlaps the
+   running trial's training while its workers wait for CPUs).
 2. **Per-epoch ratio at full size**: one trial at 128 px on ``--full-images`` phantoms for ``--full-epochs`` epochs,
    seconds per epoch (median of epochs >= 2, report to report) over plain PyTorch's.
 3. **Checkpoint traffic**: bytes written and seconds spent writing per trial, with checkpoints only where used
@@ -42,9 +44,12 @@ from tuneae.checkpoint import asha_rungs, checkpoint_kind, save_checkpoint
 from tuneae.config import DataConfig, ModelConfig, TrainConfig, to_flat
 from tuneae.data import phantom_images
 from tuneae.train import fit, make_optimizer, seeded_model
+from tuneae.trainable import REUSE_TRIAL_ACTORS
 
 GOALS = {"fixed_cost_s": 2.0, "epoch_ratio": 1.05}
 """Issue 13's goals: at most 2 s of fixed cost per trial, a Ray epoch at most 5% slower than plain PyTorch."""
+VARIANTS = ("before", "product", "preimport", "side-by-side")
+"""Ways of running the same trials (see the module's docstring)."""
 LOG_KEY, TRIAL_KEY = "bench.log", "bench.trial"
 """Trial-config keys of the event log's path and the trial id (``from_flat`` ignores the ``bench`` section)."""
 
@@ -112,7 +117,8 @@ def start_ray(cpus: int, preimport: bool) -> float:
     return time.perf_counter() - t
 
 
-def run_trials(arrays: dict, config: dict, n: int, cpus: int, max_concurrent: int, storage: Path) -> dict:
+def run_trials(arrays: dict, config: dict, n: int, cpus: int, max_concurrent: int, storage: Path,
+               reuse: bool = True) -> dict:
     """``n`` trials of ``config`` under one Tune experiment; returns wall time, events and every trial's results."""
     import ray
     from ray import tune
@@ -125,7 +131,8 @@ def run_trials(arrays: dict, config: dict, n: int, cpus: int, max_concurrent: in
                                      train_storage=str(storage / "train"))
     trainable = tune.with_resources(trainable, {"CPU": 0, "node:__internal_head__": 0.001})  # as the search
     tuner = tune.Tuner(trainable, param_space={**config, LOG_KEY: log},
-                       tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=max_concurrent),
+                       tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=max_concurrent,
+                                                   reuse_actors=reuse),
                        run_config=tune.RunConfig(name="bench", storage_path=str(storage), verbose=0))
     t0 = time.time()
     grid = tuner.fit()
@@ -247,7 +254,7 @@ def fixed_cost(args, variants: list[str]) -> dict:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 run = run_trials(arrays, config, args.trials, args.cpus, 2 if variant == "side-by-side" else 1,
-                                 Path(tmp))
+                                 Path(tmp), reuse=REUSE_TRIAL_ACTORS and variant != "before")
         finally:
             ray.shutdown()
         trials = breakdown(run, base["warm_fit_s"]) if variant != "side-by-side" else []
@@ -301,17 +308,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpus", type=int, default=min(os.cpu_count() or 1, 2), help="CPUs of Ray and of each trial")
     ap.add_argument("--trials", type=int, default=4, help="trials per variant (the first also starts the experiment)")
-    ap.add_argument("--variants", nargs="+", default=["baseline", "preimport", "side-by-side"],
-                    choices=["baseline", "preimport", "side-by-side"])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--full-images", type=int, default=300)
     ap.add_argument("--full-size", type=int, default=128)
     ap.add_argument("--full-epochs", type=int, default=4)
     ap.add_argument("--skip-full", action="store_true", help="only the fixed cost")
-    ap.add_argument("--quick", action="store_true", help="a check that it runs: 2 trials, baseline, 32 px full size")
+    ap.add_argument("--quick", action="store_true",
+                    help="a check that it runs: 2 trials, the product variant, 32 px full size")
     ap.add_argument("--out", default="results/bench-overhead.json")
     args = ap.parse_args(argv)
     if args.quick:
-        args.trials, args.variants, args.full_images, args.full_size, args.full_epochs = 2, ["baseline"], 40, 32, 3
+        args.trials, args.variants, args.full_images, args.full_size, args.full_epochs = 2, ["product"], 40, 32, 3
     info = {"command": "python benchmarks/overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                         "ray_cpus": args.cpus, "torch_threads_plain": args.cpus},
