@@ -7,10 +7,10 @@
 #
 # Each search is stopped with SIGINT at its limit (it then writes its summary as interrupted).
 # Steps, each under its own time limit so the whole stays within budget and a slow step cannot lose the others:
-#   1. images/s per model kind, fp32 vs bf16, contiguous vs channels_last (benchmarks/speed.py; 1.5 min)
+#   1. images/s per model kind, fp32 vs bf16, contiguous vs channels_last (benchmarks/speed.py; 1.25 min)
 #   2. the GPU's busy fraction (nvidia-smi utilization.gpu, sampled every 200 ms) while 1, 4 and 16 trials share
-#      it (--gpus-per-trial 1/N, the product's search on 2800 synthetic 128 px phantoms, dae, 5 epochs; 4 min)
-#   3. a reduced gpu-preset search (ae and dunet, 8 trials each, epochs {5, 10}, ASHA grace 2; 2 min)
+#      it (--gpus-per-trial 1/N, the product's search on 2800 synthetic 128 px phantoms, dae, 5 epochs; 4.75 min)
+#   3. a reduced gpu-preset search (ae and dunet, 4 trials each, epochs {4, 8}, ASHA grace 2; 1.7 min)
 # Phantoms, not the MRI set: the device machine holds only the repository. PYTHON overrides the interpreter.
 set -euo pipefail
 
@@ -38,10 +38,12 @@ else
   "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
     || { echo "gpu.sh: torch sees no CUDA device" >&2; exit 2; }
   DEVICE=cuda; SIZE=128; PHANTOMS=2800; EPOCHS=5; SHARES="1 4 16"; SPEED_STEPS=20; SPEED_ARGS=(--cases all)
-  STEP1_S=90; STEP2_S=240; STEP3_S=120; SEARCH_N=8; SEARCH_EPOCHS="5 10"; GPU_FLAG=()
+  STEP1_S=75; STEP2_S=285; STEP3_S=100; SEARCH_N=4; SEARCH_EPOCHS="4 8"; GPU_FLAG=()
 fi
 NCPU=$(nproc)
 log "device=$DEVICE python=$PY cpus=$NCPU work=$WORK"
+"$PY" -c "import torch, ray, optuna, tuneae; print('torch', torch.__version__, 'ray', ray.__version__)" \
+  || { echo "gpu.sh: $PY cannot import torch, ray, optuna and tuneae (pip install -e . first)" >&2; exit 2; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$WORK/gpu.txt" 2>/dev/null \
   || echo "none" > "$WORK/gpu.txt"
 

@@ -215,16 +215,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reduction-factor", type=float, default=2.0)
     ap.add_argument("--sim-epoch-s", type=float, default=0.05, help="wall seconds per replayed epoch")
     ap.add_argument("--out", default="results/hpo-efficiency")
+    ap.add_argument("--cache-dir", default="runs/hpo-efficiency", help="learning curves, kept between runs")
     ap.add_argument("--tiny", action="store_true", help="a check that it runs: phantoms, few images, 2 seeds")
     args = ap.parse_args(argv)
     if args.tiny:
-        args.data, args.train_images, args.val_images, args.seeds, args.num_samples = "phantom", 48, 16, [0, 1], 8
-        args.sim_epoch_s = 0.01
+        args.data, args.train_images, args.val_images, args.seeds, args.num_samples = "phantom", 16, 8, [0, 1], 8
+        args.epochs, args.sim_epoch_s = [1, 2, 3], 0.01
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, val = subset(args.data, args.size, args.train_images, args.val_images)
     t0 = time.time()
-    curves = learning_curves(train, val, args.size, max(args.epochs), args.train_seed, out / ".curves-cache.json")
+    key = f"{Path(args.data).name}-{args.size}px-{len(train)}-{len(val)}-{max(args.epochs)}ep-seed{args.train_seed}"
+    cache = Path(args.cache_dir) / f"curves-{key}.json"  # outside results/: an interrupted run continues from it
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    curves = learning_curves(train, val, args.size, max(args.epochs), args.train_seed, cache)
     curve_s = time.time() - t0
     g = grid(curves, args.epochs)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
                       flush=True)
     finally:
         ray.shutdown()
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "data")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "data", "cache_dir")}
     settings["data"] = Path(args.data).name  # never an absolute path in results
     summary = {"command": "python benchmarks/hpo_efficiency.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "date": time.strftime("%Y-%m-%d"), "settings": settings, "goal": GOAL,

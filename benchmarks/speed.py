@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True  # as tuneae.train.fit on a GPU
     rows = []
     cases = CASES if args.cases == "all" else QUICK_CASES
     for (kind, kw), precision, layout in ((c, p, m) for c in cases for p in args.precision

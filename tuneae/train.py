@@ -91,11 +91,18 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device | st
 
 
 def optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Move the optimizer's state tensors (Adam's moments) to ``device``, e.g. after a restore on the CPU."""
-    for state in optimizer.state.values():
-        for k, v in state.items():
-            if torch.is_tensor(v) and k != "step":
-                state[k] = v.to(device)
+    """Move the optimizer's state tensors (Adam's moments) to ``device``, e.g. after a restore on the CPU.
+
+    Adam's ``step`` count stays on the CPU unless the group is fused or capturable, where torch keeps it beside
+    the parameters (``torch.optim.Adam``'s own placement rule).
+    """
+    for group in optimizer.param_groups:
+        step_too = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for k, v in state.items():
+                if torch.is_tensor(v) and (k != "step" or step_too):
+                    state[k] = v.to(device)
 
 
 # ---------------------------------------------------------------------------------------------- data and steps
@@ -310,21 +317,12 @@ def evaluate_batches(model: Autoencoder, batches: list[tuple[torch.Tensor, torch
 
 def evaluate(model: Autoencoder, loader: Iterable, device: torch.device | str, cfg: TrainConfig,
              seed: int = VAL_NOISE_SEED) -> dict[str, float]:
-    """Validation metrics of ``model`` over ``loader``, computed as every trial computes them (fp32, eval mode).
+    """Validation metrics of ``model`` (on ``device``) over ``loader``'s uint8 batches, as every trial computes
+    them: :func:`validation_batches` (noise seeded by ``seed``) then :func:`evaluate_batches`. Use batches of
+    :func:`eval_batch_size` to reproduce a trial's reported metrics.
 
-    Args:
-        model: the unwrapped model, already on ``device``; left in eval mode.
-        loader: yields uint8 batches (B, 1, S, S) in [0, 255] (e.g. :func:`make_loader`); use batches of
-            :func:`eval_batch_size` to reproduce a trial's reported metrics.
-        device: where the batches go.
-        cfg: only ``val_noise_sigma`` is read.
-        seed: seed of the validation noise (:data:`VAL_NOISE_SEED` as in every trial).
-    Returns:
-        ``val/loss``, ``val/mse``, ``val/psnr`` (dB) as in :func:`evaluate_batches`.
     Raises:
-        ZeroDivisionError: the loader yields no batch (:func:`make_loader` never builds such a loader).
-        TypeError: a batch is not uint8 (from :func:`tuneae.data.to_float`).
-        ValueError: a negative ``cfg.val_noise_sigma`` for a denoising kind.
+        ZeroDivisionError: no batch. TypeError: a batch is not uint8. ValueError: a negative ``val_noise_sigma``.
     """
     return evaluate_batches(model, validation_batches(loader, model.cfg.kind, cfg, device, seed))
 
@@ -386,6 +384,8 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
     """
     device = torch.device(device)
     check_train_config(cfg, model.cfg)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: cuDNN times its kernels once, keeps the fastest
     model.to(device, memory_format=memory_format(cfg, model.cfg.kind))
     optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg, device)
     optimizer_to(optimizer, device)

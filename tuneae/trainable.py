@@ -154,7 +154,9 @@ def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResourc
             name=f"trial-{trial_id}",
             storage_path=train_storage,
             callbacks=[TuneReportCallback()],
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            # Two, not one: when ASHA stops a trial at a rung, the worker may already have checkpointed the next
+            # epoch before Tune stops it; the rung's checkpoint, which the trial's last result names, must survive.
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
         ),
     )
