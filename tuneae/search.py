@@ -467,7 +467,7 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from tuneae.trainable import REUSE_TRIAL_ACTORS, TrialResources, run_trial
+    from tuneae.trainable import TrialResources, run_trial
 
     exp = experiment_dir(search)
     resources = TrialResources(search.workers_per_trial, search.cpus_per_trial, search.gpus_per_trial)
@@ -501,7 +501,7 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
             param_space=_param_space(kind, search, data, model, train),
             tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                                         num_samples=search.num_samples, max_concurrent_trials=max_concurrent,
-                                        trial_dirname_creator=_trial_dirname, reuse_actors=REUSE_TRIAL_ACTORS),
+                                        trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=kind, storage_path=exp, callbacks=callbacks, verbose=1,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
