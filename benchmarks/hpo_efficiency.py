@@ -180,12 +180,15 @@ def plot(g: dict, runs: dict[str, dict[int, dict]], path: Path) -> None:
     xs = np.linspace(1, g["epochs"], 400)
     for name, traces in [("grid (random order)", [g["trace"]])] + [(m, [r["trace"] for r in by.values()])
                                                                   for m, by in runs.items()]:
-        ys = np.array([[best_at(t, x) for x in xs] for t in traces])  # (seeds, 400)
+        end = max(t[-1][0] for t in traces if t)  # a method's line stops where its longest run stopped
+        x = xs[xs <= end]
+        ys = np.array([[best_at(t, v) for v in x] for t in traces])  # (seeds, points)
         ys[~np.isfinite(ys)] = np.nan
-        pct = 100 * xs / g["epochs"]
-        ax.plot(pct, np.nanmedian(ys, 0), label=name)
+        pct = 100 * x / g["epochs"]
+        (line,) = ax.plot(pct, np.nanmedian(ys, 0), label=f"{name} (median of {len(traces)})" if len(traces) > 1
+                          else name)
         if len(traces) > 1:
-            ax.fill_between(pct, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
+            ax.fill_between(pct, np.nanmin(ys, 0), np.nanmax(ys, 0), color=line.get_color(), alpha=0.15, lw=0)
     ax.axhline(g["best_val_loss"], color="k", lw=0.8, ls="--", label="grid's best")
     ax.axhline(g["best_val_loss"] * (1 + GOAL["gap_pct"] / 100), color="k", lw=0.8, ls=":", label="+2%")
     ax.axvline(GOAL["epochs_pct"], color="grey", lw=0.8, ls=":")

@@ -1,6 +1,6 @@
 """What a trial costs besides training: Ray's fixed cost per trial, its per-epoch overhead, checkpoint traffic.
 
-    python benchmarks/overhead.py [--quick] [--cpus 2] [--trials 4] [--variants before product preimport side-by-side]
+    python benchmarks/overhead.py [--quick] [--cpus 2] [--trials 4] [--variants product preimport side-by-side]
                                   [--full-images 300] [--full-epochs 4] [--out results/bench-overhead.json]
 
 Three measurements, each against the same training in plain PyTorch (:func:`tuneae.train.fit` in this process):
@@ -11,11 +11,13 @@ Three measurements, each against the same training in plain PyTorch (:func:`tune
    timestamps written by the trial function and the Train worker (an event log beside the run): Ray start (once
    per search), Tune's launch of the trial (actor start, imports), Ray Train's setup (controller, placement group,
    worker start, imports), the first epoch, the first report (checkpoint upload) and the teardown.
-   Variants: ``before`` (a new Tune actor per trial, as before this benchmark), ``product`` (the search's settings
-   now: Tune reuses the trial actor, :data:`tuneae.trainable.REUSE_TRIAL_ACTORS`), ``preimport`` (product, and
-   every Ray worker imports torch and tuneae when it starts, :data:`tuneae.trainable.WORKER_SETUP_HOOK`),
-   ``side-by-side`` (product, and one trial more at once than the CPUs hold: the next trial's launch overlaps the
-   running trial's training while its workers wait for CPUs).
+   Variants: ``product`` (the search as it is), ``preimport`` (every Ray worker imports torch and tuneae when it
+   starts, :data:`tuneae.trainable.WORKER_SETUP_HOOK`), ``side-by-side`` (one trial more at once than the CPUs
+   hold: the next trial's launch overlaps the running trial's training while its workers wait for CPUs).
+   Not a variant: Tune's ``reuse_actors``. A trial stopped by ASHA is still inside ``TorchTrainer.fit`` when Tune
+   tries to reset its actor for the next trial; the reset waits 2 s for the trial's thread, fails, and Tune marks
+   the *next* trial as errored ("Trainable runner reuse requires reset_config() ... return True", seen in
+   tests/test_faults.py with Ray 2.60), so every trial needs a fresh Tune actor.
 2. **Per-epoch ratio at full size**: one trial at 128 px on ``--full-images`` phantoms for ``--full-epochs`` epochs,
    seconds per epoch (median of epochs >= 2, report to report) over plain PyTorch's.
 3. **Checkpoint traffic**: bytes written and seconds spent writing per trial, with checkpoints only where used
@@ -44,11 +46,10 @@ from tuneae.checkpoint import asha_rungs, checkpoint_kind, save_checkpoint
 from tuneae.config import DataConfig, ModelConfig, TrainConfig, to_flat
 from tuneae.data import phantom_images
 from tuneae.train import fit, make_optimizer, seeded_model
-from tuneae.trainable import REUSE_TRIAL_ACTORS
 
 GOALS = {"fixed_cost_s": 2.0, "epoch_ratio": 1.05}
 """Issue 13's goals: at most 2 s of fixed cost per trial, a Ray epoch at most 5% slower than plain PyTorch."""
-VARIANTS = ("before", "product", "preimport", "side-by-side")
+VARIANTS = ("product", "preimport", "side-by-side")
 """Ways of running the same trials (see the module's docstring)."""
 LOG_KEY, TRIAL_KEY = "bench.log", "bench.trial"
 """Trial-config keys of the event log's path and the trial id (``from_flat`` ignores the ``bench`` section)."""
@@ -117,8 +118,7 @@ def start_ray(cpus: int, preimport: bool) -> float:
     return time.perf_counter() - t
 
 
-def run_trials(arrays: dict, config: dict, n: int, cpus: int, max_concurrent: int, storage: Path,
-               reuse: bool = True) -> dict:
+def run_trials(arrays: dict, config: dict, n: int, cpus: int, max_concurrent: int, storage: Path) -> dict:
     """``n`` trials of ``config`` under one Tune experiment; returns wall time, events and every trial's results."""
     import ray
     from ray import tune
@@ -131,8 +131,7 @@ def run_trials(arrays: dict, config: dict, n: int, cpus: int, max_concurrent: in
                                      train_storage=str(storage / "train"))
     trainable = tune.with_resources(trainable, {"CPU": 0, "node:__internal_head__": 0.001})  # as the search
     tuner = tune.Tuner(trainable, param_space={**config, LOG_KEY: log},
-                       tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=max_concurrent,
-                                                   reuse_actors=reuse),
+                       tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=max_concurrent),
                        run_config=tune.RunConfig(name="bench", storage_path=str(storage), verbose=0))
     t0 = time.time()
     grid = tuner.fit()
@@ -229,8 +228,7 @@ def projection(model_cfg: ModelConfig, schedules: dict[str, tuple[int, float, in
     for name, (grace, rf, max_t) in schedules.items():
         rungs = asha_rungs(grace, rf, max_t)
         for label, last in (("to_end", max_t), ("stopped_at_first_rung", rungs[0])):
-            now = sum(size[checkpoint_kind(e, max_t, every, rungs) if e < last else "weights"]
-                      for e in range(1, last + 1))
+            now = sum(size[checkpoint_kind(e, max_t, every, rungs)] for e in range(1, last + 1))
             out[f"{name}_{label}"] = {"epochs": last, "before_bytes": last * (weights + optim), "now_bytes": now}
     return out
 
@@ -254,7 +252,7 @@ def fixed_cost(args, variants: list[str]) -> dict:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 run = run_trials(arrays, config, args.trials, args.cpus, 2 if variant == "side-by-side" else 1,
-                                 Path(tmp), reuse=REUSE_TRIAL_ACTORS and variant != "before")
+                                 Path(tmp))
         finally:
             ray.shutdown()
         trials = breakdown(run, base["warm_fit_s"]) if variant != "side-by-side" else []

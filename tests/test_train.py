@@ -245,6 +245,9 @@ def test_checkpoint_schedule_rungs_end_and_every_k():
     assert plan == ["weights", "", "weights", "", "resume", "", "", "", "weights"]
     assert [checkpoint_kind(e, 6, 2) for e in range(1, 7)] == ["", "resume", "", "resume", "", "weights"]
     assert [checkpoint_kind(e, 4, 0, (2,)) for e in range(1, 5)] == ["", "weights", "", "weights"]
+    gpu = asha_rungs(5, 2.0, 40)  # the gpu preset: rungs on multiples of checkpoint_every stay weights-only
+    assert gpu == (5, 10, 20, 40)
+    assert [e for e in range(1, 41) if checkpoint_kind(e, 40, 5, gpu) == "resume"] == [15, 25, 30, 35]
 
 
 def test_ray_worker_trains_as_fit_and_checkpoints_on_schedule(ray_session, tmp_path, images, one_thread):

@@ -204,9 +204,11 @@ def asha_rungs(grace_period: float, reduction_factor: float, max_t: float) -> tu
 def checkpoint_kind(epoch: int, epochs: int, every: int, rungs: Iterable[int] = ()) -> str:
     """What a trial writes after ``epoch``: ``"resume"`` (weights + optimizer state), ``"weights"`` or ``""``.
 
-    Weights-only at the last epoch (nothing resumes from it; the report reads it) and at the scheduler's rungs
-    (a trial stopped there is read by the report; one that goes on resumes from it with fresh optimizer moments
-    until its next resume checkpoint); weights and optimizer state every ``every`` epochs before the last.
+    Weights-only at the last epoch (nothing resumes from it; the report reads it) and at the scheduler's rungs,
+    also when a rung falls on a multiple of ``every``: most trials stop at a rung (all but 1 / reduction factor),
+    and the report needs only their weights; a trial that goes on past a rung and is interrupted before its next
+    resume checkpoint resumes from the rung's weights with fresh optimizer moments. Weights and optimizer state
+    every ``every`` epochs otherwise.
 
     Args:
         epoch: the epoch just finished (1-based).
@@ -216,8 +218,6 @@ def checkpoint_kind(epoch: int, epochs: int, every: int, rungs: Iterable[int] = 
     Returns:
         ``"resume"``, ``"weights"`` or ``""`` (no checkpoint).
     """
-    if epoch >= epochs:
+    if epoch >= epochs or epoch in set(rungs):
         return "weights"
-    if every > 0 and epoch % every == 0:
-        return "resume"
-    return "weights" if epoch in set(rungs) else ""
+    return "resume" if every > 0 and epoch % every == 0 else ""

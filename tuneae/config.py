@@ -122,8 +122,8 @@ class TrainConfig:
     """Layout of the model's 4D tensors: ``channels_last``, ``contiguous`` or ``auto`` (channels_last for the
     all-convolutional U-Nets, contiguous for the bottleneck kinds, as measured fastest on CPU)."""
     checkpoint_every: int = 5
-    """Epochs between resume checkpoints (weights + optimizer state); 0: none. Besides these a trial writes
-    weights-only checkpoints at the scheduler's rungs and at its last epoch."""
+    """Epochs between resume checkpoints (weights + optimizer state); 0: none. A trial also writes weights-only
+    checkpoints at the scheduler's rungs and at its last epoch (``tuneae.checkpoint.checkpoint_kind``)."""
 
 
 def to_flat(*cfgs: Any) -> dict[str, Any]:

@@ -34,10 +34,6 @@ ASHA_KEYS = ("asha.grace_period", "asha.reduction_factor", "asha.max_t")
 """Trial-config keys of the search's ASHA settings; the worker derives the rung epochs it checkpoints from them."""
 
 
-REUSE_TRIAL_ACTORS = True
-"""``ray.tune.TuneConfig(reuse_actors=...)`` of the search: the next trial runs in the finished trial's Tune actor
-(public API; function trainables reset their session), so it skips that actor's start and its imports of torch and
-Ray Train, seconds of every trial's fixed cost (``benchmarks/overhead.py``, variants ``before`` and ``product``)."""
 WORKER_SETUP_HOOK = "tuneae.trainable.warm_worker"
 """A ``worker_process_setup_hook`` for ``ray.init(runtime_env=...)``: every Ray worker process imports this module
 (torch, Ray Train, tuneae) when it starts, before a trial needs it (see ``benchmarks/overhead.py``, variant

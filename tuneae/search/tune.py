@@ -88,8 +88,6 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from tuneae.trainable import REUSE_TRIAL_ACTORS
-
     layout = RunLayout.of(search)
     trainable = _trainable(layout, search, data_box)
     path = layout.kind_dir(kind)
@@ -120,7 +118,7 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                                     num_samples=search.num_samples, max_concurrent_trials=max_concurrent,
-                                    trial_dirname_creator=_trial_dirname, reuse_actors=REUSE_TRIAL_ACTORS),
+                                    trial_dirname_creator=_trial_dirname),
         run_config=tune.RunConfig(name=kind, storage_path=layout.experiment, callbacks=[callback] if callback else [],
                                   verbose=1, failure_config=tune.FailureConfig(max_failures=0)),
     )
