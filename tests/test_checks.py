@@ -165,6 +165,9 @@ def test_badly_typed_config_values_are_refused(cli, tmp_path, text, named):
     ('[search]\nwandb_mode = "cloud"\n', "wandb_mode = 'cloud'"),
     ('[train]\nnoise_protocol = "gauss"\n', "[train] noise_protocol = 'gauss': choose one of awgn"),
     ('[space]\n"train.noise_protocol" = ["awgn", "poisson"]\n', "train.noise_protocol choice 'poisson'"),
+    ('[train]\nprecision = "fp16"\n', "[train] precision = 'fp16': choose one of auto, fp32, bf16"),
+    ('[space]\n"train.memory_format" = ["nhwc"]\n', "train.memory_format choice 'nhwc'"),
+    ('[train]\ncheckpoint_every = -1\n', "[train] checkpoint_every = -1: must be >= 0"),
     ('[search]\nmodels = ["ae", "gan"]\n', "unknown kind(s) ['gan']"),
 ])
 def test_out_of_range_config_values_are_refused(cli, tmp_path, text, named):

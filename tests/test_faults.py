@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tuneae.checkpoint import asha_rungs, checkpoint_kind
+from tuneae.config import TrainConfig
+
 
 def _poll(condition, timeout: float, what: str, proc=None, interval: float = 0.3):
     """Wait until ``condition()`` is truthy and return its value; fail after ``timeout`` s or if ``proc`` exits."""
@@ -55,7 +58,8 @@ def _searcher_trials(kind_dir: Path) -> dict[str, dict]:
     newest = max(kind_dir.glob("searcher-state-*.pkl"), key=os.path.getmtime)
     with newest.open("rb") as f:
         state = pickle.load(f)  # written by this test's own search: trusted
-    study = {t.number: t.params for t in state["_ot_study"].trials}  # Optuna's own record of the search
+    study = {t.number: t.params for t in state["_ot_study"].trials  # Optuna's own record of the search
+             if "duplicate_of" not in t.user_attrs}  # a repeated proposal, replaced before it ran
     assert len(study) == len(state["_ot_trials"]), "Optuna study and Tune trials disagree"
     return {tune_id: study[ot_trial.number] for tune_id, ot_trial in state["_ot_trials"].items()}
 
@@ -204,8 +208,23 @@ def test_ctrl_c_closes_wandb_and_the_search_resumes(search_dir):
     assert s["interrupted"] is None and s["models"]["ae"]["trials"] == 2
     assert all(r["status"] == "TERMINATED" for r in search_dir.rows())
     assert _assert_wandb_runs_closed(exp / "wandb") >= 3  # the interrupted trial logs a second run when resumed
-    epochs = _epochs(first)  # resumed from its checkpoint: no epoch twice
-    assert epochs == sorted(set(epochs)) and max(epochs) > 1, epochs
+    _assert_resumed_from_a_checkpoint(_epochs(first), last=20, rungs=asha_rungs(1, 2.0, 20))
+
+
+def _assert_resumed_from_a_checkpoint(epochs: list[int], last: int, rungs: tuple[int, ...]) -> None:
+    """``epochs`` (one trial's ``result.json``, in order) end with c+1, ..., last after the resume, where c >= 1 is an
+    epoch the trial checkpointed (a rung or a resume checkpoint, :func:`tuneae.checkpoint.checkpoint_kind`): it
+    continued from its latest checkpoint, not from scratch. Before the resume the file holds 1, ..., k (k >= c:
+    the epochs after c are trained again), or nothing when Tune started the file afresh."""
+    cut = max((i for i in range(1, len(epochs)) if epochs[i] != epochs[i - 1] + 1), default=0)
+    before, after = epochs[:cut], epochs[cut:]
+    assert after and after == list(range(after[0], last + 1)), epochs
+    assert not before or before == list(range(1, len(before) + 1)), epochs
+    if after[0] == 1:  # one uninterrupted run of epochs: the resume went on right after the last report
+        assert not before, epochs
+        return
+    resumed_at = after[0] - 1
+    assert checkpoint_kind(resumed_at, last, TrainConfig().checkpoint_every, rungs), epochs
 
 
 def test_names_moves_and_wandb_record_of_finished_runs(search_dir):

@@ -103,9 +103,10 @@ def test_early_stopped_trial_is_pruned_with_its_epoch_values(tmp_path):
 
 
 @pytest.mark.parametrize("kind, expected", [
-    ("ae", {"train.lr": 5e-4, "train.epochs": 9, "train.batch_size": 16, "model.latent_dim": 512}),
+    ("ae", {"train.lr": 5e-4, "train.epochs": 9, "train.batch_size": 16, "model.latent_dim": 512,
+            "model.latent_layout": "dense", "model.recon_loss": "mse"}),
     ("dunet", {"train.lr": 5e-4, "train.epochs": 8, "train.batch_size": 16, "model.base_channels": 16,
-               "model.depth": 4, "model.norm": "batch", "model.input_norm": "none"}),
+               "model.depth": 4, "model.norm": "batch", "model.input_norm": "none", "model.recon_loss": "mse"}),
 ])
 def test_first_trial_is_the_seed_recipe(tmp_path, kind, expected):
     search, data, model, train, _ = resolve(["--preset", "cpu", "--storage-path", str(tmp_path)])
@@ -152,10 +153,10 @@ def test_nearest_unseen():
 
 
 def test_no_configuration_runs_twice(tmp_path):
-    """TPE repeats the best configuration often in a small space (the cpu preset's 27 for ae); each repeat is
-    replaced by the nearest untried configuration, so 12 trials try 12 configurations."""
-    search, *_ = resolve(["--preset", "cpu", "--storage-path", str(tmp_path)])
-    space = kind_space(search, "ae")
+    """TPE repeats the best configuration often in a small space (here the 27 of the seed's grid at cpu epochs);
+    each repeat is replaced by the nearest untried configuration, so 12 trials try 12 configurations."""
+    space = {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
+             "model.latent_dim": (512, 1024, 2048)}
     s = searcher_for(tmp_path, space, num_samples=12, epochs=9)
 
     def smooth(c):  # best at lr 1e-4, latent 1024, batch 16

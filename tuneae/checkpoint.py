@@ -1,15 +1,20 @@
 """Self-describing checkpoints: config, weights, epoch, metrics and package version in one file.
 
 A checkpoint folder holds ``model.pt`` (everything needed to rebuild and evaluate the model; loaded with
-``torch.load(..., weights_only=True)``) and ``optimizer.pt`` (Adam state, only for resuming a trial).
+``torch.load(..., weights_only=True)``) and, in resume checkpoints only, ``optimizer.pt`` (Adam state).
 Both are written atomically (temporary file + ``os.replace``), so a crash never leaves a half-written file.
+A trial checkpoints only where a checkpoint is used (:func:`checkpoint_kind`): at the scheduler's rungs and its
+last epoch (weights) and every ``TrainConfig.checkpoint_every`` epochs (weights + optimizer, for resuming).
 """
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.torch_version import TorchVersion
 
@@ -68,18 +73,11 @@ def save_checkpoint(folder: str | os.PathLike, model: Autoencoder, data_cfg: Dat
     return folder / MODEL_FILE
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
-    """Rebuild a model from a checkpoint file or folder alone.
+def _read_payload(path: str | os.PathLike, map_location: str | torch.device) -> tuple[Path, dict]:
+    """(path of ``model.pt``, its payload) with every :data:`REQUIRED_KEYS` present.
 
-    Args:
-        path: ``model.pt`` or the folder holding it.
-        map_location: where the tensors are loaded (``torch.load``'s ``map_location``); the model is built there.
-    Returns:
-        (model in eval mode, payload dict with ``model_config``, ``data_config``, ``train_config``, ``epoch``,
-        ``metrics``, ``tuneae_version``).
     Raises:
-        CheckpointError: the file is missing or unreadable, lacks one of :data:`REQUIRED_KEYS`, or its weights do
-            not fit its model config; the message names the file (and the missing key).
+        CheckpointError: the file is missing or unreadable, not a dict, or lacks a required key (names the file).
     """
     path = Path(path)
     if path.is_dir():
@@ -98,14 +96,72 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     for key in REQUIRED_KEYS:
         if key not in payload:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}; not a tuneae checkpoint")
+    return path, payload
+
+
+def _load_weights(model: Autoencoder, payload: dict, path: Path) -> None:
     try:
-        model = build_model(ModelConfig(**payload["model_config"]))
         model.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {path} does not match its model config "
                               f"{payload['model_config']}: {exc}") from exc
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Autoencoder, dict]:
+    """Rebuild a model from a checkpoint file or folder alone.
+
+    Args:
+        path: ``model.pt`` or the folder holding it.
+        map_location: where the tensors are loaded (``torch.load``'s ``map_location``); the model is built there.
+    Returns:
+        (model in eval mode, payload dict with ``model_config``, ``data_config``, ``train_config``, ``epoch``,
+        ``metrics``, ``tuneae_version``).
+    Raises:
+        CheckpointError: the file is missing or unreadable, lacks one of :data:`REQUIRED_KEYS`, or its weights do
+            not fit its model config; the message names the file (and the missing key).
+    """
+    path, payload = _read_payload(path, map_location)
+    try:
+        model = build_model(ModelConfig(**payload["model_config"]))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} does not match its model config "
+                              f"{payload['model_config']}: {exc}") from exc
+    _load_weights(model, payload, path)
     model.eval()
     return model, payload
+
+
+def restore_checkpoint(folder: str | os.PathLike, model: Autoencoder,
+                       optimizer: torch.optim.Optimizer | None = None) -> tuple[int, bool]:
+    """Continue a trial from a checkpoint folder: its weights into ``model``, its optimizer state (when the folder
+    holds ``optimizer.pt``, i.e. a resume checkpoint) into ``optimizer``.
+
+    Tensors are loaded on the CPU; :func:`tuneae.train.fit` moves model and optimizer state to the device.
+
+    Args:
+        folder: a checkpoint folder written by :func:`save_checkpoint`.
+        model: a model built from the same config (e.g. :func:`tuneae.train.seeded_model`).
+        optimizer: the optimizer over ``model``'s parameters, or None to restore the weights only.
+    Returns:
+        (epochs completed at the checkpoint, whether the optimizer state was restored). Without it (a weights-only
+        checkpoint) the optimizer starts with fresh moments from the restored weights.
+    Raises:
+        CheckpointError: an unreadable checkpoint or optimizer file, or one of another model config (names the
+            file).
+    """
+    path, payload = _read_payload(folder, "cpu")
+    if payload["model_config"] != asdict(model.cfg):
+        raise CheckpointError(f"checkpoint {path} holds model config {payload['model_config']}, which does not "
+                              f"match the trial's {asdict(model.cfg)}")
+    _load_weights(model, payload, path)
+    opt_path = path.parent / OPTIMIZER_FILE
+    if optimizer is None or not opt_path.is_file():
+        return int(payload["epoch"]), False
+    try:
+        optimizer.load_state_dict(torch.load(opt_path, map_location="cpu", weights_only=True))
+    except Exception as exc:
+        raise CheckpointError(f"cannot restore the optimizer state {opt_path}: {exc}") from exc
+    return int(payload["epoch"]), True
 
 
 def configs_of(payload: dict) -> tuple[DataConfig, ModelConfig, TrainConfig]:
@@ -121,3 +177,47 @@ def configs_of(payload: dict) -> tuple[DataConfig, ModelConfig, TrainConfig]:
     """
     return (DataConfig(**payload["data_config"]), ModelConfig(**payload["model_config"]),
             TrainConfig(**payload["train_config"]))
+
+
+# ---------------------------------------------------------------------------------- when a trial checkpoints
+def asha_rungs(grace_period: float, reduction_factor: float, max_t: float) -> tuple[int, ...]:
+    """The epochs at which Ray's ``ASHAScheduler`` (one bracket) records a trial and may stop it.
+
+    Milestones ``grace_period * reduction_factor**k`` for ``k < int(log(max_t / grace_period) /
+    log(reduction_factor) + 1)``, computed as Ray 2.60 computes them (``ray/tune/schedulers/async_hyperband.py``,
+    ``_Bracket``; Li et al. 2020, "A System for Massively Parallel Hyperparameter Tuning"); a trial reporting once
+    per epoch reaches a milestone at the first epoch >= it, hence the ceiling.
+
+    Args:
+        grace_period: ASHA's grace period in epochs, >= 1.
+        reduction_factor: ASHA's reduction factor, > 1.
+        max_t: the largest epoch count searched.
+    Returns:
+        The rung epochs, ascending (empty when ``max_t < grace_period``).
+    """
+    if max_t < grace_period:
+        return ()
+    n = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+    return tuple(sorted({math.ceil(grace_period * reduction_factor ** k) for k in range(n)}))
+
+
+def checkpoint_kind(epoch: int, epochs: int, every: int, rungs: Iterable[int] = ()) -> str:
+    """What a trial writes after ``epoch``: ``"resume"`` (weights + optimizer state), ``"weights"`` or ``""``.
+
+    Weights-only at the last epoch (nothing resumes from it; the report reads it) and at the scheduler's rungs,
+    also when a rung falls on a multiple of ``every``: most trials stop at a rung (all but 1 / reduction factor),
+    and the report needs only their weights; a trial that goes on past a rung and is interrupted before its next
+    resume checkpoint resumes from the rung's weights with fresh optimizer moments. Weights and optimizer state
+    every ``every`` epochs otherwise.
+
+    Args:
+        epoch: the epoch just finished (1-based).
+        epochs: the trial's last epoch (``TrainConfig.epochs``).
+        every: ``TrainConfig.checkpoint_every`` (0: no resume checkpoints).
+        rungs: :func:`asha_rungs` of the search's scheduler (empty without one).
+    Returns:
+        ``"resume"``, ``"weights"`` or ``""`` (no checkpoint).
+    """
+    if epoch >= epochs or epoch in set(rungs):
+        return "weights"
+    return "resume" if every > 0 and epoch % every == 0 else ""

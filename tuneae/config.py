@@ -104,9 +104,9 @@ class TrainConfig:
     """Noise of denoising kinds' training and validation input (``tuneae.noise.PROTOCOLS``): ``awgn``, additive white
     Gaussian noise not clipped (the primary protocol), or ``clipped8``, clipped to [0, 1] and quantized to 8 bits."""
     noise_sigma_min: float = 0.05
-    """Lowest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
+    """Lowest noise sigma (on the [0, 1] scale) drawn per training image for denoising kinds."""
     noise_sigma_max: float = 0.3
-    """Highest Gaussian noise sigma (on the [0, 1] scale) drawn per batch for denoising kinds."""
+    """Highest noise sigma (on the [0, 1] scale) drawn per training image for denoising kinds."""
     val_noise_sigma: float = 0.1
     """Noise sigma of the validation set for denoising kinds (fixed, seeded)."""
     crop_size: int = 0
@@ -114,6 +114,16 @@ class TrainConfig:
     of each training image and one of its 8 flips / 90-degree rotations. c < image_size only for U-Nets (fully
     convolutional; c divisible by 2**depth); c = image_size gives full images with flips and rotations for any kind.
     Validation always uses full, untouched images."""
+    precision: str = "auto"
+    """Training arithmetic: ``fp32``, ``bf16`` (bfloat16 autocast, loss and optimizer in fp32) or ``auto`` (bf16 on
+    a CUDA GPU that supports it and on a CPU with native bf16 instructions, AVX-512 BF16 or AMX; fp32 elsewhere).
+    Validation always runs in fp32, so metrics compare across precisions."""
+    memory_format: str = "auto"
+    """Layout of the model's 4D tensors: ``channels_last``, ``contiguous`` or ``auto`` (channels_last for the
+    all-convolutional U-Nets, contiguous for the bottleneck kinds, as measured fastest on CPU)."""
+    checkpoint_every: int = 5
+    """Epochs between resume checkpoints (weights + optimizer state); 0: none. A trial also writes weights-only
+    checkpoints at the scheduler's rungs and at its last epoch (``tuneae.checkpoint.checkpoint_kind``)."""
 
 
 def to_flat(*cfgs: Any) -> dict[str, Any]:

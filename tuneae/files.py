@@ -7,26 +7,30 @@ never a partial one, and a crash never corrupts what an earlier run wrote. Every
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``.
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it for longer than the two calls)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
-    ``os.replace`` is atomic within one file system (POSIX ``rename``), so readers see the old file or the new
-    one, never a partial one; the temporary file is removed on any failure. Missing parent folders are created.
 
-    Args:
-        obj: anything ``torch.save`` can pickle (load it back with ``weights_only=True`` only if it holds tensors,
-            plain containers and numbers).
-        path: the destination file.
+@contextlib.contextmanager
+def _replacing(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary file name beside ``path``; on success give it the mode a plain ``open`` would (0666 less
+    the umask; ``mkstemp`` makes it 0600) and ``os.replace`` it onto ``path``; on any failure remove it.
+
     Raises:
         OSError: the folder cannot be created or written, or the replace fails.
     """
@@ -35,18 +39,37 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``.
+
+    ``os.replace`` is atomic within one file system (POSIX ``rename``), so readers see the old file or the new
+    one, never a partial one; the temporary file is removed on any failure. Missing parent folders are created;
+    the file gets the usual mode (0666 less the umask).
+
+    Args:
+        obj: anything ``torch.save`` can pickle (load it back with ``weights_only=True`` only if it holds tensors,
+            plain containers and numbers).
+        path: the destination file.
+    Raises:
+        OSError: the folder cannot be created or written, or the replace fails.
+    """
+    with _replacing(path) as tmp:
+        torch.save(obj, tmp)
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write text or bytes atomically: a temporary file in the same folder, then ``os.replace``.
 
     Readers see the old file or the new one, never a partial one; the temporary file is removed on any failure.
-    Missing parent folders are created.
+    Missing parent folders are created; the file gets the usual mode (0666 less the umask).
 
     Args:
         path: the destination file.
@@ -54,16 +77,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     Raises:
         OSError: the folder cannot be created or written, or the replace fails.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with _replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def atomic_write_csv(path: str | os.PathLike, rows: list[dict]) -> None:

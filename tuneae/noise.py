@@ -78,19 +78,23 @@ def add_noise(x: torch.Tensor, sigma: float | torch.Tensor, protocol: str = PRIM
         Same shape, dtype and device as x. ``awgn``: x + sigma * N(0, 1), unbounded; ``clipped8``: in [0, 1], on the
         1/255 grid. sigma 0 returns x (``clipped8``: x quantized).
     Raises:
-        ValueError: an unknown protocol, a non-float x, a negative or non-finite sigma, or a sigma whose shape is
-            neither () nor (B,).
+        ValueError: an unknown protocol, a non-float x, a negative or non-finite sigma (a number or CPU tensor;
+            a sigma tensor on an accelerator is not value-checked, to avoid a device synchronisation), or a sigma
+            whose shape is neither () nor (B,).
     """
     check_protocol(protocol)
     if not x.is_floating_point():
         raise ValueError(f"add_noise: x must be float images in [0, 1], got {x.dtype} (see tuneae.data.to_float)")
-    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    sigma = torch.as_tensor(sigma, dtype=x.dtype)  # a number stays on the CPU; a tensor keeps its device
     if sigma.dim() == 1 and sigma.shape[0] == x.shape[0]:
         sigma = sigma.view(-1, *([1] * (x.dim() - 1)))  # (B,) -> (B, 1, 1, 1)
     elif sigma.dim() != 0:
         raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},), got {tuple(sigma.shape)}")
-    if not bool(torch.isfinite(sigma).all()) or bool((sigma < 0).any()):
+    # Values are checked on the CPU only: checking a tensor on an accelerator would wait for the device at every
+    # training batch (the training loop draws sigma there from the checked TrainConfig range).
+    if sigma.device.type == "cpu" and (not bool(torch.isfinite(sigma).all()) or bool((sigma < 0).any())):
         raise ValueError(f"sigma must be finite and >= 0, got {sigma.flatten().tolist()[:8]}")
+    sigma = sigma.to(x.device)
     gen_device = generator.device if generator is not None else x.device
     noise = torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
     y = x + sigma * noise

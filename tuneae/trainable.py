@@ -8,6 +8,7 @@ with Ray Tune"). The pure PyTorch pieces live in :mod:`tuneae.train`.
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,21 +16,37 @@ from typing import Any
 import ray
 import ray.train
 import ray.train.torch
-import torch
 from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
-from torch.utils.data.distributed import DistributedSampler
 
-from tuneae.checkpoint import MODEL_FILE, OPTIMIZER_FILE, save_checkpoint
+from tuneae.checkpoint import asha_rungs, checkpoint_kind, restore_checkpoint, save_checkpoint
 from tuneae.config import from_flat
 from tuneae.layout import RunLayout
-from tuneae.models import build_model
-from tuneae.train import LossModule, eval_batch_size, evaluate, make_loader, train_one_epoch
+from tuneae.train import fit, make_optimizer, seeded_model
 
 DATA_KEY = "_data"
 """Config key carrying ``{"ref": ObjectRef}`` of the uint8 train/val arrays (a dict, so Ray does not resolve it)."""
-DIVERGED_KEY = "diverged"
-"""Key of the worker loop's return value that carries the reason a trial diverged."""
+FAILED_KEY = "failed"
+"""Key of the worker loop's return value that carries ``[error type, message]`` of a failure not worth retrying."""
+NOT_RETRIED = (FloatingPointError, ValueError)
+"""Errors of the worker loop that would only happen again on a retry: divergence, impossible settings or data."""
+ASHA_KEYS = ("asha.grace_period", "asha.reduction_factor", "asha.max_t")
+"""Trial-config keys of the search's ASHA settings; the worker derives the rung epochs it checkpoints from them."""
+
+
+WORKER_SETUP_HOOK = "tuneae.trainable.warm_worker"
+"""A ``worker_process_setup_hook`` for ``ray.init(runtime_env=...)``: every Ray worker process imports this module
+(torch, Ray Train, tuneae) when it starts, before a trial needs it (see ``benchmarks/overhead.py``, variant
+``preimport``, for what it saves and costs)."""
+
+
+def warm_worker() -> None:
+    """Ray runs this at the start of every worker process of the job; importing this module did the work."""
+
+
+def asha_config(grace_period: int, reduction_factor: float, max_t: int) -> dict[str, float]:
+    """The :data:`ASHA_KEYS` entries of a trial config, for the search to add to every trial's config."""
+    return dict(zip(ASHA_KEYS, (grace_period, reduction_factor, max_t), strict=True))
 
 
 @dataclass(frozen=True)
@@ -56,64 +73,55 @@ class TrialResources:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
-    """Ray Train worker loop: build the model, resume from the latest checkpoint, report once per epoch.
+    """Ray Train worker loop: build the model, restore the latest checkpoint, run :func:`tuneae.train.fit`.
 
     Args:
-        config: flat ``section.field`` config (see :func:`tuneae.config.to_flat`) plus ``DATA_KEY``.
+        config: flat ``section.field`` config (see :func:`tuneae.config.to_flat`) plus ``DATA_KEY`` and, in a
+            search, the :data:`ASHA_KEYS` (the rung epochs are checkpointed).
     Reports per epoch: ``train/loss``, ``val/loss``, ``val/mse``, ``val/psnr`` (dB), ``epoch``, ``node_id`` (the
-    Ray node of this worker) and a checkpoint folder with ``model.pt`` (self-describing) and ``optimizer.pt``
-    written by rank 0.
+    Ray node of this worker), ``checkpoint/bytes`` and ``checkpoint/save_s`` (what rank 0 wrote, 0 when nothing);
+    a checkpoint folder where :func:`tuneae.checkpoint.checkpoint_kind` asks for one.
     Returns:
-        None, or ``{DIVERGED_KEY: reason}`` when the loss diverged. Divergence is returned, not raised, because
-        Ray Train retries every worker error from the last checkpoint (``max_failures``), and a diverged trial
-        would only diverge again; :func:`run_trial` raises it after ``fit``.
+        None, or ``{FAILED_KEY: [type name, message]}`` for an error of :data:`NOT_RETRIED` (the loss diverged,
+        or settings or data training cannot use). It is returned, not raised, because Ray Train retries every
+        worker error from the last checkpoint (``max_failures``) and these would only happen again;
+        :func:`run_trial` raises it after ``fit``.
     """
     data_cfg, model_cfg, train_cfg = from_flat(config)
     arrays = ray.get(config[DATA_KEY]["ref"])  # {"train": (N,1,S,S) uint8, "val": (M,1,S,S) uint8}, read-only
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     device = ray.train.torch.get_device()
-    torch.manual_seed(train_cfg.seed)
-
-    model = build_model(model_cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    model = seeded_model(model_cfg, train_cfg)
+    optimizer = make_optimizer(model, train_cfg, device)
     start_epoch = 0
     resume = ray.train.get_checkpoint()
     if resume is not None:  # a restarted worker group or a resumed experiment continues where it stopped
         with resume.as_directory() as folder:
-            payload = torch.load(Path(folder) / MODEL_FILE, map_location="cpu", weights_only=True)
-            model.load_state_dict(payload["state_dict"])
-            optimizer.load_state_dict(torch.load(Path(folder) / OPTIMIZER_FILE, map_location="cpu",
-                                                 weights_only=True))
-            start_epoch = int(payload["epoch"])
-
-    loss_module = ray.train.torch.prepare_model(LossModule(model))  # DDP when world size > 1; moves to device
-    for state in optimizer.state.values():  # optimizer state follows the model to the device
-        for k, v in state.items():
-            if torch.is_tensor(v) and k != "step":
-                state[k] = v.to(device)
-    train_loader = ray.train.torch.prepare_data_loader(
-        make_loader(arrays["train"], train_cfg.batch_size, shuffle=True, seed=train_cfg.seed + rank))
-    val_loader = make_loader(arrays["val"], eval_batch_size(train_cfg.batch_size), shuffle=False)
-    gen = torch.Generator().manual_seed(train_cfg.seed * 1000 + rank)
+            start_epoch, exact = restore_checkpoint(folder, model, optimizer)
+        if rank == 0 and not exact:
+            print(f"[tuneae] resumed at epoch {start_epoch} from a weights-only checkpoint: Adam starts afresh")
+    rungs = asha_rungs(*(config[k] for k in ASHA_KEYS)) if all(k in config for k in ASHA_KEYS) else ()
     node_id = ray.get_runtime_context().get_node_id()  # shows where each trial ran (trials.csv), not sent to W&B
 
-    for epoch in range(start_epoch + 1, train_cfg.epochs + 1):
-        sampler = getattr(train_loader, "sampler", None)
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-        try:  # every rank raises at the same step (train_one_epoch agrees across ranks), so all return together
-            train_loss = train_one_epoch(loss_module, model_cfg.kind, train_loader, optimizer, device, train_cfg,
-                                         gen)
-        except FloatingPointError as exc:
-            return {DIVERGED_KEY: str(exc)}
-        metrics = {"train/loss": train_loss, **evaluate(model, val_loader, device, train_cfg), "epoch": epoch}
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        kind = checkpoint_kind(epoch, train_cfg.epochs, train_cfg.checkpoint_every, rungs)
         with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
-            if rank == 0:
-                save_checkpoint(tmp, model, data_cfg, train_cfg, epoch, metrics, optimizer)
+            checkpoint, written, took = None, 0, 0.0
+            if kind and rank == 0:
+                t = time.perf_counter()
+                save_checkpoint(tmp, model, data_cfg, train_cfg, epoch, metrics,
+                                optimizer if kind == "resume" else None)
+                took = time.perf_counter() - t
+                written = sum(f.stat().st_size for f in Path(tmp).iterdir())
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report({**metrics, "node_id": node_id}, checkpoint=checkpoint)
+            ray.train.report({**metrics, "node_id": node_id, "checkpoint/bytes": written,
+                              "checkpoint/save_s": took}, checkpoint=checkpoint)
+
+    try:  # every rank raises at the same step (fit agrees across ranks), so all return together
+        fit(model, arrays["train"], arrays["val"], train_cfg, device, report, optimizer=optimizer,
+            start_epoch=start_epoch, rank=rank, world_size=world, wrap=ray.train.torch.prepare_model)
+    except NOT_RETRIED as exc:
+        return {FAILED_KEY: [type(exc).__name__, str(exc)]}
     return None
 
 
@@ -130,6 +138,7 @@ def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResourc
     Raises:
         ray.train.TrainingFailedError: the run failed beyond ``max_failures`` (Tune marks the trial errored).
         FloatingPointError: the loss diverged (not retried; Tune marks the trial errored with this reason).
+        ValueError: settings or data that training cannot use (not retried either).
     """
     trial_id = ray.tune.get_context().get_trial_id()  # stable across driver restarts: resume finds its run
     trainer = TorchTrainer(
@@ -142,10 +151,13 @@ def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResourc
             name=RunLayout.trial_run(trial_id),
             storage_path=train_storage,
             callbacks=[TuneReportCallback()],
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            # Two, not one: when ASHA stops a trial at a rung, the worker may already have checkpointed the next
+            # epoch before Tune stops it; the rung's checkpoint, which the trial's last result names, must survive.
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
         ),
     )
     outcome = trainer.fit().return_value or {}  # rank 0's return value
-    if outcome.get(DIVERGED_KEY):
-        raise FloatingPointError(outcome[DIVERGED_KEY])
+    if outcome.get(FAILED_KEY):
+        name, message = outcome[FAILED_KEY]
+        raise {e.__name__: e for e in NOT_RETRIED}[name](message)

@@ -196,9 +196,9 @@ def search_section(studies: dict[str, dict[str, Any]], out: Path, dashboard: str
     """
     lines = ["## Search", "",
              f"What the searcher (Optuna TPE under Ray Tune, ASHA stopping trials at its rungs) did, from its saved "
-             f"study; browse it with `optuna-dashboard sqlite:///{dashboard}`. Values are each kind's own {metric} "
-             "on the validation split; a trial stopped early by ASHA is told to Optuna as pruned (its value is that "
-             "of its last epoch), so TPE ranks it below every completed trial.", ""]
+             f"study; browse it with `optuna-dashboard sqlite:///{dashboard}`. Values are {metric}, the search's "
+             "objective, on the validation split; a trial stopped early by ASHA is told to Optuna as pruned (its "
+             "value is that of its last epoch), so TPE ranks it below every completed trial.", ""]
     figures: dict[str, str] = {}
     for kind, study in studies.items():
         a, c = study["attrs"], study["counts"]

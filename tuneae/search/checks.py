@@ -20,6 +20,7 @@ from tuneae.config import MODEL_KINDS, DataConfig, ModelConfig, SearchConfig, Tr
 from tuneae.layout import CACHE_DIR
 from tuneae.models import check_model_config
 from tuneae.noise import PROTOCOLS
+from tuneae.precision import MEMORY_FORMATS, PRECISIONS
 from tuneae.search.space import kind_space
 
 SECTIONS = {"search": SearchConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -184,10 +185,13 @@ def _say(label: str, value: Any) -> str:
 
 
 def _check_train_values(values: dict[str, tuple[tuple, str]]) -> None:
-    """Learning rates > 0, epochs and batch sizes >= 1, a known noise protocol, noise sigmas >= 0 with min <= max."""
+    """Learning rates > 0, epochs and batch sizes >= 1, checkpoint intervals and seeds >= 0, a known noise protocol,
+    precision and memory format (:mod:`tuneae.precision`), noise sigmas >= 0 with min <= max."""
     rules = {"train.lr": (lambda v: v > 0, "must be > 0 (e.g. 1e-3)"),
              "train.epochs": (lambda v: v >= 1, "must be >= 1"),
              "train.batch_size": (lambda v: v >= 1, "must be >= 1"),
+             "train.checkpoint_every": (lambda v: v >= 0, "must be >= 0 (epochs between resume checkpoints; 0: none)"),
+             "train.seed": (lambda v: v >= 0, "must be >= 0"),
              "train.noise_sigma_min": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)"),
              "train.noise_sigma_max": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)"),
              "train.val_noise_sigma": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)")}
@@ -196,11 +200,13 @@ def _check_train_values(values: dict[str, tuple[tuple, str]]) -> None:
         for v in choices:
             if not ok(v):
                 raise ValueError(f"{_say(label, v)}: {need}")
-    if "train.noise_protocol" in values:
-        choices, label = values["train.noise_protocol"]
+    for key, known, where in (("train.noise_protocol", PROTOCOLS, "tuneae.noise"),
+                              ("train.precision", PRECISIONS, "tuneae.precision"),
+                              ("train.memory_format", MEMORY_FORMATS, "tuneae.precision")):
+        choices, label = values[key]
         for v in choices:
-            if v not in PROTOCOLS:
-                raise ValueError(f"{_say(label, v)}: choose one of {', '.join(PROTOCOLS)} (tuneae.noise)")
+            if v not in known:
+                raise ValueError(f"{_say(label, v)}: choose one of {', '.join(known)} ({where})")
     (lows, low_label), (highs, high_label) = values["train.noise_sigma_min"], values["train.noise_sigma_max"]
     if max(lows) > min(highs):
         raise ValueError(f"{_say(low_label, max(lows))} exceeds {_say(high_label, min(highs))}"

@@ -14,7 +14,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from tuneae.search.searcher import config_key, nearest_unseen
+from tuneae.search.repeats import config_key, nearest_unseen
 from tuneae.search.study import STEP_KEY
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class PruningOptunaSearch(OptunaSearch):
 
     def suggest(self, trial_id: str) -> dict | None:
         """Upstream ``suggest`` (``Study.ask`` over the space), a repeated configuration replaced by the nearest
-        untried one (:func:`tuneae.search.searcher.nearest_unseen`), then the Tune trial id saved on the Optuna
+        untried one (:func:`tuneae.search.repeats.nearest_unseen`), then the Tune trial id saved on the Optuna
         trial.
 
         Training is seeded, so a configuration that already ran (or runs) would only repeat its result; TPE proposes

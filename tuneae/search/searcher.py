@@ -27,19 +27,23 @@ configurations in the same order.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tuneae.search.repeats import config_key, nearest_unseen
 from tuneae.search.study import STEP_KEY, jsonable_space, study_storage
+
+__all__ = ["SEED_RECIPE", "asha_rungs", "config_key", "make_searcher", "nearest_choice", "nearest_unseen", "seed_point",
+           "startup_trials"]
 
 SEED_RECIPE: dict[str, Any] = {
     "train.lr": 5e-4, "train.batch_size": 16, "model.latent_dim": 512,
     "model.base_channels": 32, "model.depth": 5, "model.kernel_size": 3, "model.norm": "batch",
-    "model.input_norm": "none",
+    "model.input_norm": "none", "model.latent_layout": "dense", "model.recon_loss": "mse",
 }
 """The seed project's recipe: its sweep's best AE (lr 5e-4, batch 16, latent 512) on its own stack (base 32 channels,
-depth 5, 3x3 kernels, BatchNorm, raw input); ``train.epochs`` is the largest choice of the space."""
+depth 5, 3x3 kernels, BatchNorm, raw input, a dense latent vector, MSE); ``train.epochs`` is the largest choice of
+the space."""
 
 
 def startup_trials(num_samples: int) -> int:
@@ -125,63 +129,6 @@ def seed_point(space: dict[str, tuple], defaults: dict[str, Any]) -> dict[str, A
     return point
 
 
-def config_key(params: dict[str, Any]) -> tuple:
-    """A hashable form of one configuration (``{name: value}``), equal for equal configurations."""
-    return tuple(sorted((k, repr(v)) for k, v in params.items()))
-
-
-MAX_GRID = 200_000
-"""Largest space (configurations) :func:`nearest_unseen` enumerates; above it a repeat is left as proposed."""
-
-
-def _rank_distance(choices: list) -> Callable[[Any, Any], float]:
-    """Distance between two choices of one hyperparameter: their distance in rank when every choice is a number
-    (ordered: lr, sizes, epochs), else 0 for equal and 1 for different."""
-    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
-        rank = {repr(c): i for i, c in enumerate(sorted(choices))}
-        return lambda a, b: abs(rank[repr(a)] - rank[repr(b)])
-    return lambda a, b: float(repr(a) != repr(b))
-
-
-def nearest_unseen(proposal: dict[str, Any], choices: dict[str, list], seen: set[tuple], seed: int = 0
-                   ) -> dict[str, Any] | None:
-    """The untried configuration nearest to ``proposal``: the sum over hyperparameters of the rank distance for
-    numbers (one step along sorted choices counts 1) and 0 / 1 for other values.
-
-    Used when TPE proposes a configuration that already ran: the nearest untried one keeps TPE's intent (look
-    near the best) without repeating a seeded, deterministic training run. Among equally near ones a seeded draw
-    picks, so runs stay reproducible.
-
-    Args:
-        proposal: ``{name: value}`` over every key of ``choices``.
-        choices: each hyperparameter's categorical choices.
-        seen: configurations already tried, as :func:`config_key` tuples.
-        seed: seed of the tie-break.
-    Returns:
-        A new ``{name: value}``, or None when every configuration has been tried or the space has more than
-        :data:`MAX_GRID` configurations.
-    """
-    import itertools
-
-    import numpy as np
-
-    names = list(choices)
-    if math.prod(len(c) for c in choices.values()) > MAX_GRID:
-        return None
-    dist = {n: _rank_distance(list(choices[n])) for n in names}
-    best, found = math.inf, []
-    for values in itertools.product(*(choices[n] for n in names)):
-        cand = dict(zip(names, values, strict=True))
-        if config_key(cand) in seen:
-            continue
-        d = sum(dist[n](cand[n], proposal[n]) for n in names)
-        if d < best:
-            best, found = d, [cand]
-        elif d == best:
-            found.append(cand)
-    return found[int(np.random.default_rng(seed).integers(len(found)))] if found else None
-
-
 def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], *, num_samples: int,
                   max_concurrent: int, seed: int, study_file: str | Path, rungs: list[float] | None = None,
                   mode: str = "min"):
@@ -194,7 +141,8 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
             which ``OptunaSearch`` turns into ``CategoricalDistribution``\\ s.
         defaults: the kind's flat fixed config (``to_flat(data, model, train)``): the planned epochs when
             ``train.epochs`` is not searched, and values for :func:`seed_point`.
-        num_samples: trials of this kind (sets :func:`startup_trials`; saved for :func:`check_resume`).
+        num_samples: trials of this kind (sets :func:`startup_trials`; saved for
+            :func:`tuneae.search.study.check_resume`).
         max_concurrent: trials running at once; > 1 turns on the constant liar.
         seed: seed of the sampler.
         study_file: the SQLite file (``<experiment>/optuna.db``); an older study of this kind in it is replaced.

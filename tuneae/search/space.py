@@ -30,10 +30,17 @@ def kind_space(search: SearchConfig, kind: str) -> dict[str, tuple]:
 def param_space(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig,
                 train: TrainConfig) -> dict[str, Any]:
     """Tune's ``param_space`` of one kind: the flat configs (:func:`tuneae.config.to_flat`), each searched key a
-    ``ray.tune.choice`` of its choices (upstream: ``ray.tune.search.sample.choice``)."""
+    ``ray.tune.choice`` of its choices (upstream: ``ray.tune.search.sample.choice``), plus the search's ASHA
+    settings (:func:`tuneae.trainable.asha_config`; max_t as the scheduler's, the largest ``train.epochs`` choice),
+    from which each trial derives the rung epochs it checkpoints."""
     from ray import tune
 
+    from tuneae.trainable import asha_config
+
     flat = to_flat(data, replace(model, kind=kind), train)
-    for key, choices in kind_space(search, kind).items():
+    space = kind_space(search, kind)
+    for key, choices in space.items():
         flat[key] = tune.choice(list(choices))
+    max_t = int(max(space.get("train.epochs", (train.epochs,))))  # as tuneae.search.tune.run_one's ASHA max_t
+    flat.update(asha_config(search.grace_period, search.reduction_factor, max_t))
     return flat

@@ -1,0 +1,340 @@
+"""What a trial costs besides training: Ray's fixed cost per trial, its per-epoch overhead, checkpoint traffic.
+
+    python benchmarks/overhead.py [--quick] [--cpus 2] [--trials 4] [--variants product preimport side-by-side]
+                                  [--full-images 300] [--full-epochs 4] [--out results/bench-overhead.json]
+
+Three measurements, each against the same training in plain PyTorch (:func:`tuneae.train.fit` in this process):
+
+1. **Fixed cost of one trial**: ``--trials`` trials of the product's trial function (:func:`tuneae.trainable.run_trial`:
+   a Ray Tune function that launches a Ray Train ``TorchTrainer``) under a plain Tune experiment, one at a time,
+   each one epoch on a few dozen 32 px phantoms, minus the same epoch in plain PyTorch. Broken down from
+   timestamps written by the trial function and the Train worker (an event log beside the run): Ray start (once
+   per search), Tune's launch of the trial (actor start, imports), Ray Train's setup (controller, placement group,
+   worker start, imports), the first epoch, the first report (checkpoint upload) and the teardown.
+   Variants: ``product`` (the search as it is), ``preimport`` (every Ray worker imports torch and tuneae when it
+   starts, :data:`tuneae.trainable.WORKER_SETUP_HOOK`), ``side-by-side`` (one trial more at once than the CPUs
+   hold: the next trial's launch overlaps the running trial's training while its workers wait for CPUs).
+   Not a variant: Tune's ``reuse_actors``. A trial stopped by ASHA is still inside ``TorchTrainer.fit`` when Tune
+   tries to reset its actor for the next trial; the reset waits 2 s for the trial's thread, fails, and Tune marks
+   the *next* trial as errored ("Trainable runner reuse requires reset_config() ... return True", seen in
+   tests/test_faults.py with Ray 2.60), so every trial needs a fresh Tune actor.
+2. **Per-epoch ratio at full size**: one trial at 128 px on ``--full-images`` phantoms for ``--full-epochs`` epochs,
+   seconds per epoch (median of epochs >= 2, report to report) over plain PyTorch's.
+3. **Checkpoint traffic**: bytes written and seconds spent writing per trial, with checkpoints only where used
+   (rungs, end, every ``checkpoint_every``; the product) against every epoch with the optimizer state (as before,
+   ``checkpoint_every=1``), measured at full size and projected for the cpu and gpu presets' schedules.
+
+Writes ``--out`` (JSON). Run it on a quiet machine: every figure is a wall-clock time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tuneae.checkpoint import asha_rungs, checkpoint_kind, save_checkpoint
+from tuneae.config import DataConfig, ModelConfig, TrainConfig, to_flat
+from tuneae.data import phantom_images
+from tuneae.train import fit, make_optimizer, seeded_model
+
+GOALS = {"fixed_cost_s": 2.0, "epoch_ratio": 1.05}
+"""Issue 13's goals: at most 2 s of fixed cost per trial, a Ray epoch at most 5% slower than plain PyTorch."""
+VARIANTS = ("product", "preimport", "side-by-side")
+"""Ways of running the same trials (see the module's docstring)."""
+LOG_KEY, TRIAL_KEY = "bench.log", "bench.trial"
+"""Trial-config keys of the event log's path and the trial id (``from_flat`` ignores the ``bench`` section)."""
+
+
+# ------------------------------------------------------------------------------------------- the event log
+def log_event(path: str, event: str, **data) -> None:
+    """Append ``{"event", "t" (wall clock, s), **data}`` as one line to ``path`` (appends of a line are atomic)."""
+    with open(path, "a") as f:
+        f.write(json.dumps({"event": event, "t": time.time(), **data}) + "\n")
+
+
+def timed_loop(config: dict) -> dict | None:
+    """The product's Train worker loop, with its process start, entry and every report logged."""
+    import psutil
+    import ray.train
+
+    from tuneae.trainable import train_loop_per_worker
+
+    path, trial = config[LOG_KEY], config[TRIAL_KEY]
+    log_event(path, "worker_proc", trial=trial, at=psutil.Process().create_time())
+    log_event(path, "worker_start", trial=trial)
+    real = ray.train.report
+
+    def report(metrics, checkpoint=None, **kw):
+        log_event(path, "report_call", trial=trial, epoch=metrics["epoch"])
+        real(metrics, checkpoint=checkpoint, **kw)
+        log_event(path, "report_done", trial=trial, epoch=metrics["epoch"], ckpt=checkpoint is not None)
+
+    ray.train.report = report  # this worker process only
+    return train_loop_per_worker(config)
+
+
+def timed_trial(config: dict, **kwargs) -> None:
+    """The product's Tune trial function (:func:`tuneae.trainable.run_trial`) with its start and end logged."""
+    import psutil
+    import ray.tune
+
+    import tuneae.trainable as trainable
+
+    trial = ray.tune.get_context().get_trial_id()
+    log_event(config[LOG_KEY], "trial_proc", trial=trial, at=psutil.Process().create_time())
+    log_event(config[LOG_KEY], "trial_start", trial=trial)
+    trainable.train_loop_per_worker = timed_loop  # run_trial launches the worker loop by this name
+    trainable.run_trial({**config, TRIAL_KEY: trial}, **kwargs)
+    log_event(config[LOG_KEY], "trial_end", trial=trial)
+
+
+# ------------------------------------------------------------------------------------------------ running
+def start_ray(cpus: int, preimport: bool) -> float:
+    """Start a local Ray as the search does (:func:`tuneae.search.session.start_local_ray`); returns its seconds."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    from tuneae.search.session import _free_port
+    from tuneae.trainable import WORKER_SETUP_HOOK
+
+    t = time.perf_counter()
+    port = _free_port()
+    os.environ["RAY_API_SERVER_ADDRESS"] = api = f"http://127.0.0.1:{port}"
+    env = {"env_vars": {"RAY_API_SERVER_ADDRESS": api}}
+    if preimport:
+        env["worker_process_setup_hook"] = WORKER_SETUP_HOOK
+    ray.init(num_cpus=cpus, include_dashboard=True, dashboard_port=port, runtime_env=env, log_to_driver=False)
+    return time.perf_counter() - t
+
+
+def run_trials(arrays: dict, config: dict, n: int, cpus: int, max_concurrent: int, storage: Path) -> dict:
+    """``n`` trials of ``config`` under one Tune experiment; returns wall time, events and every trial's results."""
+    import ray
+    from ray import tune
+
+    from tuneae.trainable import TrialResources
+
+    log = str(storage / "events.jsonl")
+    trainable = tune.with_parameters(timed_trial, data_box={"ref": ray.put(arrays)},
+                                     resources=TrialResources(1, float(cpus), 0.0),
+                                     train_storage=str(storage / "train"))
+    trainable = tune.with_resources(trainable, {"CPU": 0, "node:__internal_head__": 0.001})  # as the search
+    tuner = tune.Tuner(trainable, param_space={**config, LOG_KEY: log},
+                       tune_config=tune.TuneConfig(num_samples=n, max_concurrent_trials=max_concurrent),
+                       run_config=tune.RunConfig(name="bench", storage_path=str(storage), verbose=0))
+    t0 = time.time()
+    grid = tuner.fit()
+    t1 = time.time()
+    errors = [str(r.error) for r in grid if r.error]
+    if errors:
+        raise RuntimeError(f"benchmark trial failed: {errors[0][-2000:]}")
+    events = [json.loads(line) for line in Path(log).read_text().splitlines()]
+    rows = {r.metrics["trial_id"]: r.metrics_dataframe.to_dict("records") for r in grid}
+    pgs = [p["stats"]["end_to_end_creation_latency_ms"] / 1000 for p in ray.util.placement_group_table().values()
+           if p.get("stats")]
+    return {"t0": t0, "t1": t1, "events": events, "rows": rows, "placement_group_s": pgs}
+
+
+def plain(train: np.ndarray, val: np.ndarray, model_cfg: ModelConfig, cfg: TrainConfig, cpus: int) -> dict:
+    """The same training in this process with ``cpus`` torch threads: seconds of the first (cold) and a second
+    (warm) fit, and the seconds of each epoch of the warm one (``on_epoch`` to ``on_epoch``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cpus)
+    try:
+        out = {}
+        for label in ("cold", "warm"):
+            stamps = [time.perf_counter()]
+            fit(seeded_model(model_cfg, cfg), train, val, cfg,
+                on_epoch=lambda e, m, stamps=stamps: stamps.append(time.perf_counter()))
+            out[f"{label}_fit_s"] = stamps[-1] - stamps[0]
+            out["epoch_s"] = list(np.diff(stamps))
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+def breakdown(run: dict, plain_fit_s: float) -> list[dict]:
+    """Per trial (in start order): where its wall time went, in seconds; ``fixed_cost_s`` = total - plain fit."""
+    by: dict[str, dict] = {}
+    for e in run["events"]:
+        d = by.setdefault(e["trial"], {"reports": []})
+        if e["event"] in ("report_call", "report_done"):
+            d["reports"].append(e)
+        else:
+            d[e["event"]] = e.get("at", e["t"])
+    out, prev = [], run["t0"]
+    for trial, d in sorted(by.items(), key=lambda kv: kv[1]["trial_start"]):
+        calls = [e["t"] for e in d["reports"] if e["event"] == "report_call"]
+        dones = [e["t"] for e in d["reports"] if e["event"] == "report_done"]
+        start = max(prev, d["trial_proc"])
+        row = {"trial": trial,
+               "tune_launch_s": d["trial_start"] - prev,
+               "tune_actor_imports_s": d["trial_start"] - start,
+               "train_setup_s": d["worker_start"] - d["trial_start"],
+               "worker_imports_s": d["worker_start"] - max(d["worker_proc"], d["trial_start"]),
+               "first_epoch_s": calls[0] - d["worker_start"],
+               "first_report_s": dones[0] - calls[0],
+               "teardown_s": d["trial_end"] - dones[-1],
+               "total_s": d["trial_end"] - prev}
+        row["fixed_cost_s"] = row["total_s"] - plain_fit_s
+        out.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
+        prev = d["trial_end"]
+    return out
+
+
+def checkpoint_traffic(run: dict) -> dict:
+    """Bytes and seconds a trial spent on checkpoints: ``checkpoint/save_s`` plus the extra time of a report that
+    carries a checkpoint (its upload to storage) over the median report without one."""
+    (rows,) = run["rows"].values()
+    reports: dict[int, dict] = {}
+    for e in (e for e in run["events"] if e["event"] in ("report_call", "report_done")):
+        reports.setdefault(e["epoch"], {})[e["event"]] = e if e["event"] == "report_done" else e["t"]
+    durations = {ep: (r["report_done"]["t"] - r["report_call"], r["report_done"]["ckpt"]) for ep, r in reports.items()
+                 if "report_done" in r}
+    plain_reports = [s for s, ck in durations.values() if not ck]
+    base = statistics.median(plain_reports) if plain_reports else 0.0
+    upload = sum(max(s - base, 0.0) for s, ck in durations.values() if ck)
+    return {"checkpoints": sum(1 for r in rows if r.get("checkpoint/bytes")),
+            "bytes": int(sum(r.get("checkpoint/bytes", 0) for r in rows)),
+            "save_s": round(sum(r.get("checkpoint/save_s", 0.0) for r in rows), 3),
+            "upload_s": round(upload, 3)}
+
+
+def projection(model_cfg: ModelConfig, schedules: dict[str, tuple[int, float, int]], every: int) -> dict:
+    """Bytes per trial by the schedule alone, for one model: a trial that runs to max_t and one stopped at the
+    first rung, checkpointing as now (:func:`tuneae.checkpoint.checkpoint_kind`) and before (every epoch, weights
+    and optimizer). Sizes from writing that model's checkpoint once."""
+    model = seeded_model(model_cfg, TrainConfig())
+    opt = make_optimizer(model, TrainConfig(), "cpu")
+    model(torch.rand(2, 1, model_cfg.image_size, model_cfg.image_size)).mean().backward()
+    opt.step()  # Adam's state exists only after a step
+    with tempfile.TemporaryDirectory() as tmp:
+        save_checkpoint(tmp, model, DataConfig(), TrainConfig(), 1, {}, opt)
+        weights, optim = (Path(tmp) / "model.pt").stat().st_size, (Path(tmp) / "optimizer.pt").stat().st_size
+    size = {"weights": weights, "resume": weights + optim, "": 0}
+    out = {"model": asdict(model_cfg), "weights_bytes": weights, "optimizer_bytes": optim}
+    for name, (grace, rf, max_t) in schedules.items():
+        rungs = asha_rungs(grace, rf, max_t)
+        for label, last in (("to_end", max_t), ("stopped_at_first_rung", rungs[0])):
+            now = sum(size[checkpoint_kind(e, max_t, every, rungs)] for e in range(1, last + 1))
+            out[f"{name}_{label}"] = {"epochs": last, "before_bytes": last * (weights + optim), "now_bytes": now}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def fixed_cost(args, variants: list[str]) -> dict:
+    """Section 1: per variant, Ray's start and the breakdown of each trial against the plain fit."""
+    import ray
+
+    size, n_img = 32, 48
+    imgs, _, _ = phantom_images(n_img, size, seed=0)
+    arrays = {"train": imgs[:40], "val": imgs[40:]}
+    data_cfg = DataConfig(source="phantom", image_size=size)
+    model_cfg = ModelConfig(kind="ae", image_size=size, latent_dim=32, base_channels=8)
+    cfg = TrainConfig(epochs=1, batch_size=16)
+    base = plain(arrays["train"], arrays["val"], model_cfg, cfg, args.cpus)
+    config = {**to_flat(data_cfg, model_cfg, cfg)}
+    out = {"data": {"images": n_img, "size": size, "epochs": 1, "model": asdict(model_cfg)}, "plain": base}
+    for variant in variants:
+        ray_start = start_ray(args.cpus, preimport=variant == "preimport")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                run = run_trials(arrays, config, args.trials, args.cpus, 2 if variant == "side-by-side" else 1,
+                                 Path(tmp))
+        finally:
+            ray.shutdown()
+        trials = breakdown(run, base["warm_fit_s"]) if variant != "side-by-side" else []
+        per_trial = (run["t1"] - run["t0"]) / args.trials
+        out[variant] = {"ray_start_s": round(ray_start, 2), "wall_per_trial_s": round(per_trial, 2),
+                        "fixed_cost_per_trial_s": round(per_trial - base["warm_fit_s"], 2),
+                        "placement_group_s": [round(s, 3) for s in run["placement_group_s"]], "trials": trials}
+        if trials:  # the first trial also pays Tune's experiment start: the later ones show the steady state
+            steady = trials[1:] or trials
+            out[variant]["steady_state_median_s"] = {k: round(statistics.median(t[k] for t in steady), 3)
+                                                     for k in trials[0] if k != "trial"}
+        print(variant, json.dumps(out[variant].get("steady_state_median_s", out[variant])), flush=True)
+    return out
+
+
+def full_size(args) -> dict:
+    """Sections 2 and 3: one trial at 128 px (checkpoints as now) and one checkpointing every epoch, against plain."""
+    import ray
+
+    imgs, _, _ = phantom_images(args.full_images, args.full_size, seed=0)
+    n_val = max(len(imgs) // 10, 2)
+    arrays = {"train": imgs[n_val:], "val": imgs[:n_val]}
+    data_cfg = DataConfig(source="phantom", image_size=args.full_size)
+    model_cfg = ModelConfig(kind="ae", image_size=args.full_size, latent_dim=1024,
+                            depth=5 if args.full_size >= 32 else 3)
+    now = TrainConfig(epochs=args.full_epochs, batch_size=32)
+    base = plain(arrays["train"], arrays["val"], model_cfg, now, args.cpus)
+    from tuneae.trainable import asha_config
+
+    schedule = asha_config(1, 3.0, args.full_epochs)  # the cpu preset's ASHA: rungs at 1, 3, 9, ...
+    out = {"data": {"images": len(imgs), "size": args.full_size, "epochs": args.full_epochs,
+                    "model": asdict(model_cfg)}, "plain_epoch_s": [round(s, 3) for s in base["epoch_s"]]}
+    start_ray(args.cpus, preimport=False)
+    try:
+        for label, cfg in (("now", now), ("before", replace(now, checkpoint_every=1))):
+            with tempfile.TemporaryDirectory() as tmp:
+                run = run_trials(arrays, {**to_flat(data_cfg, model_cfg, cfg), **schedule}, 1, args.cpus, 1,
+                                 Path(tmp))
+            dones = sorted(e["t"] for e in run["events"] if e["event"] == "report_done")
+            out[f"ray_epoch_s_{label}"] = [round(s, 3) for s in np.diff(dones)]
+            out[f"checkpoints_{label}"] = checkpoint_traffic(run)
+    finally:
+        ray.shutdown()
+    ray_epoch = statistics.median(out["ray_epoch_s_now"]) if out["ray_epoch_s_now"] else float("nan")
+    out["epoch_ratio"] = round(ray_epoch / statistics.median(base["epoch_s"][1:] or base["epoch_s"]), 3)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the sections asked for and write the JSON file; returns what it wrote."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cpus", type=int, default=min(os.cpu_count() or 1, 2), help="CPUs of Ray and of each trial")
+    ap.add_argument("--trials", type=int, default=4, help="trials per variant (the first also starts the experiment)")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--full-images", type=int, default=300)
+    ap.add_argument("--full-size", type=int, default=128)
+    ap.add_argument("--full-epochs", type=int, default=4)
+    ap.add_argument("--skip-full", action="store_true", help="only the fixed cost")
+    ap.add_argument("--quick", action="store_true",
+                    help="a check that it runs: 2 trials, the product variant, 32 px full size")
+    ap.add_argument("--out", default="results/bench-overhead.json")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.trials, args.variants, args.full_images, args.full_size, args.full_epochs = 2, ["product"], 40, 32, 3
+    info = {"command": "python benchmarks/overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                        "ray_cpus": args.cpus, "torch_threads_plain": args.cpus},
+            "versions": {"torch": torch.__version__, "ray": __import__("ray").__version__},
+            "date": time.strftime("%Y-%m-%d"), "goals": GOALS,
+            "fixed_cost": fixed_cost(args, args.variants)}
+    if not args.skip_full:
+        info["full_size"] = full_size(args)
+    info["checkpoint_projection"] = {
+        f"ae_latent_{latent}": projection(ModelConfig(kind="ae", image_size=128, latent_dim=latent),
+                                          {"cpu_preset": (1, 3.0, 9), "gpu_preset": (5, 2.0, 40)},
+                                          TrainConfig().checkpoint_every)
+        for latent in (1024, 2048)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(info, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return info
+
+
+if __name__ == "__main__":
+    main()
