@@ -253,3 +253,27 @@ def test_search_section_draws_every_kind(tmp_path):
     text = "\n".join(lines)
     assert "optuna-dashboard sqlite:///runs/x/optuna.db" in text and "stopped early by ASHA" in text
     assert sum(line.startswith("| ") for line in lines) == 1 + 10  # header + one row per trial
+
+
+def test_a_pickled_searcher_follows_its_moved_experiment_folder(tmp_path):
+    """Tune pickles the searcher (its study storage included) into the experiment's state; after the experiment
+    folder moved, unpickling inside ``study_file_now`` reconnects to the study's new place (``--resume`` from a
+    moved folder, issue 15 item 12); outside it, the old path is gone and the storage cannot open."""
+    import sqlalchemy
+
+    from tuneae.search.optuna_search import study_file_now
+
+    s = searcher_for(tmp_path, TOY_SPACE, name="old")
+    run_trial(s, "t0", toy)
+    saved = pickle.dumps(s)
+    (tmp_path / "old").rename(tmp_path / "new")
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        pickle.loads(saved)
+    with study_file_now(tmp_path / "new" / "optuna.db"):
+        restored = pickle.loads(saved)
+    assert not (tmp_path / "old").exists()
+    [trial] = restored._ot_study.get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["tune_trial_id"] == "t0"
+    run_trial(restored, "t1", toy)  # the study goes on at its new place
+    assert len(optuna.load_study(study_name="ae", storage=f"sqlite:///{tmp_path / 'new' / 'optuna.db'}")
+               .get_trials()) == 2

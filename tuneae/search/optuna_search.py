@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -18,6 +21,37 @@ logger = logging.getLogger(__name__)
 
 _TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 """Trials whose configuration has run or is running (FAIL is left out: a failed configuration may be retried)."""
+
+
+_study_file_now: Path | None = None
+"""Where the experiment being restored keeps its study now (:func:`study_file_now`); None outside a restore."""
+
+
+class MovableStorage(optuna.storages.RDBStorage):
+    """The study's ``RDBStorage`` that, when unpickled during a restore, reconnects to where the study file is now.
+
+    Tune pickles the searcher (and with it this storage, its SQLite URL an absolute path) into the experiment's
+    state. After the experiment folder moved (``mv runs/x elsewhere/x``, then ``--resume --storage-path
+    elsewhere``) upstream ``RDBStorage.__setstate__`` would reconnect to the old path and fail ("unable to open
+    database file"); inside :func:`study_file_now` this one takes the study file's current place instead.
+    """
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if _study_file_now is not None:
+            state = {**state, "url": f"sqlite:///{_study_file_now}"}
+        super().__setstate__(state)
+
+
+@contextmanager
+def study_file_now(path: str | Path) -> Iterator[None]:
+    """While restoring an experiment (``Tuner.restore`` and its ``fit``, which reloads the searcher), every
+    :class:`MovableStorage` unpickled connects to ``path``, the experiment's study file where it is now."""
+    global _study_file_now
+    before, _study_file_now = _study_file_now, Path(path).resolve()
+    try:
+        yield
+    finally:
+        _study_file_now = before
 
 
 class PruningOptunaSearch(OptunaSearch):

@@ -156,13 +156,13 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
     """
     import optuna
 
-    from tuneae.search.optuna_search import PruningOptunaSearch
+    from tuneae.search.optuna_search import MovableStorage, PruningOptunaSearch
 
     if num_samples < 1:
         raise ValueError(f"num_samples {num_samples} must be >= 1")
     if any(not choices for choices in space.values()):
         raise ValueError(f"{kind}: empty choices in the search space {space}")
-    storage = study_storage(study_file)
+    storage = study_storage(study_file, MovableStorage)  # pickled into Tune's state: must survive a moved folder
     direction = "minimize" if mode == "min" else "maximize"
     if kind in optuna.get_all_study_names(storage):  # a fresh experiment: no trials of an older one
         optuna.delete_study(study_name=kind, storage=storage)

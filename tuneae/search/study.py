@@ -24,11 +24,13 @@ IMPORTANCE_METHOD = "fANOVA (Hutter et al. 2014; optuna.importance.FanovaImporta
 other budgets)."""
 
 
-def study_storage(path: str | Path):
+def study_storage(path: str | Path, storage_class: type | None = None):
     """An ``optuna.storages.RDBStorage`` on the SQLite file ``path`` (created with its folder if missing).
 
     Args:
         path: the SQLite file; made absolute, so the URL holds wherever the driver runs.
+        storage_class: a subclass of ``RDBStorage`` to build instead (the searcher's
+            :class:`tuneae.search.optuna_search.MovableStorage`, which follows a moved experiment folder).
     Returns:
         The storage (URL ``sqlite:////abs/path``; a 60 s busy timeout, so a dashboard reading it never fails a write).
     """
@@ -36,7 +38,8 @@ def study_storage(path: str | Path):
 
     path = Path(path).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
+    cls = storage_class or optuna.storages.RDBStorage
+    return cls(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
 
 
 def jsonable_space(space: dict[str, tuple]) -> dict[str, list]:

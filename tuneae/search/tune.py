@@ -94,17 +94,21 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
     space = param_space(kind, search, data, model, train)
     callback = tracking.tune_callback(search.wandb_project, f"{search.name}-{kind}") if search.wandb else None
     if resume and tune.Tuner.can_restore(path):
+        from tuneae.search.optuna_search import study_file_now
+
         # Unfinished trials continue (keeping their ids) from their Train checkpoints, finished ones are kept,
         # errored ones stay failed (a diverged trial would only diverge again), and the searcher and scheduler
-        # reload their state from `path`. The W&B callback comes back from the saved tuner state.
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
-                                   param_space=space)
-        done = tuner.get_results()
-        if done.num_terminated + done.num_errors >= search.num_samples:
-            print(f"[tuneae] {kind} already finished in {path}; kept as it is", flush=True)
-            return done
-        print(f"[tuneae] resuming {kind} from {path}", flush=True)
-        return tuner.fit()
+        # reload their state from `path`. The W&B callback comes back from the saved tuner state. The pickled
+        # searcher reconnects to the study where it is now (the experiment folder may have moved).
+        with study_file_now(layout.study_file):
+            tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                       param_space=space)
+            done = tuner.get_results()
+            if done.num_terminated + done.num_errors >= search.num_samples:
+                print(f"[tuneae] {kind} already finished in {path}; kept as it is", flush=True)
+                return done
+            print(f"[tuneae] resuming {kind} from {path}", flush=True)
+            return tuner.fit()
     max_t = int(max(kind_space(search, kind).get("train.epochs", (train.epochs,))))
     # Rungs count the reported `epoch`, not Tune's iterations: a trial resumed after a driver restart
     # continues from its Train checkpoint at epoch k + 1 while its iteration count starts again at 1.
