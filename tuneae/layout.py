@@ -18,6 +18,7 @@ alone moved, give its new place explicitly).
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
@@ -70,6 +71,21 @@ def portable(value: str, base: str | os.PathLike) -> str:
     if is_local(value) and os.path.isabs(value):
         return os.path.relpath(value, Path(base).resolve())
     return value
+
+
+def portable_command(program: str, argv: list[str]) -> str:
+    """The shell command ``program argv...`` as a committed file records it: every absolute local path argument
+    (``/a/b`` or ``--flag=/a/b``) rewritten relative to the working directory, so the command re-runs from the folder
+    it was started in and holds no path of this machine; everything else quoted unchanged (:func:`shlex.quote`)."""
+    cwd = os.getcwd()
+
+    def one(arg: str) -> str:
+        flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if value and os.path.isabs(value) and is_local(value):
+            value = os.path.relpath(value, cwd)
+        return shlex.quote(flag + eq + value)
+
+    return " ".join([program, *(one(a) for a in argv)])
 
 
 def resolve_recorded(value: str, base: str | os.PathLike) -> str:

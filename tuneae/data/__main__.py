@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from dataclasses import replace
@@ -20,7 +19,7 @@ from tuneae.data.pipeline import SPLIT_RULES, load_splits
 from tuneae.data.sources import LAYOUTS
 from tuneae.data.summary import format_summary
 from tuneae.files import atomic_write
-from tuneae.layout import user_path
+from tuneae.layout import portable_command, user_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(user_path(args.out))
     write_manifest(splits, out / "manifest.csv")
-    summary = {"command": "python -m tuneae.data " + " ".join(shlex.quote(a) for a in argv),
+    summary = {"command": portable_command("python -m tuneae.data", list(argv)),
                "wall_time_s": round(time.time() - started, 1), "image_size": cfg.image_size,
                "classes": list(splits.classes), "data": splits.counts}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -11,8 +11,8 @@ every learned-minus-classical claim is a paired difference with its interval, an
 interval excludes 0. The best learned model and the classical comparator at each sigma, and the best bottleneck
 model, are chosen on validation images, never on test. SSIM is Wang et al. 2004's (Gaussian window, sd 1.5). Each
 model is also re-evaluated on the validation split exactly as the search did, to check that the checkpoint
-reproduces the reported ``val/loss``. A last "Search" section draws what the searcher did, from its saved Optuna study: every
-trial's learning curve with ASHA's rungs, the objective against each hyperparameter, fANOVA importances.
+reproduces the reported ``val/loss``. A last "Search" section draws what the searcher did, from its saved Optuna
+study: every trial's learning curve with ASHA's rungs, the objective against each hyperparameter, fANOVA importances.
 
 ``RUN`` is a results folder ``results/<name>`` (with ``summary.json``) or an experiment folder ``<storage>/<name>``
 (per-kind Tune experiments ``ae/``, ``vae/``, ... of trial folders with ``result.json``). Outputs go to ``--out``

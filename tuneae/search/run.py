@@ -1,7 +1,6 @@
 """``main`` of ``python -m tuneae.search``: check the input, load the data, search every kind, write the results."""
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from dataclasses import asdict
@@ -11,7 +10,7 @@ from typing import Any
 from tuneae import tracking
 from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
 from tuneae.data import DataError, Splits, check_source, load_splits, write_manifest
-from tuneae.layout import RunLayout, portable
+from tuneae.layout import RunLayout, portable, portable_command
 from tuneae.results import FINAL_STATUSES, METRIC, MODE, format_table, kind_summary, trial_rows, versions, write_results
 from tuneae.search.checks import ConfigError, validate
 from tuneae.search.cli import resolve
@@ -97,7 +96,7 @@ def make_summary(argv: list[str] | None, preset: str, started: float, search: Se
     """
     layout = RunLayout.of(search)
     return {
-        "command": "python -m tuneae.search " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "command": portable_command("python -m tuneae.search", list(argv or sys.argv[1:])),
         "preset": preset,
         "versions": versions(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
