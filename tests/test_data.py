@@ -21,7 +21,6 @@ from tuneae.config import DataConfig, ModelConfig
 from tuneae.data import (
     LAYOUTS,
     DataError,
-    add_gaussian_noise,
     canonical_class,
     check_source,
     load_splits,
@@ -438,22 +437,11 @@ def test_phantom_source(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-def test_to_float_and_noise():
+def test_to_float():
     x = to_float(np.array([[[[0, 255], [51, 102]]]], dtype=np.uint8))  # (1, 1, 2, 2)
     assert x.dtype == torch.float32 and torch.allclose(x.flatten(), torch.tensor([0.0, 1.0, 0.2, 0.4]))
     with pytest.raises(TypeError):
         to_float(torch.zeros(1, 1, 2, 2))
-    x = torch.rand(4, 1, 16, 16)
-    assert torch.equal(add_gaussian_noise(x, 0.0), x)
-    y = add_gaussian_noise(x, 0.5, generator=torch.Generator().manual_seed(0))
-    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1 and (y == 0).any() and (y == 1).any()
-    assert torch.equal(y, add_gaussian_noise(x, 0.5, generator=torch.Generator().manual_seed(0)))
-    z = add_gaussian_noise(x, torch.tensor([0.0, 0.1, 0.0, 0.3]))
-    assert torch.equal(z[0], x[0]) and torch.equal(z[2], x[2]) and not torch.equal(z[1], x[1])
-    with pytest.raises(ValueError, match="shape"):
-        add_gaussian_noise(x, torch.tensor([0.1, 0.2]))
-    with pytest.raises(ValueError, match=">= 0"):
-        add_gaussian_noise(x, -0.1)
 
 
 # ---------------------------------------------------------------------------------------------------- real data

@@ -163,6 +163,14 @@ def test_bad_runs_give_clear_errors(smoke_run, tmp_path, capsys):
     (tmp_path / "badckpt" / "summary.json").write_text(json.dumps(summary))
     _fails(capsys, tmp_path / "badckpt", "does not match its model config", str(bad), kind)
 
+    changed = json.loads((smoke_run["results"] / "summary.json").read_text())  # the data changed since the search
+    changed["experiment_dir"] = str(smoke_run["storage"] / "smoke")
+    test_counts = changed["data"]["per_class"]["test"]
+    test_counts[next(iter(test_counts))] += 1
+    (tmp_path / "changed").mkdir()
+    (tmp_path / "changed" / "summary.json").write_text(json.dumps(changed))
+    _fails(capsys, tmp_path / "changed", "splits into other images than the search's", "--data")
+
 
 def test_report_figures_write_nothing_under_home(tmp_path):
     """Matplotlib's font cache and config dir go to the temp dir, not $HOME (a fresh process, fresh $HOME)."""

@@ -264,7 +264,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "cpu": {
         "data": {"image_size": 128},
-        "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 4, "cpus_per_trial": 2.0,
+        "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 8, "cpus_per_trial": 2.0,
                    "grace_period": 1, "reduction_factor": 3.0, "name": "cpu"},
         "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
                   "model.latent_dim": (512, 1024, 2048), "model.latent_layout": ("dense", "spatial"),
@@ -283,7 +283,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 """Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
-reduced budget for 2 CPUs, 80 min: ae, vae, dae and the denoising U-Net, 4 trials each, epochs {3, 6, 9}
+reduced budget for 2 CPUs, about 35 min per kind: ae, vae, dae and the denoising U-Net, 8 trials each (TPE's
+random start-up is max(2, 8 // 4) = 2 of them, the first the seed's recipe, so 6 are TPE's), epochs {3, 6, 9}
 for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets; the code layout for the bottleneck kinds and MSE or
 L1 + SSIM as training loss), gpu (the seed's full grid and epochs, 1/4 GPU per trial; the same four kinds). The gpu
 preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,

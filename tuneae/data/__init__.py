@@ -25,7 +25,7 @@ from tuneae.data.pipeline import check_source, load_splits
 from tuneae.data.sources import IMAGE_EXTENSIONS, LAYOUTS, canonical_class
 from tuneae.data.splits import Splits
 from tuneae.data.summary import format_summary
-from tuneae.data.tensors import add_gaussian_noise, to_float
+from tuneae.data.tensors import to_float
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -36,7 +36,6 @@ __all__ = [
     "PREPROCESS_VERSION",
     "DataError",
     "Splits",
-    "add_gaussian_noise",
     "canonical_class",
     "check_source",
     "format_summary",

@@ -53,7 +53,11 @@ def _split(d: dict) -> list[str]:
             "copies removed", "manifest": "read from a manifest"}.get(d["split"], d["split"])
     counts = "; ".join(f"{name} " + ", ".join(f"{c} {n}" for c, n in per.items())
                        for name, per in d["per_class"].items())
-    return ["", f"Split: {rule}; images per class: {counts}."]
+    limits = (" Limits of this split that a reader should weigh: duplicates are found per image (equal pixels or a "
+              "difference hash within its distance), not per patient, so neighbouring slices of one scan can still "
+              "fall in different splits, which favours the learned models over the classical ones; and the "
+              "intervals resample images, not patients.") if d["split"] == "group" else ""
+    return ["", f"Split: {rule}; images per class: {counts}.{limits}"]
 
 
 def _reload(r: dict) -> list[str]:
@@ -88,7 +92,8 @@ PROTOCOL_TEXT = {
             "as in the denoising literature)",
     "clipped8": "the same noise clipped to [0, 1] and quantized to 8 bits (the secondary protocol); the classical "
                 "methods are bias-aware here: tuned on validation images with this noise, their output debiased "
-                "for clipping (Foi 2009)"}
+                "for clipping (Foi 2009), while the learned denoisers were trained on the primary (unclipped) noise "
+                "and see this protocol unadapted"}
 """How report.md describes each noise protocol."""
 
 
@@ -128,7 +133,10 @@ def _comparisons(m: dict, p: str) -> list[str]:
             name = f"**{k}**" if k == sel["best_learned"] else k
             rows.append([s, f"{name} - {sel['comparator']}", fmt_interval(d["psnr"], signed=True),
                          fmt_interval(d["ssim"], 3, signed=True), d["psnr"]["verdict"]])
-    return ["Learned minus classical comparator, paired per test image (PSNR dB, SSIM):", "",
+    return ["Learned minus classical comparator, paired per test image (PSNR dB, SSIM). The bold row, the learned "
+            "model chosen on validation, is the claim; the other rows are for reference (one claim per sigma, so no "
+            "correction for multiple comparisons is made). The comparator was chosen and tuned for PSNR, so only "
+            "PSNR carries a verdict:", "",
             md_table(["sigma", "difference", "PSNR", "SSIM", "PSNR verdict"], rows), ""] if rows else []
 
 

@@ -68,7 +68,8 @@ def load_data(models: dict[str, tuple[Autoencoder, dict]], run: Run, source: str
 
     Raises:
         ReportError: the models were trained on different data, the data cannot be loaded (naming the source and
-            suggesting ``--data``), or its image size does not fit a model.
+            suggesting ``--data``), it splits into other images per class than the search's ``summary.json``
+            records (the data changed), or its image size does not fit a model.
     """
     cfgs = {kind: data_config(payload, run, source) for kind, (_, payload) in models.items()}
     same = {k: {f: v for f, v in asdict(c).items() if f not in ("cache_dir", "skip_unreadable")}
@@ -81,6 +82,12 @@ def load_data(models: dict[str, tuple[Autoencoder, dict]], run: Run, source: str
     except DataError as exc:
         hint = "" if source else " (named in the checkpoints; pass --data SOURCE when the run was made elsewhere)"
         raise ReportError(f"cannot load the data {cfg.source!r}{hint}: {exc}") from exc
+    recorded = ((run.summary or {}).get("data") or {}).get("per_class")
+    if recorded and json.loads(json.dumps(splits.counts.get("per_class"))) != recorded:
+        raise ReportError(f"the data {cfg.source!r} now splits into other images than the search's (images per class "
+                          f"per split now {splits.counts.get('per_class')}, in the search's summary.json {recorded}): "
+                          f"the data changed since the search, so its test set would not be the one the search "
+                          f"held out; pass --data with the search's data")
     for kind, (model, _) in models.items():
         if model.cfg.image_size != splits.test.shape[-1]:
             raise ReportError(f"{kind}: the model takes {model.cfg.image_size} px images, the data "

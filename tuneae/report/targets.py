@@ -39,14 +39,20 @@ def _denoising_target(m: dict, key: str, fixed: float) -> dict | None:
     if res is None or learned is None or classical is None:
         return None
     target = max(fixed, res[classical]["psnr"]["mean"] + TARGET_MARGIN_DB)
+    diff = m.get("comparisons", {}).get(PRIMARY, {}).get(key, {}).get(learned, {}).get("psnr")
+    # where the comparator sets the target, judge the paired difference learned - comparator against the margin:
+    # the learned model's own interval alone would ignore the comparator's uncertainty
+    by_margin = diff is not None and res[classical]["psnr"]["mean"] + TARGET_MARGIN_DB >= fixed
+    judged, threshold = (diff, TARGET_MARGIN_DB) if by_margin else (res[learned]["psnr"], fixed)
     groups = m.get("denoising_classes", {}).get(PRIMARY, {}).get(key, {}).get("groups", {})
     gap = groups.get("tumour_minus_no_tumour")
     no_worse = None if gap is None else gap["mean"] >= 0
     return {
         "best_learned": learned, "psnr": res[learned]["psnr"], "best_classical": classical,
-        "classical_psnr": res[classical]["psnr"], "target": target, "met": res[learned]["psnr"]["mean"] >= target,
-        "status": threshold_status(res[learned]["psnr"], target),
-        "learned_minus_classical": m.get("comparisons", {}).get(PRIMARY, {}).get(key, {}).get(learned, {}).get("psnr"),
+        "classical_psnr": res[classical]["psnr"], "target": target, "met": judged["mean"] >= threshold,
+        "status": threshold_status(judged, threshold),
+        "judged_on": "paired difference >= margin" if by_margin else "test PSNR >= fixed target",
+        "learned_minus_classical": diff,
         "chosen_on": "validation", "healthy_classes": groups.get("no_tumour_classes", []),
         "tumour_minus_classical": groups.get("tumour"), "no_tumour_minus_classical": groups.get("no_tumour"),
         "tumour_minus_no_tumour": gap, "tumour_classes_no_worse": no_worse,
@@ -76,7 +82,9 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
     Denoising, per sigma of ``DENOISING_TARGETS_DB`` that the report measured under the primary protocol: the
     learned model with the best validation PSNR (``m["selection"]``), its mean test PSNR (dB, with interval) against
     the target, raised to the comparator's test PSNR + ``TARGET_MARGIN_DB`` where that is higher (the comparator:
-    the classical method with the best validation PSNR); and whether the tumour classes fare no worse than the
+    the classical method with the best validation PSNR; then the status is the paired difference learned -
+    comparator, with its interval, against the margin, so the comparator's own uncertainty counts); and
+    whether the tumour classes fare no worse than the
     no-tumour class relative to the comparator: the per-image PSNR difference learned - comparator pooled over the
     tumour classes minus the same over the no-tumour class(es), >= 0 (with its unpaired bootstrap interval).
     Reconstruction (``RECONSTRUCTION_TARGET``): the bottleneck model (ae / vae / dae, latent dimension <= 2048)
@@ -98,6 +106,16 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _required(d: dict, sigma: str) -> str:
+    """The "required" cell of one denoising target: the margin over the comparator (judged on the paired
+    difference) or the fixed target (judged on the learned model's test PSNR), whichever is higher."""
+    if d.get("judged_on", "").startswith("paired"):
+        return (f"learned - {d['best_classical']} >= +{TARGET_MARGIN_DB:g} dB, paired (i.e. >= {d['target']:.2f} dB; "
+                f"the fixed {DENOISING_TARGETS_DB[float(sigma)]:g} dB is lower)")
+    return (f">= {d['target']:.2f} dB (the fixed target; comparator {d['best_classical']} "
+            f"{d['classical_psnr']['mean']:.2f} + {TARGET_MARGIN_DB:g} is lower)")
+
+
 def targets_markdown(t: dict) -> list[str]:
     """The "Targets" section of report.md from :func:`check_targets`' result."""
     def yes(status):
@@ -105,8 +123,7 @@ def targets_markdown(t: dict) -> list[str]:
 
     rows = [[f"denoising, sigma {s}", f"{d['best_learned']}: {fmt_interval(d['psnr'])} dB; - {d['best_classical']}: "
              f"{fmt_interval(d['learned_minus_classical'], signed=True)} dB",
-             f">= {d['target']:.2f} dB (comparator {d['best_classical']} {d['classical_psnr']['mean']:.2f} + "
-             f"{TARGET_MARGIN_DB:g}, at least {DENOISING_TARGETS_DB[float(s)]:g})", yes(d["status"])]
+             _required(d, s), yes(d["status"])]
             for s, d in t["denoising"].items()]
     rows += [[f"tumour classes vs {', '.join(d['healthy_classes'])}, sigma {s}",
               f"learned - classical: {fmt_interval(d['tumour_minus_classical'], signed=True)} vs "

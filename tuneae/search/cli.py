@@ -38,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m tuneae.search",
         description="Find the best autoencoder for brain-tumour MRI reconstruction by distributed hyperparameter "
                     "search: Ray Tune + Optuna TPE + ASHA, each trial trained under Ray Train, logged to W&B.",
-        epilog="Presets: smoke = synthetic 32 px phantoms, 4 trials per model of 3 epochs, ~1-2 min on 2 CPUs "
+        epilog="Presets: smoke = synthetic 32 px phantoms, 4 trials per model of 3 epochs, ~2 min per model on 2 CPUs "
                "(the tests use it); cpu = the real data at 128x128 with a reduced budget for 2 CPUs "
-               "(ae, vae, dae and the denoising U-Net dunet, 4 trials each; epochs {3, 6, 9} for the bottleneck "
+               "(ae, vae, dae and the denoising U-Net dunet, 8 trials each; epochs {3, 6, 9} for the bottleneck "
                "models, {4, 8} for dunet with base channels {8, 16} and depth {3, 4}; ASHA grace 1 / reduction 3; "
-               "80 min on 2 CPUs); "
+               "about 35 min per model on 2 CPUs); "
                "gpu = the seed's full grid (lr {1e-3,5e-4,1e-4}, epochs {10,20,40}, batch {16,32,64}, latent "
                "{512,1024,2048}) plus base channels, kernel size, normalization and depth, the same four kinds, "
                "27 trials each, 1/4 GPU per trial. Flags override the preset; a --config TOML file sits between "

@@ -62,10 +62,8 @@ def startup_trials(num_samples: int) -> int:
 
 
 def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[float]:
-    """The epochs at which ASHA may stop a trial (its rungs below ``max_t``), by Ray's own rule.
-
-    Ray's ``_Bracket`` (``ray/tune/schedulers/async_hyperband.py``, bracket ``s = 0``) places
-    ``int(log(max_t / grace) / log(rf) + 1)`` rungs at ``grace * rf**k``; the one at ``max_t`` ends every trial anyway.
+    """The epochs at which ASHA may stop a trial: :func:`tuneae.checkpoint.asha_rungs` (Ray's own rule, the one
+    place it is computed) without the rung at ``max_t``, which ends every trial anyway.
 
     Args:
         grace_period: ASHA's ``grace_period`` in epochs (>= 1).
@@ -74,10 +72,9 @@ def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[f
     Returns:
         Rung epochs in increasing order, each < ``max_t`` (e.g. ``[1, 3]`` for grace 1, factor 3, 9 epochs).
     """
-    import numpy as np
+    from tuneae.checkpoint import asha_rungs as epochs_of_rungs
 
-    n = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
-    return [float(grace_period * reduction_factor**k) for k in range(n) if grace_period * reduction_factor**k < max_t]
+    return [float(r) for r in epochs_of_rungs(grace_period, reduction_factor, max_t) if r < max_t]
 
 
 def nearest_choice(value: Any, choices: tuple | list) -> Any:
