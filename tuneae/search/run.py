@@ -1,6 +1,7 @@
 """``main`` of ``python -m tuneae.search``: check the input, load the data, search every kind, write the results."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -102,12 +103,15 @@ def make_summary(argv: list[str] | None, preset: str, started: float, search: Se
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "wall_time_s": round(time.time() - started, 1),
         "paths": "experiment_dir, wandb.dir and a local data.source are relative to this folder; every checkpoint "
-                 "is relative to experiment_dir",
+                 "is relative to experiment_dir; command, search.storage_path and search.results_dir are relative to "
+                 "the folder the search was started in",
         "experiment_dir": layout.recorded_experiment(),
         "wandb": _wandb_record(search, env, started, layout) if env else None,
         "search": {"metric": METRIC, "mode": MODE, "scheduler": "ASHA",
                    "searcher": "OptunaSearch(TPESampler), study in optuna.db (experiment folder)",
                    **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
+                   # as given, an absolute folder relative to the working directory (as in "command")
+                   **{k: portable(getattr(search, k), os.getcwd()) for k in ("storage_path", "results_dir")},
                    "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
                              for kind in search.models},
                    "max_concurrent_used": outcome["max_concurrent"], "cluster": outcome["cluster"]},
