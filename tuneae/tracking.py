@@ -177,8 +177,10 @@ def log_report(wandb_dir: Path, metrics: dict, figures: dict[str, Path], tables:
             wandb_dir.mkdir(parents=True, exist_ok=True)
             import wandb
 
+            # console="off": the report runs in the caller's process (a shell, a notebook, pytest); W&B's console
+            # capture would take over its stdout and stderr, and lose what they print after the run
             run = wandb.init(project=project, name=f"report-{metrics['name']}", job_type="report",
-                             dir=str(wandb_dir), mode=wandb_mode(mode),
+                             dir=str(wandb_dir), mode=wandb_mode(mode), settings=wandb.Settings(console="off"),
                              config={"run": metrics["run"], "command": metrics["command"],
                                      **{k: v for k, v in metrics["data"].items() if k != "test_indices"}})
             run.log({f"report/{k}": wandb.Image(str(p)) for k, p in figures.items()})
