@@ -81,9 +81,7 @@ def portable_command(program: str, argv: list[str]) -> str:
 
     def one(arg: str) -> str:
         flag, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
-        if value and os.path.isabs(value) and is_local(value):
-            value = os.path.relpath(value, cwd)
-        return shlex.quote(flag + eq + value)
+        return shlex.quote(flag + eq + (portable(value, cwd) if value else value))
 
     return " ".join([program, *(one(a) for a in argv)])
 
