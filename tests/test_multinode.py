@@ -23,7 +23,8 @@ def _free_port() -> int:
 @pytest.fixture
 def make_cluster(search_dir):
     """Factory ``make(head_cpus, *worker_cpus) -> Cluster``; the nodes live in ``search_dir``'s private Ray temp
-    dir and are removed afterwards (node by node: ``Cluster.shutdown`` would also reset this process's Ray state)."""
+    dir and are removed afterwards (node by node without a graceful stop, then the internal KV reset that
+    ``Cluster.shutdown`` also does)."""
     from ray.cluster_utils import Cluster
 
     clusters = []
@@ -39,11 +40,17 @@ def make_cluster(search_dir):
         return cluster
 
     yield make
+    from ray.experimental import internal_kv
+
     for cluster in clusters:
         for node in list(cluster.worker_nodes):
             cluster.remove_node(node, allow_graceful=False)
         if cluster.head_node is not None:
             cluster.remove_node(cluster.head_node, allow_graceful=False)
+    # Starting a head node points this process's internal KV store at its GCS (ray._private.node); left so, the
+    # next Ray call that records a usage tag (an Optuna searcher's set-up, in a later test) waits 60 s for the dead
+    # GCS and Ray then ends the whole test process with exit code 1. Cluster.shutdown resets it the same way.
+    internal_kv._internal_kv_reset()
 
 
 def _results(result_json: Path) -> list[dict]:
