@@ -7,8 +7,9 @@ A search named ``<name>`` writes two folders::
         train/trial-<id>/checkpoint_<time>/model.pt   one Ray Train run per trial, its latest checkpoint
         wandb/                      every W&B file of the search and of its report
         optuna.db                   the Optuna studies, one per model kind (SQLite; optuna-dashboard opens it)
+        finalfit/<kind>/seed-<s>/   the final fit's checkpoints (:mod:`tuneae.finalfit`), one folder per seed
     <storage_path>/cache/           decoded images (shared by every search on that storage)
-    <results_dir>/<name>/           the results folder (committed): summary.json, trials.csv, report/
+    <results_dir>/<name>/           the results folder (committed): summary.json, trials.csv, finalfit.json, report/
 
 Committed files never hold an absolute path of the machine: ``summary.json`` records the experiment folder relative
 to the results folder, and every checkpoint relative to the experiment folder, so a reader elsewhere, or the report
@@ -36,6 +37,10 @@ SUMMARY_FILE, TRIALS_FILE = "summary.json", "trials.csv"
 """The two files of a results folder."""
 MANIFEST_FILE = "manifest.csv"
 """The data manifest of a results folder (every file's class, duplicate group, split; :mod:`tuneae.data.manifest`)."""
+FINALFIT_DIR = "finalfit"
+"""Sub-folder of the experiment holding the final fit's checkpoints, ``<kind>/seed-<s>``."""
+FINALFIT_FILE, FINALFIT_TABLE = "finalfit.json", "finalfit.md"
+"""The final fit's files in the results folder (its results and their table)."""
 STUDY_FILE = "optuna.db"
 """The SQLite file of the search's Optuna studies (one per model kind, named after it) in the experiment folder."""
 LOCAL_RUNS = "runs"
@@ -204,6 +209,15 @@ class RunLayout:
     def manifest_file(self) -> Path:
         """``<results>/manifest.csv``."""
         return self.results / MANIFEST_FILE
+
+    @property
+    def finalfit_file(self) -> Path:
+        """``<results>/finalfit.json`` (:mod:`tuneae.finalfit`)."""
+        return self.results / FINALFIT_FILE
+
+    def finalfit_seed(self, kind: str, seed: int) -> Path:
+        """``<experiment>/finalfit/<kind>/seed-<seed>``: one seed's checkpoint folder of the final fit."""
+        return Path(self.experiment) / FINALFIT_DIR / kind / f"seed-{seed}"
 
     @property
     def report_dir(self) -> Path:

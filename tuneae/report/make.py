@@ -39,6 +39,7 @@ from tuneae.report.plots import (
 from tuneae.report.reload import load_data, load_model, reload_check
 from tuneae.report.runs import Run, find_run
 from tuneae.report.search_plots import search_report
+from tuneae.report.seeds import seed_metrics
 from tuneae.report.tables import csv_tables
 from tuneae.report.targets import check_targets
 
@@ -233,6 +234,7 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         _denoising(models, im, sigmas, seed, workers, m, figures, out, bar)
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
+    m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed)
     m["targets"] = check_targets(m)
     search_md, search_figures, m["search"] = search_report(run, out)
     figures.update(search_figures)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tuneae.noise import PRIMARY
 from tuneae.report.layers import TOP_CHANNELS
+from tuneae.report.seeds import seeds_markdown
 from tuneae.report.statistics import fmt_interval, select_best
 from tuneae.report.tables import CSV_TABLES, fmt_stat, md_table
 from tuneae.report.targets import targets_markdown
@@ -20,7 +21,8 @@ def report_markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: 
     Returns:
         Markdown text ending with a newline-free last line.
     """
-    lines = [*_intro(m), *targets_markdown(m["targets"]), *_reconstruction(m, figures), *_denoising(m, gaps),
+    lines = [*_intro(m), *targets_markdown(m["targets"]), *seeds_markdown(m.get("finalfit") or {}),
+             *_reconstruction(m, figures), *_denoising(m, gaps),
              *_classes(m), *_denoising_figures(m, figures), *_layers(m, figures, layers)]
     if "vae" in figures:
         lines += ["## VAE: samples from the prior and a latent interpolation", "",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneae.config import MODEL_KINDS
-from tuneae.layout import SUMMARY_FILE, RunLayout
+from tuneae.layout import FINALFIT_FILE, SUMMARY_FILE, RunLayout
 from tuneae.report.errors import ReportError
 from tuneae.results import SHOWN_METRICS, best_of
 
@@ -35,6 +35,9 @@ class Run:
     is_results: bool
     layout: RunLayout
     """Its experiment and results folders."""
+    finalfit: dict | None = None
+    """``finalfit.json`` of the results folder (:mod:`tuneae.finalfit`) when there is one; each of its kinds is
+    then reported from its best seed (``trials``)."""
 
 
 def _locate(layout: RunLayout, recorded: str, kind: str) -> Path:
@@ -84,13 +87,36 @@ def _from_summary(run: Path, experiment: str | os.PathLike | None) -> Run:
         if m.get("best_checkpoint"):
             ckpt = _locate(layout, m["best_checkpoint"], kind)
             trials[kind] = Trial(kind, str(m.get("best_trial")), ckpt, dict(m.get("best_metrics") or {}))
+    finalfit = _final_fit(run, layout, trials)
     missing = sorted(set(summary.get("models") or {}) - set(trials))
     if not trials:
         raise ReportError(f"{run / SUMMARY_FILE}: no finished trial with a checkpoint (best_trial is null for "
                           f"{missing or 'every model'}); see 'failures' there")
     if missing:
         warnings.warn(f"no finished trial for {missing}; reporting {sorted(trials)}", stacklevel=3)
-    return Run(run, name, summary, trials, is_results=True, layout=layout)
+    return Run(run, name, summary, trials, is_results=True, layout=layout, finalfit=finalfit)
+
+
+def _final_fit(run: Path, layout: RunLayout, trials: dict[str, Trial]) -> dict | None:
+    """Read ``finalfit.json`` when the results folder has one and put each fitted kind's best seed (by validation
+    loss, :mod:`tuneae.finalfit`) in ``trials`` in place of the search's best trial. Returns the file's contents.
+
+    Raises:
+        ReportError: the file cannot be read, or a best seed's checkpoint does not exist.
+    """
+    path = run / FINALFIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        finalfit = json.loads(path.read_text())
+        for kind, k in finalfit["kinds"].items():
+            best = next(s for s in k["seeds"] if s["seed"] == k["best_seed"])
+            ckpt = _locate(layout, best["checkpoint"], f"{kind} final fit")
+            trials[kind] = Trial(kind, f"final fit seed {best['seed']} of trial {k['source_trial']}", ckpt,
+                                 dict(best["metrics"]))
+    except (OSError, json.JSONDecodeError, KeyError, StopIteration) as exc:
+        raise ReportError(f"cannot read the final fit {path}: {exc!r}") from exc
+    return finalfit
 
 
 def _last_row(result_json: Path) -> dict:

@@ -71,4 +71,18 @@ def fmt_interval(s: dict | None, digits: int = 2, signed: bool = False) -> str:
     return text
 
 
-__all__ = ["difference", "fmt_interval", "select_best", "threshold_status"]
+def over_seeds(values: list[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (n - 1; 0 for a single value), min, max and n of per-seed values (e.g. a
+    final fit's val PSNR in dB per training seed; :mod:`tuneae.finalfit`).
+
+    Raises:
+        ValueError: no values.
+    """
+    if not values:
+        raise ValueError("over_seeds: no values")
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "min": float(v.min()),
+            "max": float(v.max()), "n": len(v)}
+
+
+__all__ = ["difference", "fmt_interval", "over_seeds", "select_best", "threshold_status"]

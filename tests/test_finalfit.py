@@ -1,0 +1,113 @@
+"""Final fit: the best configuration of each kind trained again with several seeds; spread, resume, bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tuneae import finalfit
+from tuneae.checkpoint import save_checkpoint
+from tuneae.config import DataConfig, ModelConfig, TrainConfig
+from tuneae.layout import RunLayout
+from tuneae.models import build_model
+
+MODELS = {"ae": ModelConfig(kind="ae", image_size=32, depth=3, base_channels=4, latent_dim=32,
+                            latent_layout="spatial"),
+          "dunet": ModelConfig(kind="dunet", image_size=32, depth=2, base_channels=4)}
+
+
+def _search(tmp_path: Path, name: str = "ff") -> RunLayout:
+    """A finished search's results folder: one best checkpoint per kind and a summary.json naming them."""
+    layout = RunLayout.for_search(str(tmp_path / "runs"), name, tmp_path / "results")
+    data = DataConfig(source="phantom", image_size=32, phantom_count=24, cache_dir=str(tmp_path / "cache"))
+    models = {}
+    for kind, cfg in MODELS.items():
+        ckpt = Path(layout.experiment) / "train" / f"trial-{kind}" / "checkpoint_000000"
+        train = TrainConfig(epochs=1, batch_size=8, lr=1e-3, crop_size=16 if kind == "dunet" else 0)
+        save_checkpoint(ckpt, build_model(cfg), data, train, 1, {"val/mse": 0.1})
+        models[kind] = {"best_trial": kind, "best_checkpoint": layout.relative_checkpoint(str(ckpt)),
+                        "best_metrics": {"val/mse": 0.1}}
+    summary = {"search": {"name": name, "space": {"ae": {"train.epochs": [1, 2]}}},
+               "experiment_dir": layout.recorded_experiment(), "models": models}
+    layout.results.mkdir(parents=True)
+    (layout.results / "summary.json").write_text(json.dumps(summary))
+    return layout
+
+
+def test_final_fit_gives_spread_over_seeds_and_relative_paths(tmp_path, monkeypatch):
+    layout = _search(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the recorded command is relative to the working directory
+    assert finalfit.main([str(layout.results), "--seeds", "2", "--device", "cpu"]) == 0
+    text = (layout.results / finalfit.RESULT_FILE).read_text()
+    assert str(tmp_path) not in text  # committed files hold no absolute path
+    assert json.loads(text)["command"] == "python -m tuneae.finalfit results/ff --seeds 2 --device cpu"
+    kinds = json.loads(text)["kinds"]
+    assert kinds["ae"]["train_config"]["epochs"] == 2  # the largest epochs the search allowed ae
+    assert kinds["dunet"]["train_config"]["epochs"] == 1  # no space recorded: the trial's own
+    for k in kinds.values():
+        psnr = [s["metrics"]["val/psnr"] for s in k["seeds"]]
+        assert [s["seed"] for s in k["seeds"]] == [0, 1] and psnr[0] != psnr[1]  # seeds differ
+        assert k["over_seeds"]["val/psnr"]["n"] == 2 and k["over_seeds"]["val/psnr"]["sd"] > 0
+        assert k["over_seeds"]["val/psnr"]["mean"] == pytest.approx(sum(psnr) / 2)
+        assert len(k["seeds"][0]["history"]) == k["train_config"]["epochs"]
+        best = Path(layout.experiment) / k["best_checkpoint"]
+        assert (best / "model.pt").is_file() and k["best_checkpoint"].startswith("finalfit/")
+    assert "| ae | 2 | 2 |" in (layout.results / finalfit.TABLE_FILE).read_text()
+
+
+def test_interrupted_final_fit_resumes_to_the_same_result(tmp_path, monkeypatch):
+    full = _search(tmp_path / "a")
+    assert finalfit.main([str(full.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0
+    part = _search(tmp_path / "b")
+    assert finalfit.main([str(part.results), "--seeds", "1", "--model", "ae", "--epochs", "1",
+                          "--device", "cpu"]) == 0  # stopped after epoch 1 of 2
+    assert finalfit.main([str(part.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0
+    a = json.loads((full.results / finalfit.RESULT_FILE).read_text())["kinds"]["ae"]["seeds"][0]
+    b = json.loads((part.results / finalfit.RESULT_FILE).read_text())["kinds"]["ae"]["seeds"][0]
+    assert [h["epoch"] for h in b["history"]] == [1, 2]
+    assert b["metrics"]["val/mse"] == pytest.approx(a["metrics"]["val/mse"], rel=1e-5)
+    monkeypatch.setattr(finalfit, "fit", lambda *a, **k: pytest.fail("a finished seed must not train again"))
+    assert finalfit.main([str(part.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0
+
+
+def test_bad_input_exits_2_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(finalfit, "fit", lambda *a, **k: pytest.fail("nothing may train on bad input"))
+    assert finalfit.main([str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    layout = _search(tmp_path)
+    assert finalfit.main([str(layout.results), "--seeds", "0"]) == 2
+    assert finalfit.main([str(layout.results), "--model", "vae"]) == 2
+    assert "no best trial for ['vae']" in capsys.readouterr().err
+
+
+def test_a_seed_folder_of_another_config_is_refused(tmp_path, capsys):
+    layout = _search(tmp_path)
+    other = layout.finalfit_seed("dunet", 0)
+    save_checkpoint(other, build_model(MODELS["dunet"]), DataConfig(source="phantom", image_size=32),
+                    TrainConfig(lr=0.5), 1, {})
+    assert finalfit.main([str(layout.results), "--seeds", "1", "--model", "dunet", "--device", "cpu"]) == 2
+    assert "another configuration" in capsys.readouterr().err
+
+
+def test_report_reloads_the_best_seed_and_gives_the_spread_over_seeds(tmp_path):
+    from tuneae import report
+
+    layout = _search(tmp_path)
+    assert finalfit.main([str(layout.results), "--seeds", "2", "--device", "cpu"]) == 0
+    fitted = json.loads(layout.finalfit_file.read_text())["kinds"]
+    m = report.make_report(layout.results, max_test=4, sigmas=(0.1,), use_wandb=False)
+    for kind, k in fitted.items():
+        seeds = m["finalfit"][kind]
+        best = next(s for s in k["seeds"] if s["seed"] == k["best_seed"])
+        assert m["models"][kind]["checkpoint"] == best["checkpoint"]  # the report's model is the best seed
+        assert m["models"][kind]["trial"].startswith(f"final fit seed {k['best_seed']}")
+        assert m["models"][kind]["reload_check"]["reproduced"], m["models"][kind]["reload_check"]
+        row = next(r for r in seeds["seeds"] if r["seed"] == k["best_seed"])
+        assert row["test"]["psnr"] == pytest.approx(m["models"][kind]["test"]["psnr"]["mean"], abs=1e-6)
+        psnr = [r["test"]["psnr"] for r in seeds["seeds"]]
+        assert seeds["over_seeds"]["test_psnr"]["n"] == 2 and psnr[0] != psnr[1]
+        assert seeds["over_seeds"]["test_psnr"]["mean"] == pytest.approx(sum(psnr) / 2)
+        assert set(seeds["over_seeds"]) >= {"val_psnr", "test_ssim", "denoising_0.1"}
+    text = (layout.report_dir / "report.md").read_text()
+    assert "## Final fit: spread over training seeds" in text and "| ae | 2 | 2 |" in text

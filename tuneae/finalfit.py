@@ -1,0 +1,226 @@
+"""Final fit: the best configuration of each kind, chosen on validation by a finished search, trained again for the
+full epoch budget with several seeds; mean and spread over seeds, and the best seed's checkpoint for the report.
+
+    python -m tuneae.finalfit results/<name> [--seeds 3] [--epochs N] [--model KIND ...] [--device auto]
+
+The search picks each kind's best trial by ``val/mse`` (:func:`tuneae.results.best_of`); its checkpoint stores the
+full configuration (data, model, training), which is trained again from scratch with ``train.seed`` = 0, 1, ...
+(weights, shuffling, noise and crops all follow the seed, :mod:`tuneae.seeding`) for the largest ``train.epochs``
+the search allowed that kind (ASHA may have stopped the search's trials earlier), or ``--epochs``. Selection and
+every number here use the validation split only; the test split stays for the report.
+
+Files (the run layout of :mod:`tuneae.layout`)::
+
+    <experiment>/finalfit/<kind>/seed-<s>/model.pt, optimizer.pt, history.json   checkpoint every epoch (resume)
+    <results>/finalfit.json      per kind: config, per-seed metrics and learning curves, mean / sd / min / max,
+                                 the best seed and its checkpoint (relative to the experiment folder)
+    <results>/finalfit.md        the table
+
+Resumable like the search: run the same command again; finished seeds are read back, an interrupted seed continues
+from its last epoch with its optimizer state (the same result as an uninterrupted run, :func:`tuneae.train.fit`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint, restore_checkpoint, save_checkpoint
+from tuneae.config import DataConfig, ModelConfig, TrainConfig
+from tuneae.data import DataError, load_splits
+from tuneae.files import atomic_write
+from tuneae.layout import FINALFIT_FILE, FINALFIT_TABLE, RunLayout, portable_command
+from tuneae.report.errors import ReportError
+from tuneae.report.runs import find_run
+from tuneae.report.statistics import over_seeds
+from tuneae.train import fit, make_optimizer, seeded_model
+
+RESULT_FILE, TABLE_FILE = FINALFIT_FILE, FINALFIT_TABLE
+"""The final fit's files in the results folder (:mod:`tuneae.layout`)."""
+HISTORY_FILE = "history.json"
+"""Per-seed learning curve (one metrics dict per epoch) beside the checkpoint."""
+SUMMARY_METRICS = ("val/mse", "val/psnr", "val/loss", "train/loss")
+"""Metrics summarised over seeds."""
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """One kind's final fit: the best trial's configs with the epoch budget set."""
+
+    kind: str
+    trial_id: str
+    data: DataConfig
+    model: ModelConfig
+    train: TrainConfig
+
+
+def epoch_budget(summary: dict | None, kind: str, train: TrainConfig) -> int:
+    """The largest ``train.epochs`` in the kind's searched space (``summary.json``), else the trial's own epochs."""
+    space = ((summary or {}).get("search") or {}).get("space") or {}
+    choices = (space.get(kind) or {}).get("train.epochs") or [train.epochs]
+    return max(int(e) for e in choices)
+
+
+def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None = None,
+         experiment: str | None = None) -> tuple[RunLayout, list[FitPlan]]:
+    """Read each kind's best trial from a results folder and turn it into a :class:`FitPlan`.
+
+    Args:
+        results: ``results/<name>`` with ``summary.json`` (or a bare experiment folder).
+        kinds: the kinds to fit (default: every kind with a best trial).
+        epochs: the epoch budget (default :func:`epoch_budget`).
+        experiment: the experiment folder when it moved since the search.
+    Returns:
+        (the run's layout, one plan per kind in search order).
+    Raises:
+        ReportError: no such run, no best trial, or a missing checkpoint (from :func:`tuneae.report.runs.find_run`),
+            or a kind asked for that has no best trial.
+        CheckpointError: an unreadable checkpoint.
+    """
+    run = find_run(results, experiment)
+    missing = sorted(set(kinds or ()) - set(run.trials))
+    if missing:
+        raise ReportError(f"{results}: no best trial for {missing}; have {sorted(run.trials)}")
+    plans = []
+    for kind, trial in run.trials.items():
+        if kinds and kind not in kinds:
+            continue
+        _, payload = load_checkpoint(trial.checkpoint)
+        data, model, train = configs_of(payload)
+        budget = epochs if epochs is not None else epoch_budget(run.summary, kind, train)
+        plans.append(FitPlan(kind, trial.trial_id, data, model, replace(train, epochs=budget)))
+    return run.layout, plans
+
+
+def _read_history(folder: Path, upto: int, last: dict[str, float]) -> list[dict[str, float]]:
+    """The learning curve saved beside a checkpoint of epoch ``upto``; the checkpoint's metrics fill a last epoch
+    that a crash kept out of the file."""
+    try:
+        history = json.loads((folder / HISTORY_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        history = []
+    history = [h for h in history if h.get("epoch", 0) <= upto]
+    if upto and (not history or history[-1].get("epoch") != upto):
+        history.append({**last, "epoch": upto})
+    return history
+
+
+def fit_seed(p: FitPlan, seed: int, splits: Any, folder: Path, device: str) -> dict[str, Any]:
+    """Train (or resume, or read back) one seed of one plan; a checkpoint with optimizer state every epoch.
+
+    Args:
+        p: the plan; its ``train.epochs`` is the budget.
+        seed: ``train.seed`` of this run.
+        splits: :class:`tuneae.data.Splits` of ``p.data`` (uint8 train / val arrays).
+        folder: this seed's checkpoint folder.
+        device: ``cpu``, ``cuda``, ...
+    Returns:
+        ``{"seed", "epochs", "metrics": last epoch's metrics, "history": [metrics per epoch]}``.
+    Raises:
+        CheckpointError: the folder holds a checkpoint of another configuration (names the folder).
+        FloatingPointError: the training loss diverged.
+    """
+    cfg = replace(p.train, seed=seed)
+    model = seeded_model(p.model, cfg)
+    optimizer = make_optimizer(model, cfg, device)
+    start, history, last = 0, [], {}
+    if (folder / "model.pt").is_file():
+        _, payload = load_checkpoint(folder)
+        stored = TrainConfig(**payload["train_config"])
+        if replace(stored, epochs=cfg.epochs) != cfg or payload["model_config"] != asdict(p.model):
+            raise CheckpointError(f"{folder} holds a final fit of another configuration; move it away or use a "
+                                  f"fresh experiment folder")
+        start, _ = restore_checkpoint(folder, model, optimizer)
+        last = dict(payload["metrics"])
+        history = _read_history(folder, start, last)
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        save_checkpoint(folder, model, p.data, cfg, epoch, metrics, optimizer)
+        history.append({**metrics, "epoch": epoch})
+        atomic_write(folder / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
+        print(f"[finalfit] {p.kind} seed {seed} epoch {epoch}/{cfg.epochs}: val/psnr {metrics['val/psnr']:.2f} dB",
+              flush=True)
+
+    if start < cfg.epochs:
+        last = fit(model, splits.train, splits.val, cfg, device, on_epoch, optimizer=optimizer, start_epoch=start)
+    return {"seed": seed, "epochs": cfg.epochs, "metrics": {k: last[k] for k in SUMMARY_METRICS if k in last},
+            "history": history, "checkpoint": str(folder)}
+
+
+def summarize(p: FitPlan, runs: list[dict[str, Any]], layout: RunLayout, folders: list[Path]) -> dict[str, Any]:
+    """One kind's entry of ``finalfit.json``: config, per-seed results, spread over seeds, the best seed."""
+    best = min(range(len(runs)), key=lambda i: runs[i]["metrics"]["val/mse"])
+    runs = [{**r, "checkpoint": layout.relative_checkpoint(str(f.resolve()))} for r, f in zip(runs, folders)]
+    return {
+        "source_trial": p.trial_id,
+        "model_config": asdict(p.model),
+        "train_config": {**asdict(p.train), "seed": None},
+        "seeds": runs,
+        "over_seeds": {k: over_seeds([r["metrics"][k] for r in runs]) for k in SUMMARY_METRICS
+                       if all(k in r["metrics"] for r in runs)},
+        "best_seed": runs[best]["seed"],
+        "best_checkpoint": layout.relative_checkpoint(str(folders[best].resolve())),
+    }
+
+
+def table(kinds: dict[str, Any]) -> str:
+    """The markdown table of ``finalfit.json``: val PSNR and MSE mean +- sd over seeds per kind."""
+    lines = ["| model | seeds | epochs | val PSNR (dB), mean +- sd | min - max | val MSE, mean +- sd | best seed |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, k in kinds.items():
+        ps, ms = k["over_seeds"]["val/psnr"], k["over_seeds"]["val/mse"]
+        lines.append(f"| {kind} | {ps['n']} | {k['train_config']['epochs']} | {ps['mean']:.2f} +- {ps['sd']:.2f} | "
+                     f"{ps['min']:.2f} - {ps['max']:.2f} | {ms['mean']:.5f} +- {ms['sd']:.5f} | {k['best_seed']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tuneae.finalfit", description=__doc__.split("\n\n")[0])
+    ap.add_argument("results", help="results/<name> of a finished search (with summary.json)")
+    ap.add_argument("--seeds", type=int, default=3, help="number of seeds (train.seed 0 .. N-1; default 3)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="epoch budget (default: the largest train.epochs the search allowed that kind)")
+    ap.add_argument("--model", nargs="+", default=None, help="kinds to fit (default: every kind with a best trial)")
+    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    ap.add_argument("--experiment", default=None, help="the experiment folder, when it moved since the search")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the final fit; returns 0, or 2 on bad input (nothing trained), 1 when a seed diverged."""
+    args = _parser().parse_args(argv)
+    if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
+        print(f"error: --seeds {args.seeds} and --epochs {args.epochs} must be >= 1", file=sys.stderr)
+        return 2
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    try:
+        layout, plans = plan(args.results, args.model, args.epochs, args.experiment)
+        splits = {data: load_splits(data) for data in {p.data for p in plans}}  # each data config once
+    except (ReportError, CheckpointError, DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out_file = layout.finalfit_file
+    command = portable_command("python -m tuneae.finalfit", sys.argv[1:] if argv is None else argv)
+    kinds: dict[str, Any] = {}
+    for p in plans:
+        folders = [layout.finalfit_seed(p.kind, s) for s in range(args.seeds)]
+        try:
+            runs = [fit_seed(p, s, splits[p.data], f, device) for s, f in enumerate(folders)]
+        except (FloatingPointError, CheckpointError) as exc:
+            print(f"error: {p.kind}: {exc}", file=sys.stderr)
+            return 1 if isinstance(exc, FloatingPointError) else 2
+        kinds[p.kind] = summarize(p, runs, layout, folders)
+        atomic_write(out_file, json.dumps({"search": layout.name, "command": command, "device": device,
+                                           "kinds": kinds}, indent=1, default=str) + "\n")
+    atomic_write(layout.results / TABLE_FILE, table(kinds))
+    print(table(kinds) + f"\n[finalfit] wrote {out_file} and {layout.results / TABLE_FILE}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
