@@ -47,7 +47,7 @@ def test_final_fit_gives_spread_over_seeds_and_relative_paths(tmp_path, monkeypa
     assert kinds["dunet"]["train_config"]["epochs"] == 1  # no space recorded: the trial's own
     for k in kinds.values():
         psnr = [s["metrics"]["val/psnr"] for s in k["seeds"]]
-        assert [s["seed"] for s in k["seeds"]] == [0, 1] and psnr[0] != psnr[1]  # seeds differ
+        assert [s["seed"] for s in k["seeds"]] == [1, 2] and psnr[0] != psnr[1]  # not the search's seed 0
         assert k["over_seeds"]["val/psnr"]["n"] == 2 and k["over_seeds"]["val/psnr"]["sd"] > 0
         assert k["over_seeds"]["val/psnr"]["mean"] == pytest.approx(sum(psnr) / 2)
         assert len(k["seeds"][0]["history"]) == k["train_config"]["epochs"]
@@ -83,7 +83,7 @@ def test_bad_input_exits_2_before_training(tmp_path, capsys, monkeypatch):
 
 def test_a_seed_folder_of_another_config_is_refused(tmp_path, capsys):
     layout = _search(tmp_path)
-    other = layout.finalfit_seed("dunet", 0)
+    other = layout.finalfit_seed("dunet", 1)
     save_checkpoint(other, build_model(MODELS["dunet"]), DataConfig(source="phantom", image_size=32),
                     TrainConfig(lr=0.5), 1, {})
     assert finalfit.main([str(layout.results), "--seeds", "1", "--model", "dunet", "--device", "cpu"]) == 2

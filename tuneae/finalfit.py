@@ -4,8 +4,10 @@ full epoch budget with several seeds; mean and spread over seeds, and the best s
     python -m tuneae.finalfit results/<name> [--seeds 3] [--epochs N] [--model KIND ...] [--device auto]
 
 The search picks each kind's best trial by ``val/mse`` (:func:`tuneae.results.best_of`); its checkpoint stores the
-full configuration (data, model, training), which is trained again from scratch with ``train.seed`` = 0, 1, ...
-(weights, shuffling, noise and crops all follow the seed, :mod:`tuneae.seeding`) for the largest ``train.epochs``
+full configuration (data, model, training), which is trained again from scratch with ``train.seed`` = s + 1, ...,
+s + N, where s is the trial's own seed (weights, shuffling, noise and crops all follow the seed,
+:mod:`tuneae.seeding`): the search's own run, whose validation score chose the configuration, is not among them, so
+the mean over seeds carries no winner's curse. The budget is the largest ``train.epochs``
 the search allowed that kind (ASHA may have stopped the search's trials earlier), or ``--epochs``. Selection and
 every number here use the validation split only; the test split stays for the report.
 
@@ -32,10 +34,11 @@ import torch
 
 from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint, restore_checkpoint, save_checkpoint
 from tuneae.config import DataConfig, ModelConfig, TrainConfig
-from tuneae.data import DataError, load_splits
+from tuneae.data import Splits
 from tuneae.files import atomic_write
 from tuneae.layout import FINALFIT_FILE, FINALFIT_TABLE, RunLayout, portable_command
 from tuneae.report.errors import ReportError
+from tuneae.report.reload import data_config, load_data, load_model
 from tuneae.report.runs import find_run
 from tuneae.report.statistics import over_seeds
 from tuneae.train import fit, make_optimizer, seeded_model
@@ -67,34 +70,37 @@ def epoch_budget(summary: dict | None, kind: str, train: TrainConfig) -> int:
 
 
 def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None = None,
-         experiment: str | None = None) -> tuple[RunLayout, list[FitPlan]]:
-    """Read each kind's best trial from a results folder and turn it into a :class:`FitPlan`.
+         experiment: str | None = None, data: str | None = None) -> tuple[RunLayout, list[FitPlan], Splits]:
+    """Read each kind's best trial of a finished search, turn it into a :class:`FitPlan` and load its data.
 
     Args:
         results: ``results/<name>`` with ``summary.json`` (or a bare experiment folder).
         kinds: the kinds to fit (default: every kind with a best trial).
         epochs: the epoch budget (default :func:`epoch_budget`).
         experiment: the experiment folder when it moved since the search.
+        data: a data source overriding the checkpoints' (as the report's ``--data``).
     Returns:
-        (the run's layout, one plan per kind in search order).
+        (the run's layout, one plan per kind in search order, the splits: uint8 (N, 1, S, S) arrays in [0, 255]).
     Raises:
-        ReportError: no such run, no best trial, or a missing checkpoint (from :func:`tuneae.report.runs.find_run`),
-            or a kind asked for that has no best trial.
-        CheckpointError: an unreadable checkpoint.
+        ReportError: no such run, no best trial, a missing or unreadable checkpoint, a kind asked for that has no
+            best trial, or data that cannot be loaded or splits differently from the search's (the rules of
+            :func:`tuneae.report.reload.load_data`, shared with the report).
     """
-    run = find_run(results, experiment)
+    run = find_run(results, experiment, final_fit=False)  # the search's own best trials, never an earlier fit
     missing = sorted(set(kinds or ()) - set(run.trials))
     if missing:
         raise ReportError(f"{results}: no best trial for {missing}; have {sorted(run.trials)}")
-    plans = []
+    plans, models = [], {}
     for kind, trial in run.trials.items():
         if kinds and kind not in kinds:
             continue
-        _, payload = load_checkpoint(trial.checkpoint)
-        data, model, train = configs_of(payload)
+        models[kind] = load_model(trial)
+        payload = models[kind][1]
+        _, model, train = configs_of(payload)
         budget = epochs if epochs is not None else epoch_budget(run.summary, kind, train)
-        plans.append(FitPlan(kind, trial.trial_id, data, model, replace(train, epochs=budget)))
-    return run.layout, plans
+        plans.append(FitPlan(kind, trial.trial_id, data_config(payload, run, data), model,
+                             replace(train, epochs=budget)))
+    return run.layout, plans, load_data(models, run, data)
 
 
 def _read_history(folder: Path, upto: int, last: dict[str, float]) -> list[dict[str, float]]:
@@ -110,7 +116,7 @@ def _read_history(folder: Path, upto: int, last: dict[str, float]) -> list[dict[
     return history
 
 
-def fit_seed(p: FitPlan, seed: int, splits: Any, folder: Path, device: str) -> dict[str, Any]:
+def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -> dict[str, Any]:
     """Train (or resume, or read back) one seed of one plan; a checkpoint with optimizer state every epoch.
 
     Args:
@@ -182,12 +188,15 @@ def table(kinds: dict[str, Any]) -> str:
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m tuneae.finalfit", description=__doc__.split("\n\n")[0])
     ap.add_argument("results", help="results/<name> of a finished search (with summary.json)")
-    ap.add_argument("--seeds", type=int, default=3, help="number of seeds (train.seed 0 .. N-1; default 3)")
+    ap.add_argument("--seeds", type=int, default=3,
+                    help="number of seeds (default 3): train.seed s+1 .. s+N, s the search trial's seed")
     ap.add_argument("--epochs", type=int, default=None,
                     help="epoch budget (default: the largest train.epochs the search allowed that kind)")
     ap.add_argument("--model", nargs="+", default=None, help="kinds to fit (default: every kind with a best trial)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     ap.add_argument("--experiment", default=None, help="the experiment folder, when it moved since the search")
+    ap.add_argument("--data", default=None, metavar="SOURCE",
+                    help="data source instead of the one in the checkpoints (when the search ran elsewhere)")
     return ap
 
 
@@ -199,18 +208,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
-        layout, plans = plan(args.results, args.model, args.epochs, args.experiment)
-        splits = {data: load_splits(data) for data in {p.data for p in plans}}  # each data config once
-    except (ReportError, CheckpointError, DataError, ValueError) as exc:
+        layout, plans, splits = plan(args.results, args.model, args.epochs, args.experiment, args.data)
+    except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out_file = layout.finalfit_file
     command = portable_command("python -m tuneae.finalfit", sys.argv[1:] if argv is None else argv)
     kinds: dict[str, Any] = {}
     for p in plans:
-        folders = [layout.finalfit_seed(p.kind, s) for s in range(args.seeds)]
+        seeds = [p.train.seed + 1 + i for i in range(args.seeds)]
+        folders = [layout.finalfit_seed(p.kind, s) for s in seeds]
         try:
-            runs = [fit_seed(p, s, splits[p.data], f, device) for s, f in enumerate(folders)]
+            runs = [fit_seed(p, s, splits, f, device) for s, f in zip(seeds, folders)]
         except (FloatingPointError, CheckpointError) as exc:
             print(f"error: {p.kind}: {exc}", file=sys.stderr)
             return 1 if isinstance(exc, FloatingPointError) else 2

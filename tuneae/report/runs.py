@@ -49,7 +49,7 @@ def _locate(layout: RunLayout, recorded: str, kind: str) -> Path:
     return path
 
 
-def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = None) -> Run:
+def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = None, final_fit: bool = True) -> Run:
     """Find the best trial of every model kind in a results folder or an experiment folder.
 
     A results folder's ``summary.json`` names each kind's best checkpoint. In an experiment folder each kind's best
@@ -60,6 +60,8 @@ def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = Non
         path: ``results/<name>`` (with ``summary.json``) or ``<storage_path>/<name>``.
         experiment: for a results folder, the experiment folder's place when it moved since the search (default:
             the place ``summary.json`` records, relative to the results folder).
+        final_fit: take each kind that a final fit (``finalfit.json``) trained again from its best seed; False:
+            always the search's own best trial (what the final fit itself starts from).
     Returns:
         The run with its best trial per kind (kinds without one are left out, with a warning for a results folder).
     Raises:
@@ -70,11 +72,11 @@ def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = Non
     if not run.is_dir():
         raise ReportError(f"run folder {run} does not exist; give results/<name> or <storage_path>/<name>")
     if (run / SUMMARY_FILE).is_file():
-        return _from_summary(run, experiment)
+        return _from_summary(run, experiment, final_fit)
     return _from_experiment(run)
 
 
-def _from_summary(run: Path, experiment: str | os.PathLike | None) -> Run:
+def _from_summary(run: Path, experiment: str | os.PathLike | None, final_fit: bool = True) -> Run:
     """The run of a results folder, from its ``summary.json``."""
     try:
         summary = json.loads((run / SUMMARY_FILE).read_text())
@@ -87,7 +89,7 @@ def _from_summary(run: Path, experiment: str | os.PathLike | None) -> Run:
         if m.get("best_checkpoint"):
             ckpt = _locate(layout, m["best_checkpoint"], kind)
             trials[kind] = Trial(kind, str(m.get("best_trial")), ckpt, dict(m.get("best_metrics") or {}))
-    finalfit = _final_fit(run, layout, trials)
+    finalfit = _final_fit(run, layout, trials) if final_fit else None
     missing = sorted(set(summary.get("models") or {}) - set(trials))
     if not trials:
         raise ReportError(f"{run / SUMMARY_FILE}: no finished trial with a checkpoint (best_trial is null for "
