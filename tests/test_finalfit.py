@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,14 @@ def _search(tmp_path: Path, name: str = "ff") -> RunLayout:
                "experiment_dir": layout.recorded_experiment(), "models": models}
     layout.results.mkdir(parents=True)
     (layout.results / "summary.json").write_text(json.dumps(summary))
+    # another ae trial (a dense code), a baseline to fit with the same seeds
+    ckpt = Path(layout.experiment) / "train" / "trial-base" / "checkpoint_000000"
+    save_checkpoint(ckpt, build_model(replace(MODELS["ae"], latent_layout="dense")), data,
+                    TrainConfig(epochs=1, batch_size=8, lr=1e-3), 1, {"val/mse": 0.2})
+    rows = [(kind, kind, m["best_checkpoint"]) for kind, m in models.items()]
+    (layout.results / "trials.csv").write_text("model,trial_id,checkpoint_path\n" + "".join(
+        f"{k},{t},{c}\n" for k, t, c in [*rows, ("ae", "base", layout.relative_checkpoint(str(ckpt))),
+                                         ("ae", "stopped", "")]))
     return layout
 
 
@@ -79,6 +88,10 @@ def test_bad_input_exits_2_before_training(tmp_path, capsys, monkeypatch):
     assert finalfit.main([str(layout.results), "--seeds", "0"]) == 2
     assert finalfit.main([str(layout.results), "--model", "vae"]) == 2
     assert "no best trial for ['vae']" in capsys.readouterr().err
+    assert finalfit.main([str(layout.results), "--baseline", "nope"]) == 2
+    assert "--baseline nope: no such trial" in capsys.readouterr().err
+    assert finalfit.main([str(layout.results), "--baseline", "stopped"]) == 2
+    assert "--baseline stopped: the trial has no checkpoint" in capsys.readouterr().err
 
 
 def test_a_seed_folder_of_another_config_is_refused(tmp_path, capsys):
@@ -94,9 +107,18 @@ def test_report_reloads_the_best_seed_and_gives_the_spread_over_seeds(tmp_path):
     from tuneae import report
 
     layout = _search(tmp_path)
-    assert finalfit.main([str(layout.results), "--seeds", "2", "--device", "cpu"]) == 0
-    fitted = json.loads(layout.finalfit_file.read_text())["kinds"]
+    assert finalfit.main([str(layout.results), "--seeds", "2", "--device", "cpu", "--baseline", "base"]) == 0
+    ff = json.loads(layout.finalfit_file.read_text())
+    fitted = ff["kinds"]
+    assert list(ff["baselines"]) == ["ae-trial-base"] and ff["baselines"]["ae-trial-base"]["kind"] == "ae"
+    assert [s["seed"] for s in ff["baselines"]["ae-trial-base"]["seeds"]] == [1, 2]  # the same seeds as ae's best
     m = report.make_report(layout.results, max_test=4, sigmas=(0.1,), use_wandb=False)
+    base, best = m["finalfit"]["ae-trial-base"], m["finalfit"]["ae"]
+    per_seed = [b["test"]["psnr"] - a["test"]["psnr"] for a, b in zip(base["seeds"], best["seeds"])]
+    assert base["vs_best"]["per_seed"] == pytest.approx(per_seed)
+    assert base["vs_best"]["seed_mean"]["mean"] == pytest.approx(sum(per_seed) / 2)  # mean over images and seeds
+    assert base["vs_best"]["seed_mean"]["low"] <= base["vs_best"]["seed_mean"]["mean"]
+    assert "ae-trial-base" not in m["models"]  # a baseline is compared, never reported as the kind's model
     for kind, k in fitted.items():
         seeds = m["finalfit"][kind]
         best = next(s for s in k["seeds"] if s["seed"] == k["best_seed"])
@@ -111,3 +133,4 @@ def test_report_reloads_the_best_seed_and_gives_the_spread_over_seeds(tmp_path):
         assert set(seeds["over_seeds"]) >= {"val_psnr", "test_ssim", "denoising_0.1"}
     text = (layout.report_dir / "report.md").read_text()
     assert "## Final fit: spread over training seeds" in text and "| ae | 2 | 2 |" in text
+    assert "ae's best configuration minus ae-trial-base (trial base)" in text

@@ -34,6 +34,7 @@ def smoke_report(smoke_run, tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(home))
         mp.delenv("WANDB_API_KEY", raising=False)
+        mp.chdir(smoke_run["root"])  # as a user would, from where the search ran (the command is recorded relative)
         # two sigmas (the targets'): BM3D, under both noise protocols, is most of the report's time
         assert report.main([str(smoke_run["results"]), "--out", str(out), "--max-test", "12",
                             "--sigmas", *SMOKE_SIGMAS]) == 0
@@ -57,6 +58,7 @@ def test_report_writes_every_file_small_and_finite(smoke_report):
     kinds = _kinds(smoke_report["summary"])
     assert set(kinds) <= set(metrics["models"]) and len(kinds) >= 3
     assert metrics["command"] == smoke_report["summary"]["command"]
+    assert metrics["report_command"].startswith("python -m tuneae.report results/smoke --out ../report")
     assert metrics["data"]["test_images"] == len(metrics["data"]["test_indices"]) <= 12
     for kind in kinds:
         for q in ("mse", "psnr", "ssim"):

@@ -2,6 +2,7 @@
 full epoch budget with several seeds; mean and spread over seeds, and the best seed's checkpoint for the report.
 
     python -m tuneae.finalfit results/<name> [--seeds 3] [--epochs N] [--model KIND ...] [--device auto]
+                              [--baseline TRIAL_ID ...]
 
 The search picks each kind's best trial by ``val/mse`` (:func:`tuneae.results.best_of`); its checkpoint stores the
 full configuration (data, model, training), which is trained again from scratch with ``train.seed`` = s + 1, ...,
@@ -11,11 +12,16 @@ the mean over seeds carries no winner's curse. The budget is the largest ``train
 the search allowed that kind (ASHA may have stopped the search's trials earlier), or ``--epochs``. Selection and
 every number here use the validation split only; the test split stays for the report.
 
+``--baseline`` fits other trials' configurations (from ``trials.csv``; e.g. the seed's own recipe, each kind's
+first trial) with the same seeds, so the report can compare the kind's best with them seed by seed and paired over
+test images (:mod:`tuneae.report.seeds`); a baseline is never reported as the kind's model.
+
 Files (the run layout of :mod:`tuneae.layout`)::
 
     <experiment>/finalfit/<kind>/seed-<s>/model.pt, optimizer.pt, history.json   checkpoint every epoch (resume)
-    <results>/finalfit.json      per kind: config, per-seed metrics and learning curves, mean / sd / min / max,
-                                 the best seed and its checkpoint (relative to the experiment folder)
+    <experiment>/finalfit/<kind>-trial-<id>/seed-<s>/...                          the same for a baseline
+    <results>/finalfit.json      "kinds" and "baselines": config, per-seed metrics and learning curves, mean / sd /
+                                 min / max, the best seed and its checkpoint (relative to the experiment folder)
     <results>/finalfit.md        the table
 
 Resumable like the search: run the same command again; finished seeds are read back, an interrupted seed continues
@@ -24,6 +30,7 @@ from its last epoch with its optimizer state (the same result as an uninterrupte
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from dataclasses import asdict, dataclass, replace
@@ -39,7 +46,7 @@ from tuneae.files import atomic_write
 from tuneae.layout import FINALFIT_FILE, FINALFIT_TABLE, RunLayout, portable_command
 from tuneae.report.errors import ReportError
 from tuneae.report.reload import data_config, load_data, load_model
-from tuneae.report.runs import find_run
+from tuneae.report.runs import Trial, find_run
 from tuneae.report.statistics import over_seeds
 from tuneae.train import fit, make_optimizer, seeded_model
 
@@ -53,13 +60,41 @@ SUMMARY_METRICS = ("val/mse", "val/psnr", "val/loss", "train/loss")
 
 @dataclass(frozen=True)
 class FitPlan:
-    """One kind's final fit: the best trial's configs with the epoch budget set."""
+    """One final fit: a trial's configs with the epoch budget set (the kind's best trial, or a baseline)."""
 
     kind: str
     trial_id: str
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
+    label: str = ""
+    """Its key in ``finalfit.json`` and its checkpoint folder: the kind for a best trial, ``<kind>-trial-<id>`` for
+    a baseline."""
+
+
+def _baseline_trials(layout: RunLayout, trial_ids: list[str]) -> dict[str, tuple[str, Path]]:
+    """trial id -> (kind, checkpoint folder) of each baseline, from the results folder's ``trials.csv``.
+
+    Raises:
+        ReportError: no trials.csv, a trial id it does not list, or a trial without a checkpoint (names them).
+    """
+    if not trial_ids:
+        return {}
+    try:
+        with layout.trials_file.open() as f:
+            rows = {r["trial_id"]: r for r in csv.DictReader(f)}
+    except OSError as exc:
+        raise ReportError(f"--baseline needs the search's {layout.trials_file}: {exc}") from exc
+    out = {}
+    for tid in trial_ids:
+        row = rows.get(tid)
+        if row is None:
+            raise ReportError(f"--baseline {tid}: no such trial in {layout.trials_file} (trials: {sorted(rows)})")
+        ckpt = layout.checkpoint(row.get("checkpoint_path") or "")
+        if not row.get("checkpoint_path") or not (ckpt / "model.pt").is_file():
+            raise ReportError(f"--baseline {tid}: the trial has no checkpoint ({ckpt})")
+        out[tid] = (row["model"], ckpt)
+    return out
 
 
 def epoch_budget(summary: dict | None, kind: str, train: TrainConfig) -> int:
@@ -70,8 +105,10 @@ def epoch_budget(summary: dict | None, kind: str, train: TrainConfig) -> int:
 
 
 def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None = None,
-         experiment: str | None = None, data: str | None = None) -> tuple[RunLayout, list[FitPlan], Splits]:
-    """Read each kind's best trial of a finished search, turn it into a :class:`FitPlan` and load its data.
+         experiment: str | None = None, data: str | None = None,
+         baselines: list[str] | None = None) -> tuple[RunLayout, list[FitPlan], Splits]:
+    """Read each kind's best trial of a finished search (and any baseline trials), turn each into a
+    :class:`FitPlan` and load their data.
 
     Args:
         results: ``results/<name>`` with ``summary.json`` (or a bare experiment folder).
@@ -79,8 +116,11 @@ def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None
         epochs: the epoch budget (default :func:`epoch_budget`).
         experiment: the experiment folder when it moved since the search.
         data: a data source overriding the checkpoints' (as the report's ``--data``).
+        baselines: trial ids (``trials.csv``) whose configurations are fitted with the same seeds, to compare with
+            their kind's best (e.g. the seed's own recipe, the search's first trial).
     Returns:
-        (the run's layout, one plan per kind in search order, the splits: uint8 (N, 1, S, S) arrays in [0, 255]).
+        (the run's layout, one plan per kind in search order then one per baseline, the splits: uint8
+        (N, 1, S, S) arrays in [0, 255]).
     Raises:
         ReportError: no such run, no best trial, a missing or unreadable checkpoint, a kind asked for that has no
             best trial, or data that cannot be loaded or splits differently from the search's (the rules of
@@ -90,16 +130,17 @@ def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None
     missing = sorted(set(kinds or ()) - set(run.trials))
     if missing:
         raise ReportError(f"{results}: no best trial for {missing}; have {sorted(run.trials)}")
+    todo = [(kind, trial, kind) for kind, trial in run.trials.items() if not kinds or kind in kinds]
+    for tid, (kind, ckpt) in _baseline_trials(run.layout, list(baselines or ())).items():
+        todo.append((kind, Trial(kind, tid, ckpt, {}), f"{kind}-trial-{tid}"))
     plans, models = [], {}
-    for kind, trial in run.trials.items():
-        if kinds and kind not in kinds:
-            continue
-        models[kind] = load_model(trial)
-        payload = models[kind][1]
+    for kind, trial, label in todo:
+        models[label] = load_model(trial)
+        payload = models[label][1]
         _, model, train = configs_of(payload)
         budget = epochs if epochs is not None else epoch_budget(run.summary, kind, train)
         plans.append(FitPlan(kind, trial.trial_id, data_config(payload, run, data), model,
-                             replace(train, epochs=budget)))
+                             replace(train, epochs=budget), label))
     return run.layout, plans, load_data(models, run, data)
 
 
@@ -159,10 +200,11 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
 
 
 def summarize(p: FitPlan, runs: list[dict[str, Any]], layout: RunLayout, folders: list[Path]) -> dict[str, Any]:
-    """One kind's entry of ``finalfit.json``: config, per-seed results, spread over seeds, the best seed."""
+    """One entry of ``finalfit.json``: kind, config, per-seed results, spread over seeds, the best seed."""
     best = min(range(len(runs)), key=lambda i: runs[i]["metrics"]["val/mse"])
     runs = [{**r, "checkpoint": layout.relative_checkpoint(str(f.resolve()))} for r, f in zip(runs, folders)]
     return {
+        "kind": p.kind,
         "source_trial": p.trial_id,
         "model_config": asdict(p.model),
         "train_config": {**asdict(p.train), "seed": None},
@@ -175,7 +217,7 @@ def summarize(p: FitPlan, runs: list[dict[str, Any]], layout: RunLayout, folders
 
 
 def table(kinds: dict[str, Any]) -> str:
-    """The markdown table of ``finalfit.json``: val PSNR and MSE mean +- sd over seeds per kind."""
+    """The markdown table of ``finalfit.json``: val PSNR (dB) and MSE mean +- sd over seeds per kind or baseline."""
     lines = ["| model | seeds | epochs | val PSNR (dB), mean +- sd | min - max | val MSE, mean +- sd | best seed |",
              "|---|---|---|---|---|---|---|"]
     for kind, k in kinds.items():
@@ -195,6 +237,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", nargs="+", default=None, help="kinds to fit (default: every kind with a best trial)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     ap.add_argument("--experiment", default=None, help="the experiment folder, when it moved since the search")
+    ap.add_argument("--baseline", nargs="+", default=[], metavar="TRIAL_ID",
+                    help="also fit these trials' configurations (trials.csv) with the same seeds, to compare with "
+                         "their kind's best, e.g. the seed's recipe (the first trial of each kind)")
     ap.add_argument("--data", default=None, metavar="SOURCE",
                     help="data source instead of the one in the checkpoints (when the search ran elsewhere)")
     return ap
@@ -208,26 +253,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
-        layout, plans, splits = plan(args.results, args.model, args.epochs, args.experiment, args.data)
+        layout, plans, splits = plan(args.results, args.model, args.epochs, args.experiment, args.data,
+                                     args.baseline)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out_file = layout.finalfit_file
     command = portable_command("python -m tuneae.finalfit", sys.argv[1:] if argv is None else argv)
-    kinds: dict[str, Any] = {}
+    fitted: dict[str, dict[str, Any]] = {"kinds": {}, "baselines": {}}
     for p in plans:
         seeds = [p.train.seed + 1 + i for i in range(args.seeds)]
-        folders = [layout.finalfit_seed(p.kind, s) for s in seeds]
+        folders = [layout.finalfit_seed(p.label, s) for s in seeds]
         try:
             runs = [fit_seed(p, s, splits, f, device) for s, f in zip(seeds, folders)]
         except (FloatingPointError, CheckpointError) as exc:
-            print(f"error: {p.kind}: {exc}", file=sys.stderr)
+            print(f"error: {p.label}: {exc}", file=sys.stderr)
             return 1 if isinstance(exc, FloatingPointError) else 2
-        kinds[p.kind] = summarize(p, runs, layout, folders)
-        atomic_write(out_file, json.dumps({"search": layout.name, "command": command, "device": device,
-                                           "kinds": kinds}, indent=1, default=str) + "\n")
-    atomic_write(layout.results / TABLE_FILE, table(kinds))
-    print(table(kinds) + f"\n[finalfit] wrote {out_file} and {layout.results / TABLE_FILE}", flush=True)
+        fitted["kinds" if p.label == p.kind else "baselines"][p.label] = summarize(p, runs, layout, folders)
+        atomic_write(out_file, json.dumps({"search": layout.name, "command": command, "device": device, **fitted},
+                                          indent=1, default=str) + "\n")
+    text = table({**fitted["kinds"], **fitted["baselines"]})
+    atomic_write(layout.results / TABLE_FILE, text)
+    print(text + f"\n[finalfit] wrote {out_file} and {layout.results / TABLE_FILE}", flush=True)
     return 0
 
 

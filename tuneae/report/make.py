@@ -19,7 +19,7 @@ from tuneae import tracking
 from tuneae.classical import METHODS
 from tuneae.data import Splits, to_float
 from tuneae.files import atomic_write, atomic_write_csv
-from tuneae.layout import portable, user_path
+from tuneae.layout import portable, portable_command, user_path
 from tuneae.metrics import SSIM_SETTINGS
 from tuneae.models import VAE
 from tuneae.noise import PRIMARY, PROTOCOLS, check_sigma, eval_seed
@@ -188,7 +188,7 @@ def _log(run: Run, m: dict, figures: dict[str, str], tables: dict[str, list[dict
 def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None, data: str | None = None,
                 max_test: int | None = None, sigmas: tuple[float, ...] = SIGMAS, seed: int = 0,
                 use_wandb: bool = True, experiment: str | os.PathLike | None = None,
-                workers: int = 1) -> dict[str, Any]:
+                workers: int = 1, command: str | None = None) -> dict[str, Any]:
     """Write the report of a finished search (see :mod:`tuneae.report` for what and where).
 
     Args:
@@ -203,6 +203,7 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         experiment: the experiment folder of a results folder when it moved since the search (default: the place
             ``summary.json`` records).
         workers: processes for the classical denoisers (BM3D: about 0.7 s per 128 px image on one core).
+        command: the command line that made this report, as recorded (``main`` passes its own).
     Returns:
         The contents of ``metrics.json``.
     Raises:
@@ -227,6 +228,7 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     splits = load_data(models, run, data)
     im = choose_images(splits, max_test)
     m = _header(run, splits, im, sigmas, seed, out)
+    m["report_command"] = command
     figures: dict[str, str] = {}
     steps = len(models) * 3 + (len(models) + len(METHODS)) * len(sigmas) * len(PROTOCOLS)
     with tqdm(total=steps, desc="report", unit="step", file=sys.stderr) as bar:
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     run, out, data, experiment = (user_path(a) if a else a for a in (args.run, args.out, args.data, args.experiment))
     try:
         make_report(run, out, data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb,
-                    experiment, args.workers)
+                    experiment, args.workers,
+                    portable_command("python -m tuneae.report", sys.argv[1:] if argv is None else argv))
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

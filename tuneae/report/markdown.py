@@ -36,7 +36,8 @@ def report_markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: 
 def _intro(m: dict) -> list[str]:
     d = m["data"]
     return [f"# Report: {m['name']}", "",
-            f"Run `{m['name']}`" + (f", made by `{m['command']}`" if m["command"] else "") + ".",
+            f"Run `{m['name']}`" + (f", made by `{m['command']}`" if m["command"] else "") + "."
+            + (f" This report: `{m['report_command']}`." if m.get("report_command") else ""),
             f"Data: `{d['source']}` at {d['image_size']} px, classes {', '.join(d['classes'])}. Every metric is on "
             f"{d['test_images']} of the {d['test_total']} held-out **test** images, which the search never saw, as "
             f"the mean [95% percentile-bootstrap interval over images]. {d['tuning_val_images']} validation images "

@@ -17,18 +17,45 @@ from tuneae.noise import PRIMARY, eval_noisy
 from tuneae.report.errors import ReportError
 from tuneae.report.metrics import predict
 from tuneae.report.runs import Run
-from tuneae.report.statistics import over_seeds
+from tuneae.report.statistics import difference, fmt_interval, over_seeds
 
 
-def _mean_metrics(model: torch.nn.Module, x: torch.Tensor, clean: np.ndarray) -> dict[str, float]:
-    """Mean PSNR (dB) and SSIM over images of ``model(x)`` against ``clean`` (N, S, S) in [0, 1]."""
+def _measure(model: torch.nn.Module, x: torch.Tensor, clean: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image PSNR (dB) and SSIM of ``model(x)`` against ``clean`` (N, S, S) in [0, 1]; (N,) each."""
     values = image_metrics(predict(model, x)[:, 0].numpy(), clean)
-    return {"psnr": float(np.mean(values["psnr"])), "ssim": float(np.mean(values["ssim"]))}
+    return {"psnr": values["psnr"], "ssim": values["ssim"]}
+
+
+def _entry(run: Run, label: str, k: dict, clean: torch.Tensor, noisy: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """One fitted configuration (a kind's best or a baseline), every seed measured: (its report entry, seed ->
+    per-image clean-test PSNR (N,) for paired comparisons)."""
+    clean_np = clean[:, 0].numpy()
+    rows, per_image = [], {}
+    for s in k["seeds"]:
+        path = run.layout.checkpoint(s["checkpoint"])
+        try:
+            model, _ = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise ReportError(f"{label} final fit, seed {s['seed']}: {exc}") from exc
+        test = _measure(model, clean, clean_np)
+        per_image[s["seed"]] = test["psnr"]
+        rows.append({"seed": s["seed"], "val_psnr": s["metrics"]["val/psnr"],
+                     "test": {q: float(v.mean()) for q, v in test.items()},
+                     "denoising": {key: float(_measure(model, x, clean_np)["psnr"].mean())
+                                   for key, x in noisy.items()}})
+    over = {"val_psnr": over_seeds([r["val_psnr"] for r in rows]),
+            "test_psnr": over_seeds([r["test"]["psnr"] for r in rows]),
+            "test_ssim": over_seeds([r["test"]["ssim"] for r in rows]),
+            **{f"denoising_{key}": over_seeds([r["denoising"][key] for r in rows]) for key in noisy}}
+    entry = {"kind": k.get("kind", label), "source_trial": k.get("source_trial"), "epochs": k["train_config"]["epochs"],
+             "best_seed": k["best_seed"], "seeds": rows, "over_seeds": over}
+    return entry, per_image
 
 
 def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed: int) -> dict[str, Any]:
-    """Every final-fit seed of every reported kind on the same test images: clean reconstruction and denoising at
-    each sigma (primary protocol, the report's seeded noise), then mean / sd / min / max over seeds.
+    """Every final-fit seed of every reported kind, and of every baseline, on the same test images: clean
+    reconstruction and denoising at each sigma (primary protocol, the report's seeded noise), then mean / sd /
+    min / max over seeds; each baseline also against its kind's best, seed by seed and paired over images.
 
     Args:
         run: the run; ``run.finalfit`` is ``finalfit.json`` (None: nothing to do).
@@ -37,35 +64,35 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
         seed: the report's noise seed (:func:`tuneae.noise.eval_noisy`), so each seed sees the same noisy images
             as the report's other sections.
     Returns:
-        ``{kind: {"epochs", "best_seed", "seeds": [{"seed", "val_psnr", "test": {"psnr", "ssim"},
-        "denoising": {sigma: psnr}}], "over_seeds": {"val_psnr" | "test_psnr" | "test_ssim" | "denoising_<sigma>":
-        {"mean", "sd", "min", "max", "n"}}}}``; PSNR in dB, SSIM in [-1, 1]. Empty without a final fit.
+        ``{kind or baseline label: {"kind", "source_trial", "epochs", "best_seed", "seeds": [{"seed", "val_psnr",
+        "test": {"psnr", "ssim"}, "denoising": {sigma: psnr}}], "over_seeds": {"val_psnr" | "test_psnr" |
+        "test_ssim" | "denoising_<sigma>": {"mean", "sd", "min", "max", "n"}}}}``; a baseline also has
+        ``"vs_best": {"per_seed": [best - baseline test PSNR of each shared seed], "seed_mean": difference of the
+        per-image PSNR averaged over the shared seeds, paired over images (:func:`statistics.difference`)}``.
+        PSNR in dB, SSIM in [-1, 1]. Empty without a final fit.
     Raises:
         ReportError: a seed's checkpoint is missing or unreadable (names it).
     """
     ff = run.finalfit or {}
     noisy = {f"{s:g}": eval_noisy(clean, s, PRIMARY, seed, "test") for s in sigmas}
-    clean_np = clean[:, 0].numpy()
     out: dict[str, Any] = {}
+    per_image: dict[str, dict[int, np.ndarray]] = {}
     for kind, k in (ff.get("kinds") or {}).items():
-        if kind not in run.trials:
+        if kind in run.trials:
+            out[kind], per_image[kind] = _entry(run, kind, k, clean, noisy)
+    for label, k in (ff.get("baselines") or {}).items():
+        kind = k.get("kind")
+        if kind not in out:
             continue
-        rows = []
-        for s in k["seeds"]:
-            path = run.layout.checkpoint(s["checkpoint"])
-            try:
-                model, _ = load_checkpoint(path)
-            except CheckpointError as exc:
-                raise ReportError(f"{kind} final fit, seed {s['seed']}: {exc}") from exc
-            rows.append({"seed": s["seed"], "val_psnr": s["metrics"]["val/psnr"],
-                         "test": _mean_metrics(model, clean, clean_np),
-                         "denoising": {key: _mean_metrics(model, x, clean_np)["psnr"] for key, x in noisy.items()}})
-        over = {"val_psnr": over_seeds([r["val_psnr"] for r in rows]),
-                "test_psnr": over_seeds([r["test"]["psnr"] for r in rows]),
-                "test_ssim": over_seeds([r["test"]["ssim"] for r in rows]),
-                **{f"denoising_{key}": over_seeds([r["denoising"][key] for r in rows]) for key in noisy}}
-        out[kind] = {"epochs": k["train_config"]["epochs"], "best_seed": k["best_seed"], "seeds": rows,
-                     "over_seeds": over}
+        out[label], base = _entry(run, label, k, clean, noisy)
+        shared = sorted(set(base) & set(per_image[kind]))
+        if shared:
+            best = np.mean([per_image[kind][s] for s in shared], axis=0)
+            other = np.mean([base[s] for s in shared], axis=0)
+            out[label]["vs_best"] = {
+                "seeds": shared,
+                "per_seed": [float(per_image[kind][s].mean() - base[s].mean()) for s in shared],
+                "seed_mean": difference(best, other, f"{kind} best", label)}
     return out
 
 
@@ -85,14 +112,23 @@ def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
              cell(s["over_seeds"]["val_psnr"]), cell(s["over_seeds"]["test_psnr"]),
              cell(s["over_seeds"]["test_ssim"], 3), *[cell(s["over_seeds"][f"denoising_{k}"]) for k in sigma_keys]]
             for kind, s in seeds.items()]
+    versus = [f"- {s['kind']}'s best configuration minus {label} (trial {s['source_trial']}), clean test PSNR "
+              f"with the same seeds: {fmt_interval(s['vs_best']['seed_mean'], signed=True)} dB (per-image PSNR "
+              f"averaged over seeds {s['vs_best']['seeds']}, paired over images); per seed "
+              + ", ".join(f"{d:+.2f}" for d in s["vs_best"]["per_seed"]) + " dB."
+              for label, s in seeds.items() if "vs_best" in s]
     return ["## Final fit: spread over training seeds", "",
             "Each kind's best configuration (chosen on validation by the search) trained again from scratch with "
             "several seeds (`python -m tuneae.finalfit`). Mean +- sample sd [min, max] over seeds, each seed on the "
             f"same test images and the same seeded noise ({PRIMARY}) as the rest of this report; PSNR in dB. Every "
             "other section reloads the seed with the best validation loss; its test numbers were not used to choose "
-            "it. The sd over seeds (training) adds to the bootstrap intervals over images (test set).", "",
+            "it. The sd over seeds (training) adds to the bootstrap intervals over images (test set). Rows named "
+            "`<kind>-trial-<id>` are baselines: that trial's configuration fitted with the same seeds "
+            "(`--baseline`).", "",
             "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *["| " + " | ".join(r) + " |" for r in rows], ""]
+            *["| " + " | ".join(r) + " |" for r in rows], "",
+            *([*versus, "", "The interval is over test images only; with few seeds, read the per-seed differences "
+               "beside it (a difference of one sign in every seed is the stronger sign).", ""] if versus else [])]
 
 
 __all__ = ["seed_metrics", "seeds_markdown"]
