@@ -190,7 +190,8 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         save_checkpoint(folder, model, p.data, cfg, epoch, metrics, optimizer)
         history.append({**metrics, "epoch": epoch})
         atomic_write(folder / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
-        print(f"[finalfit] {p.kind} seed {seed} epoch {epoch}/{cfg.epochs}: val/psnr {metrics['val/psnr']:.2f} dB",
+        print(f"[finalfit] {p.label or p.kind} seed {seed} epoch {epoch}/{cfg.epochs}: "
+              f"val/psnr {metrics['val/psnr']:.2f} dB",
               flush=True)
 
     if start < cfg.epochs:
