@@ -101,7 +101,7 @@ def _from_summary(run: Path, experiment: str | os.PathLike | None, final_fit: bo
 
 def _final_fit(run: Path, layout: RunLayout, trials: dict[str, Trial]) -> dict | None:
     """Read ``finalfit.json`` when the results folder has one and put each fitted kind's best seed (by validation
-    loss, :mod:`tuneae.finalfit`) in ``trials`` in place of the search's best trial. Returns the file's contents.
+    MSE, :mod:`tuneae.finalfit`) in ``trials`` in place of the search's best trial. Returns the file's contents.
 
     Raises:
         ReportError: the file cannot be read, or a best seed's checkpoint does not exist.

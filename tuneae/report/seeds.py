@@ -106,8 +106,8 @@ def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
     def cell(st: dict, digits: int = 2) -> str:
         return f"{st['mean']:.{digits}f} +- {st['sd']:.{digits}f} [{st['min']:.{digits}f}, {st['max']:.{digits}f}]"
 
-    head = ["model", "seeds", "epochs", "best seed (val)", "val PSNR", "test PSNR", "test SSIM",
-            *[f"denoised PSNR, sigma {k}" for k in sigma_keys]]
+    head = ["model", "seeds", "epochs", "best seed (val)", "val PSNR", "test PSNR, clean input",
+            "test SSIM, clean input", *[f"denoised PSNR, sigma {k}" for k in sigma_keys]]
     rows = [[kind, str(s["over_seeds"]["test_psnr"]["n"]), str(s["epochs"]), str(s["best_seed"]),
              cell(s["over_seeds"]["val_psnr"]), cell(s["over_seeds"]["test_psnr"]),
              cell(s["over_seeds"]["test_ssim"], 3), *[cell(s["over_seeds"][f"denoising_{k}"]) for k in sigma_keys]]
@@ -121,7 +121,7 @@ def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
             "Each kind's best configuration (chosen on validation by the search) trained again from scratch with "
             "several seeds (`python -m tuneae.finalfit`). Mean +- sample sd [min, max] over seeds, each seed on the "
             f"same test images and the same seeded noise ({PRIMARY}) as the rest of this report; PSNR in dB. Every "
-            "other section reloads the seed with the best validation loss; its test numbers were not used to choose "
+            "other section reloads the seed with the best validation MSE; its test numbers were not used to choose "
             "it. The sd over seeds (training) adds to the bootstrap intervals over images (test set). Rows named "
             "`<kind>-trial-<id>` are baselines: that trial's configuration fitted with the same seeds "
             "(`--baseline`).", "",
