@@ -74,7 +74,7 @@ def test_interrupted_final_fit_resumes_to_the_same_result(tmp_path, monkeypatch)
     assert finalfit.main([str(part.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0
     a = json.loads((full.results / finalfit.RESULT_FILE).read_text())["kinds"]["ae"]["seeds"][0]
     b = json.loads((part.results / finalfit.RESULT_FILE).read_text())["kinds"]["ae"]["seeds"][0]
-    assert [h["epoch"] for h in b["history"]] == [1, 2]
+    assert [h["epoch"] for h in b["history"]] == [1, 2] and b["trained_epochs_now"] == 1  # only the missing one
     assert b["metrics"]["val/mse"] == pytest.approx(a["metrics"]["val/mse"], rel=1e-5)
     monkeypatch.setattr(finalfit, "fit", lambda *a, **k: pytest.fail("a finished seed must not train again"))
     assert finalfit.main([str(part.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0

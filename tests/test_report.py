@@ -50,6 +50,7 @@ def test_report_writes_every_file_small_and_finite(smoke_report):
     for name in ["report.md", "metrics.json", *[f"{t}.csv" for t in tables.CSV_TABLES]]:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     text = (out / "report.md").read_text()
+    assert text.index("## Search") < text.index("## Files") == text.rindex("## ")  # Files closes the report
     figures = re.findall(r"\]\(([^)]+\.png)\)", text)
     assert len(figures) >= 5 and all((out / f).is_file() for f in figures), figures
     assert sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) < 5_000_000

@@ -33,6 +33,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,9 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         folder: this seed's checkpoint folder.
         device: ``cpu``, ``cuda``, ...
     Returns:
-        ``{"seed", "epochs", "metrics": last epoch's metrics, "history": [metrics per epoch]}``.
+        ``{"seed", "epochs", "metrics": last epoch's metrics, "history": [metrics per epoch], "checkpoint",
+        "trained_epochs_now", "train_s_now"}``: the epochs trained by this call and their wall seconds (0 for a seed
+        read back, the remaining epochs for one resumed).
     Raises:
         CheckpointError: the folder holds a checkpoint of another configuration (names the folder).
         FloatingPointError: the training loss diverged.
@@ -194,10 +197,12 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
               f"val/psnr {metrics['val/psnr']:.2f} dB",
               flush=True)
 
+    started = time.time()
     if start < cfg.epochs:
         last = fit(model, splits.train, splits.val, cfg, device, on_epoch, optimizer=optimizer, start_epoch=start)
     return {"seed": seed, "epochs": cfg.epochs, "metrics": {k: last[k] for k in SUMMARY_METRICS if k in last},
-            "history": history, "checkpoint": str(folder)}
+            "history": history, "checkpoint": str(folder), "trained_epochs_now": cfg.epochs - start,
+            "train_s_now": round(time.time() - started, 1)}
 
 
 def summarize(p: FitPlan, runs: list[dict[str, Any]], layout: RunLayout, folders: list[Path]) -> dict[str, Any]:

@@ -160,14 +160,14 @@ def _layers(models: dict, im: Images, seed: int, figures: dict, out: Path, bar) 
 
 def _write(m: dict, figures: dict[str, str], layers: list[dict], out: Path,
            search_md: list[str]) -> tuple[dict[str, list[dict]], int]:
-    """Write the CSV tables, metrics.json and report.md (the search section last); remove stale figures (from an
-    earlier report here). Returns (tables, folder bytes)."""
+    """Write the CSV tables, metrics.json and report.md (the search section before the files); remove stale
+    figures (from an earlier report here). Returns (tables, folder bytes)."""
     tables = csv_tables(m, layers)
     for name, rows in tables.items():
         atomic_write_csv(out / f"{name}.csv", rows)
     atomic_write(out / "metrics.json", json.dumps(m, indent=1, default=str) + "\n")
-    atomic_write(out / "report.md", report_markdown(m, figures, tables["denoising_classes"], layers)
-                 + "\n".join(search_md) + "\n")
+    atomic_write(out / "report.md", report_markdown(m, figures, tables["denoising_classes"], layers, search_md)
+                 + "\n")
     for stale in [*out.glob("layers_*.png"), *out.glob("denoising_sigma*.png"), *out.glob("search_*.png")]:
         if stale.name not in figures.values():
             stale.unlink()

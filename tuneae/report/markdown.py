@@ -9,7 +9,8 @@ from tuneae.report.tables import CSV_TABLES, fmt_stat, md_table
 from tuneae.report.targets import targets_markdown
 
 
-def report_markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: list[dict]) -> str:
+def report_markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: list[dict],
+                    search_md: list[str] = ()) -> str:
     """The text of report.md.
 
     Args:
@@ -18,6 +19,8 @@ def report_markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: 
             PNG file name in the report folder (linked relatively).
         gaps: the ``denoising_classes`` CSV rows (:func:`tuneae.report.tables.csv_tables`).
         layers: the layer rows (:func:`tuneae.report.layers.layer_table`) of every model.
+        search_md: the lines of the Search section (:func:`tuneae.report.search_plots.search_report`), placed
+            before the closing Files section.
     Returns:
         Markdown text ending with a newline-free last line.
     """
@@ -28,8 +31,8 @@ def report_markdown(m: dict, figures: dict[str, str], gaps: list[dict], layers: 
         lines += ["## VAE: samples from the prior and a latent interpolation", "",
                   "Top: decoded z ~ N(0, I). Bottom: two test images and the decoded linear interpolation of their "
                   "posterior means.", "", f"![VAE samples and interpolation]({figures['vae']})", ""]
-    lines += ["## Files", "", f"metrics.json (every number), {', '.join(CSV_TABLES)} (.csv); report made in "
-              f"{m['wall_time_s']} s.", ""]
+    lines += [*search_md, "", "## Files", "",
+              f"metrics.json (every number), {', '.join(CSV_TABLES)} (.csv); report made in {m['wall_time_s']} s.", ""]
     return "\n".join(lines)
 
 
