@@ -68,7 +68,7 @@ class FitPlan:
     data: DataConfig
     model: ModelConfig
     train: TrainConfig
-    label: str = ""
+    label: str
     """Its key in ``finalfit.json`` and its checkpoint folder: the kind for a best trial, ``<kind>-trial-<id>`` for
     a baseline."""
 
@@ -193,7 +193,7 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         save_checkpoint(folder, model, p.data, cfg, epoch, metrics, optimizer)
         history.append({**metrics, "epoch": epoch})
         atomic_write(folder / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
-        print(f"[finalfit] {p.label or p.kind} seed {seed} epoch {epoch}/{cfg.epochs}: "
+        print(f"[finalfit] {p.label} seed {seed} epoch {epoch}/{cfg.epochs}: "
               f"val/psnr {metrics['val/psnr']:.2f} dB",
               flush=True)
 
