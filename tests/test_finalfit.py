@@ -65,6 +65,15 @@ def test_final_fit_gives_spread_over_seeds_and_relative_paths(tmp_path, monkeypa
     assert "| ae | 2 | 2 |" in (layout.results / finalfit.TABLE_FILE).read_text()
 
 
+def test_epoch_budget_per_kind_applies_to_the_kind_and_its_baselines(tmp_path):
+    layout = _search(tmp_path)
+    assert finalfit.parse_epochs(["40", "dunet=20"]) == {None: 40, "dunet": 20}
+    _, plans, _ = finalfit.plan(layout.results, epochs={None: 5, "ae": 3}, baselines=["base"])
+    assert {p.label: p.train.epochs for p in plans} == {"ae": 3, "dunet": 5, "ae-trial-base": 3}
+    _, plans, _ = finalfit.plan(layout.results, epochs={"dunet": 4})
+    assert {p.label: p.train.epochs for p in plans} == {"ae": 2, "dunet": 4}  # ae: the search's largest
+
+
 def test_interrupted_final_fit_resumes_to_the_same_result(tmp_path, monkeypatch):
     full = _search(tmp_path / "a")
     assert finalfit.main([str(full.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0
@@ -86,6 +95,11 @@ def test_bad_input_exits_2_before_training(tmp_path, capsys, monkeypatch):
     assert "does not exist" in capsys.readouterr().err
     layout = _search(tmp_path)
     assert finalfit.main([str(layout.results), "--seeds", "0"]) == 2
+    for bad in (["0"], ["x"], ["ae=0"], ["=3"], ["3", "4"], ["ae=2", "ae=3"]):
+        assert finalfit.main([str(layout.results), "--epochs", *bad]) == 2
+        assert "--epochs" in capsys.readouterr().err
+    assert finalfit.main([str(layout.results), "--epochs", "vae=3"]) == 2
+    assert "--epochs: no best trial for ['vae']" in capsys.readouterr().err
     assert finalfit.main([str(layout.results), "--model", "vae"]) == 2
     assert "no best trial for ['vae']" in capsys.readouterr().err
     assert finalfit.main([str(layout.results), "--baseline", "nope"]) == 2

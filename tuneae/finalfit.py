@@ -1,7 +1,8 @@
 """Final fit: the best configuration of each kind, chosen on validation by a finished search, trained again for the
 full epoch budget with several seeds; mean and spread over seeds, and the best seed's checkpoint for the report.
 
-    python -m tuneae.finalfit results/<name> [--seeds 3] [--epochs N] [--model KIND ...] [--device auto]
+    python -m tuneae.finalfit results/<name> [--seeds 3] [--epochs N] [--epochs N KIND=N ...] [--model KIND ...]
+                              [--device auto]
                               [--baseline TRIAL_ID ...]
 
 The search picks each kind's best trial by ``val/mse`` (:func:`tuneae.results.best_of`); its checkpoint stores the
@@ -9,7 +10,8 @@ full configuration (data, model, training), which is trained again from scratch 
 s + N, where s is the trial's own seed (weights, shuffling, noise and crops all follow the seed,
 :mod:`tuneae.seeding`): the search's own run, whose validation score chose the configuration, is not among them, so
 the mean over seeds carries no winner's curse. The budget is the largest ``train.epochs``
-the search allowed that kind (ASHA may have stopped the search's trials earlier), or ``--epochs``. Selection and
+the search allowed that kind (ASHA may have stopped the search's trials earlier), or ``--epochs`` (one number for
+every kind, and ``KIND=N`` for one kind and its baselines, e.g. ``--epochs 40 dunet=20``). Selection and
 every number here use the validation split only; the test split stays for the report.
 
 ``--baseline`` fits other trials' configurations (from ``trials.csv``; e.g. the seed's own recipe, each kind's
@@ -105,7 +107,30 @@ def epoch_budget(summary: dict | None, kind: str, train: TrainConfig) -> int:
     return max(int(e) for e in choices)
 
 
-def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None = None,
+def parse_epochs(values: list[str] | None) -> dict[str | None, int]:
+    """``--epochs`` values -> {None: budget for every kind, kind: its budget}; ``{}`` when not given.
+
+    Args:
+        values: e.g. ``["40", "dunet=20"]``: a bare number for every kind, ``KIND=N`` for one kind (and its
+            baselines).
+    Raises:
+        ValueError: a value that is neither, a number below 1, or a kind or the default given twice (names it).
+    """
+    out: dict[str | None, int] = {}
+    for v in values or ():
+        kind, _, n = v.rpartition("=")
+        key = kind or None
+        try:
+            budget = int(n)
+        except ValueError:
+            raise ValueError(f"--epochs {v!r}: expected N or KIND=N with N an integer >= 1") from None
+        if budget < 1 or key in out or (kind == "" and "=" in v):
+            raise ValueError(f"--epochs {v!r}: N must be >= 1 and each kind (and the bare default) given once")
+        out[key] = budget
+    return out
+
+
+def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | dict[str | None, int] | None = None,
          experiment: str | None = None, data: str | None = None,
          baselines: list[str] | None = None) -> tuple[RunLayout, list[FitPlan], Splits]:
     """Read each kind's best trial of a finished search (and any baseline trials), turn each into a
@@ -114,7 +139,8 @@ def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None
     Args:
         results: ``results/<name>`` with ``summary.json`` (or a bare experiment folder).
         kinds: the kinds to fit (default: every kind with a best trial).
-        epochs: the epoch budget (default :func:`epoch_budget`).
+        epochs: the epoch budget, or {None: budget, kind: budget} (:func:`parse_epochs`); a kind without one gets
+            :func:`epoch_budget`.
         experiment: the experiment folder when it moved since the search.
         data: a data source overriding the checkpoints' (as the report's ``--data``).
         baselines: trial ids (``trials.csv``) whose configurations are fitted with the same seeds, to compare with
@@ -131,6 +157,10 @@ def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None
     missing = sorted(set(kinds or ()) - set(run.trials))
     if missing:
         raise ReportError(f"{results}: no best trial for {missing}; have {sorted(run.trials)}")
+    budgets = epochs if isinstance(epochs, dict) else ({} if epochs is None else {None: epochs})
+    unknown = sorted(k for k in budgets if k is not None and k not in run.trials)
+    if unknown:
+        raise ReportError(f"--epochs: no best trial for {unknown}; have {sorted(run.trials)}")
     todo = [(kind, trial, kind) for kind, trial in run.trials.items() if not kinds or kind in kinds]
     for tid, (kind, ckpt) in _baseline_trials(run.layout, list(baselines or ())).items():
         todo.append((kind, Trial(kind, tid, ckpt, {}), f"{kind}-trial-{tid}"))
@@ -139,7 +169,7 @@ def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | None
         models[label] = load_model(trial)
         payload = models[label][1]
         _, model, train = configs_of(payload)
-        budget = epochs if epochs is not None else epoch_budget(run.summary, kind, train)
+        budget = budgets.get(kind, budgets.get(None)) or epoch_budget(run.summary, kind, train)
         plans.append(FitPlan(kind, trial.trial_id, data_config(payload, run, data), model,
                              replace(train, epochs=budget), label))
     return run.layout, plans, load_data(models, run, data)
@@ -238,8 +268,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("results", help="results/<name> of a finished search (with summary.json)")
     ap.add_argument("--seeds", type=int, default=3,
                     help="number of seeds (default 3): train.seed s+1 .. s+N, s the search trial's seed")
-    ap.add_argument("--epochs", type=int, default=None,
-                    help="epoch budget (default: the largest train.epochs the search allowed that kind)")
+    ap.add_argument("--epochs", nargs="+", default=None, metavar="N|KIND=N",
+                    help="epoch budget: N for every kind, KIND=N for one kind and its baselines (default: the "
+                         "largest train.epochs the search allowed that kind)")
     ap.add_argument("--model", nargs="+", default=None, help="kinds to fit (default: every kind with a best trial)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     ap.add_argument("--experiment", default=None, help="the experiment folder, when it moved since the search")
@@ -254,12 +285,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the final fit; returns 0, or 2 on bad input (nothing trained), 1 when a seed diverged."""
     args = _parser().parse_args(argv)
-    if args.seeds < 1 or (args.epochs is not None and args.epochs < 1):
-        print(f"error: --seeds {args.seeds} and --epochs {args.epochs} must be >= 1", file=sys.stderr)
+    try:
+        epochs = parse_epochs(args.epochs)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.seeds < 1:
+        print(f"error: --seeds {args.seeds} must be >= 1", file=sys.stderr)
         return 2
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     try:
-        layout, plans, splits = plan(args.results, args.model, args.epochs, args.experiment, args.data,
+        layout, plans, splits = plan(args.results, args.model, epochs, args.experiment, args.data,
                                      args.baseline)
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
