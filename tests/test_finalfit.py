@@ -148,3 +148,7 @@ def test_report_reloads_the_best_seed_and_gives_the_spread_over_seeds(tmp_path):
     text = (layout.report_dir / "report.md").read_text()
     assert "## Final fit: spread over training seeds" in text and "| ae | 2 | 2 |" in text
     assert "ae's best configuration minus ae-trial-base (trial base)" in text
+    curves = m["learning_curves"]  # every fitted configuration's validation curve, per seed, in the report
+    assert set(curves) == {*fitted, "ae-trial-base"} and curves["ae"]["epochs"] == [1, 2]
+    assert curves["ae"]["val_psnr"]["1"][-1] == pytest.approx(fitted["ae"]["seeds"][0]["metrics"]["val/psnr"])
+    assert (layout.report_dir / "learning_curves.png").is_file() and "(learning_curves.png)" in text

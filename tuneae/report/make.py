@@ -23,6 +23,7 @@ from tuneae.layout import portable, portable_command, user_path
 from tuneae.metrics import SSIM_SETTINGS
 from tuneae.models import VAE
 from tuneae.noise import PRIMARY, PROTOCOLS, check_sigma, eval_seed
+from tuneae.report.curves import learning_curves, plot_learning_curves
 from tuneae.report.denoising import class_gaps, comparisons, run_sigma, selection
 from tuneae.report.errors import ReportError
 from tuneae.report.layers import layer_table
@@ -41,7 +42,7 @@ from tuneae.report.runs import Run, find_run
 from tuneae.report.search_plots import search_report
 from tuneae.report.seeds import seed_metrics
 from tuneae.report.tables import csv_tables
-from tuneae.report.targets import check_targets
+from tuneae.report.targets import check_targets, target_gaps
 
 SIGMAS = (0.05, 0.1, 0.2, 0.3)
 """Default noise levels: standard deviation of the Gaussian noise on the [0, 1] scale (both protocols)."""
@@ -49,6 +50,8 @@ TUNE_IMAGES = 24
 """Validation images (spread over the classes) that tune each classical denoiser (``Method.tune_images`` of them)
 and on which every method's mean PSNR chooses the best model and the classical comparator, per protocol and sigma;
 test images never choose anything."""
+CURVES_PNG = "learning_curves.png"
+"""The final fit's learning curves (:mod:`tuneae.report.curves`)."""
 MAX_REPORT_BYTES = 5_000_000
 """Warn above this total size of the report folder."""
 
@@ -168,7 +171,8 @@ def _write(m: dict, figures: dict[str, str], layers: list[dict], out: Path,
     atomic_write(out / "metrics.json", json.dumps(m, indent=1, default=str) + "\n")
     atomic_write(out / "report.md", report_markdown(m, figures, tables["denoising_classes"], layers, search_md)
                  + "\n")
-    for stale in [*out.glob("layers_*.png"), *out.glob("denoising_sigma*.png"), *out.glob("search_*.png")]:
+    for stale in [*out.glob("layers_*.png"), *out.glob("denoising_sigma*.png"), *out.glob("search_*.png"),
+                  *out.glob(CURVES_PNG)]:
         if stale.name not in figures.values():
             stale.unlink()
     total = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
@@ -237,7 +241,11 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
     m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed)
+    m["learning_curves"] = learning_curves(run.finalfit)
     m["targets"] = check_targets(m)
+    curves_png = plot_learning_curves(m["learning_curves"], target_gaps(m["targets"]), out / CURVES_PNG)
+    if curves_png:
+        figures["learning_curves"] = m["targets"]["learning_curves_figure"] = curves_png
     search_md, search_figures, m["search"] = search_report(run, out)
     figures.update(search_figures)
     m["wall_time_s"] = round(time.time() - started, 1)

@@ -1,0 +1,81 @@
+"""The final fit's learning curves and what they say about a missed target (tuneae.report.curves), and the
+targets' margin rule of issue 14 (mean difference >= the margin, interval excluding 0)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tuneae.report.curves import MIN_POINTS, epochs_to_close, learning_curves, plot_learning_curves
+from tuneae.report.targets import TARGET_MARGIN_DB, _denoising_target, check_targets, target_gaps, targets_markdown
+
+
+def _seed(seed: int, epochs: range, offset: float, gain: float = 1.5) -> dict:
+    return {"seed": seed, "history": [{"epoch": e, "val/psnr": 20 + offset + gain * math.log2(e)} for e in epochs]}
+
+
+def _finalfit(epochs=range(1, 17)) -> dict:
+    return {"kinds": {"ae": {"kind": "ae", "seeds": [_seed(1, epochs, -0.2), _seed(2, epochs, 0.2),
+                                                     _seed(3, range(1, 13), 0.0)]}},  # seed 3 stopped at 12
+            "baselines": {"ae-trial-x": {"kind": "ae", "seeds": [_seed(1, range(1, 4), 0.0, 0.5)]}}}
+
+
+def test_gain_per_doubling_is_fitted_on_the_second_half_of_the_epochs_all_seeds_reached():
+    c = learning_curves(_finalfit())
+    ae = c["ae"]
+    assert ae["epochs"] == list(range(1, 13)) and set(ae["val_psnr"]) == {"1", "2", "3"}
+    assert ae["val_psnr_mean"][-1] == pytest.approx(20 + 1.5 * math.log2(12))
+    g = ae["gain_per_doubling"]
+    assert g["db"] == pytest.approx(1.5) and g["stderr"] == pytest.approx(0, abs=1e-9)
+    assert (g["from_epoch"], g["to_epoch"]) == (6, 12)
+    assert c["ae-trial-x"]["gain_per_doubling"] is None  # epochs 2-3: fewer than MIN_POINTS
+    assert MIN_POINTS == 3 and learning_curves(None) == {} and learning_curves({"kinds": {"ae": {"seeds": []}}}) == {}
+
+
+def test_epochs_to_close_turns_a_gap_into_epochs_at_the_fitted_gain():
+    ae = learning_curves(_finalfit())["ae"]
+    e = epochs_to_close(ae, 3.0)  # two doublings of 12 epochs
+    assert e["doublings"] == pytest.approx(2.0) and e["epochs_needed"] == pytest.approx(48.0)
+    assert "at least 48 epochs (4.0x" in e["verdict"]
+    assert epochs_to_close(ae, -0.1)["verdict"] == "reached"
+    flat = {**ae, "gain_per_doubling": {**ae["gain_per_doubling"], "db": -0.01}}
+    assert epochs_to_close(flat, 1.0)["epochs_needed"] is None and "not reach" in epochs_to_close(flat, 1.0)["verdict"]
+    short = learning_curves(_finalfit())["ae-trial-x"]
+    assert epochs_to_close(short, 1.0)["epochs_needed"] is None and "too short" in epochs_to_close(short, 1.0)["verdict"]
+    assert "over a million" in epochs_to_close(ae, 40.0)["verdict"]
+
+
+def test_missed_target_gets_the_epochs_its_model_would_need_and_the_figure(tmp_path):
+    m = {"models": {"ae": {"model_config": {"latent_dim": 512}, "val": {"psnr": 23.0},
+                           "test": {"psnr": {"mean": 23.0, "low": 22.8, "high": 23.2},
+                                    "ssim": {"mean": 0.6, "low": 0.59, "high": 0.61}}}},
+         "denoising": {}, "learning_curves": learning_curves(_finalfit())}
+    t = check_targets(m)
+    r = t["reconstruction"]
+    assert not r["met"] and r["gap_db"] == pytest.approx(3.0)
+    assert r["more_epochs"]["curve"] == "ae" and r["more_epochs"]["epochs_needed"] == pytest.approx(48.0)
+    assert target_gaps(t) == {"ae": pytest.approx(3.0)}
+    t["learning_curves_figure"] = plot_learning_curves(m["learning_curves"], target_gaps(t), tmp_path / "lc.png")
+    assert (tmp_path / "lc.png").stat().st_size > 1000
+    md = "\n".join(targets_markdown(t))
+    assert "3.00 dB short after 12 epochs" in md and "+1.50 +- 0.00 (se) dB per doubling" in md
+    assert "![final-fit learning curves](lc.png)" in md
+    assert plot_learning_curves({}, {}, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
+def _sigma_metrics(diff: dict) -> dict:
+    res = {"dunet": {"psnr": {"mean": 31.0, "low": 30.0, "high": 32.0}},
+           "bm3d": {"psnr": {"mean": 30.0, "low": 29.0, "high": 31.0}}}
+    return {"denoising": {"awgn": {"0.1": res}},
+            "selection": {"awgn": {"0.1": {"best_learned": "dunet", "comparator": "bm3d"}}},
+            "comparisons": {"awgn": {"0.1": {"dunet": {"psnr": diff}}}}, "models": {}}
+
+
+def test_denoising_target_needs_the_margin_and_an_interval_excluding_0():
+    assert TARGET_MARGIN_DB == 1.0
+    wide = _denoising_target(_sigma_metrics({"mean": 1.1, "low": -0.05, "high": 2.2}), "0.1", 28.3)
+    assert not wide["met"] and wide["status"] == "not met (interval includes 0)" and wide["gap_db"] == 0
+    tight = _denoising_target(_sigma_metrics({"mean": 1.1, "low": 0.9, "high": 1.3}), "0.1", 28.3)
+    assert tight["met"] and tight["status"] == "met" and tight["target"] == pytest.approx(31.0)
+    short = _denoising_target(_sigma_metrics({"mean": 0.4, "low": 0.3, "high": 0.5}), "0.1", 28.3)
+    assert not short["met"] and short["gap_db"] == pytest.approx(0.6) and short["status"] == "not met (clearly)"

@@ -1,0 +1,146 @@
+"""The final fit's learning curves, and what they say about a target that was not reached: would more epochs of the
+same configuration reach it?
+
+A validation-PSNR curve of a fixed configuration at a constant learning rate rises roughly linearly in log(epochs)
+late in training, by a gain per doubling that shrinks as it goes (the power-law learning curves of Hestness et al.
+2017, "Deep Learning Scaling is Predictable, Empirically", in the epoch dimension). This module fits that gain on the
+second half of the curve (``scipy.stats.linregress`` of the seed-mean validation PSNR on log2(epoch)) and turns a gap
+in dB into the epochs it would take at that gain: ``epochs_now * 2 ** (gap / gain)``. Because the gain per doubling
+shrinks, the figure is a lower bound on the epochs needed, never a promise that they suffice.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from tuneae.report.plots import _figure, _save
+
+MIN_POINTS = 3
+"""Epochs needed in the fitted (second) half of a curve; shorter curves get no gain per doubling."""
+HORIZON = 8
+"""The figure draws each fitted line on to ``HORIZON`` x the last epoch."""
+
+
+def _curve(k: dict[str, Any]) -> dict[str, Any] | None:
+    """One fitted configuration's curve: the epochs every seed has, per-seed and mean validation PSNR (dB), and
+    the gain per doubling over the second half. None when no seed has a history."""
+    seeds = {s["seed"]: {h["epoch"]: h["val/psnr"] for h in s.get("history") or [] if "val/psnr" in h}
+             for s in k.get("seeds") or []}
+    seeds = {s: h for s, h in seeds.items() if h}
+    if not seeds:
+        return None
+    epochs = sorted(set.intersection(*(set(h) for h in seeds.values())))
+    if not epochs:
+        return None
+    per_seed = {str(s): [float(h[e]) for e in epochs] for s, h in seeds.items()}
+    mean = np.mean(list(per_seed.values()), axis=0)
+    out = {"kind": k.get("kind"), "epochs": epochs, "val_psnr": per_seed,
+           "val_psnr_mean": [float(v) for v in mean], "gain_per_doubling": None}
+    half = [i for i, e in enumerate(epochs) if e >= epochs[-1] / 2]
+    if len(half) >= MIN_POINTS:
+        fit = stats.linregress(np.log2([epochs[i] for i in half]), mean[half])
+        out["gain_per_doubling"] = {"db": float(fit.slope), "stderr": float(fit.stderr),
+                                    "intercept": float(fit.intercept),
+                                    "from_epoch": epochs[half[0]], "to_epoch": epochs[-1]}
+    return out
+
+
+def learning_curves(finalfit: dict[str, Any] | None) -> dict[str, Any]:
+    """Every final-fit kind's and baseline's validation-PSNR learning curve, with its gain per doubling of epochs.
+
+    Args:
+        finalfit: ``finalfit.json`` (:mod:`tuneae.finalfit`): ``kinds`` and ``baselines``, each with ``seeds``
+            holding a ``history`` of per-epoch metrics (``epoch``, ``val/psnr`` in dB: clean validation images for
+            the bottleneck kinds, noisy ones at the run's ``val_noise_sigma`` for the denoisers). None: no final fit.
+    Returns:
+        ``{label: {"kind", "epochs": [int], "val_psnr": {seed: [dB per epoch]}, "val_psnr_mean": [dB],
+        "gain_per_doubling": {"db", "stderr", "intercept", "from_epoch", "to_epoch"} | None}}`` over the epochs
+        that every seed reached; ``gain_per_doubling`` is the least-squares slope (dB per doubling of epochs) of
+        the seed-mean on log2(epoch) over the epochs >= half the last one (None with fewer than
+        :data:`MIN_POINTS` of them). Empty without a final fit.
+    """
+    ff = finalfit or {}
+    out = {}
+    for label, k in {**(ff.get("kinds") or {}), **(ff.get("baselines") or {})}.items():
+        c = _curve(k)
+        if c is not None:
+            out[label] = c
+    return out
+
+
+def epochs_to_close(curve: dict[str, Any], gap_db: float) -> dict[str, Any]:
+    """How many epochs the curve's gain per doubling needs to close a gap.
+
+    Args:
+        curve: one entry of :func:`learning_curves`.
+        gap_db: dB still missing (target minus measured); <= 0 means reached.
+    Returns:
+        ``{"gap_db", "epochs_now", "gain_per_doubling_db", "gain_stderr_db", "epochs_needed": float | None,
+        "doublings": float | None, "verdict"}``: ``epochs_needed = epochs_now * 2 ** (gap / gain)`` (a lower bound: the gain shrinks), None
+        when the curve has no fitted gain or does not rise (then ``verdict`` says so).
+    """
+    now = curve["epochs"][-1]
+    gain = (curve.get("gain_per_doubling") or {}).get("db")
+    out = {"gap_db": float(gap_db), "epochs_now": now, "gain_per_doubling_db": gain,
+           "gain_stderr_db": (curve.get("gain_per_doubling") or {}).get("stderr"), "epochs_needed": None,
+           "doublings": None}
+    if gap_db <= 0:
+        return {**out, "epochs_needed": float(now), "doublings": 0.0, "verdict": "reached"}
+    if gain is None:
+        return {**out, "verdict": f"curve too short to fit (needs {MIN_POINTS} epochs in its second half)"}
+    if gain <= 0:
+        return {**out, "verdict": "no longer rising: more epochs alone will not reach it"}
+    doublings = gap_db / gain
+    needed = now * 2 ** doublings
+    verdict = (f"at least {needed:,.0f} epochs ({needed / now:,.1f}x this fit's {now})" if needed < 1e6
+               else "over a million epochs")
+    return {**out, "epochs_needed": float(needed) if math.isfinite(needed) else None, "doublings": float(doublings),
+            "verdict": verdict}
+
+
+def plot_learning_curves(curves: dict[str, Any], gaps: dict[str, float], path: Path) -> str | None:
+    """One panel per kind: each seed's validation PSNR per epoch (thin), the seed mean (bold), the fitted gain per
+    doubling drawn on to :data:`HORIZON` x the last epoch (dashed), and, where a target was missed, the level the
+    mean must reach (the test gap added to its last value; dotted). Baselines share their kind's panel.
+
+    Args:
+        curves: :func:`learning_curves`' result.
+        gaps: label -> dB missing to its target (only the labels judged by a target).
+        path: the PNG to write (atomically).
+    Returns:
+        The file name, or None when there is no curve.
+    """
+    if not curves:
+        return None
+    kinds = list(dict.fromkeys(c["kind"] for c in curves.values()))
+    fig, axes = _figure(1, len(kinds), 4.2, 3.2)
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for ax, kind in zip(axes[0], kinds):
+        for j, (label, c) in enumerate((lb, c) for lb, c in curves.items() if c["kind"] == kind):
+            col = colours[j % len(colours)]
+            for ys in c["val_psnr"].values():
+                ax.plot(c["epochs"], ys, color=col, lw=0.7, alpha=0.45)
+            ax.plot(c["epochs"], c["val_psnr_mean"], color=col, lw=2, label=f"{label} (mean of {len(c['val_psnr'])})")
+            g = c.get("gain_per_doubling")
+            if g:
+                x = np.geomspace(g["from_epoch"], HORIZON * g["to_epoch"], 30)
+                ax.plot(x, g["intercept"] + g["db"] * np.log2(x), color=col, ls="--", lw=1,
+                        label=f"{g['db']:+.2f} dB per doubling")
+            if gaps.get(label, 0) > 0:
+                ax.axhline(c["val_psnr_mean"][-1] + gaps[label], color=col, ls=":", lw=1.2,
+                           label=f"needed (+{gaps[label]:.2f} dB)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation PSNR (dB)")
+        ax.set_title(kind)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+__all__ = ["HORIZON", "MIN_POINTS", "epochs_to_close", "learning_curves", "plot_learning_curves"]
