@@ -63,9 +63,9 @@ def test_missed_target_gets_the_epochs_its_model_would_need_and_the_figure(tmp_p
     assert plot_learning_curves({}, {}, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
 
 
-def _sigma_metrics(diff: dict) -> dict:
+def _sigma_metrics(diff: dict, bm3d: float = 30.0) -> dict:
     res = {"dunet": {"psnr": {"mean": 31.0, "low": 30.0, "high": 32.0}},
-           "bm3d": {"psnr": {"mean": 30.0, "low": 29.0, "high": 31.0}}}
+           "bm3d": {"psnr": {"mean": bm3d, "low": bm3d - 1, "high": bm3d + 1}}}
     return {"denoising": {"awgn": {"0.1": res}},
             "selection": {"awgn": {"0.1": {"best_learned": "dunet", "comparator": "bm3d"}}},
             "comparisons": {"awgn": {"0.1": {"dunet": {"psnr": diff}}}}, "models": {}}
@@ -77,5 +77,8 @@ def test_denoising_target_needs_the_margin_and_an_interval_excluding_0():
     assert not wide["met"] and wide["status"] == "not met (interval includes 0)" and wide["gap_db"] == 0
     tight = _denoising_target(_sigma_metrics({"mean": 1.1, "low": 0.9, "high": 1.3}), "0.1", 28.3)
     assert tight["met"] and tight["status"] == "met" and tight["target"] == pytest.approx(31.0)
+    fixed_higher = _denoising_target(_sigma_metrics({"mean": 1.1, "low": -0.05, "high": 2.2}, 29.0), "0.1", 30.5)
+    assert fixed_higher["judged_on"] == "test PSNR >= fixed target" and not fixed_higher["met"]  # 31.0 >= 30.5, but
+    assert fixed_higher["status"] == "not met (interval includes 0)"  # the paired interval must still exclude 0
     short = _denoising_target(_sigma_metrics({"mean": 0.4, "low": 0.3, "high": 0.5}), "0.1", 28.3)
     assert not short["met"] and short["gap_db"] == pytest.approx(0.6) and short["status"] == "not met (clearly)"

@@ -47,7 +47,8 @@ def _denoising_target(m: dict, key: str, fixed: float) -> dict | None:
     by_margin = diff is not None and res[classical]["psnr"]["mean"] + TARGET_MARGIN_DB >= fixed
     judged, threshold = (diff, TARGET_MARGIN_DB) if by_margin else (res[learned]["psnr"], fixed)
     status = threshold_status(judged, threshold)
-    excludes_0 = not by_margin or (judged.get("low") is not None and judged["low"] > 0)
+    # issue 14: the paired interval of learned - comparator must exclude 0 whichever target is the higher
+    excludes_0 = diff is None or (diff.get("low") is not None and diff["low"] > 0)
     if status == "met" and not excludes_0:
         status = "not met (interval includes 0)"
     groups = m.get("denoising_classes", {}).get(PRIMARY, {}).get(key, {}).get("groups", {})
