@@ -27,7 +27,7 @@ def test_gain_per_doubling_is_fitted_on_the_second_half_of_the_epochs_all_seeds_
     assert ae["val_psnr_mean"][-1] == pytest.approx(20 + 1.5 * math.log2(12))
     g = ae["gain_per_doubling"]
     assert g["db"] == pytest.approx(1.5) and g["stderr"] == pytest.approx(0, abs=1e-9)
-    assert (g["from_epoch"], g["to_epoch"]) == (6, 12)
+    assert (g["from_epoch"], g["to_epoch"]) == (6, 12) and g["per_seed_db"] == pytest.approx([1.5] * 3)
     assert c["ae-trial-x"]["gain_per_doubling"] is None  # epochs 2-3: fewer than MIN_POINTS
     assert MIN_POINTS == 3 and learning_curves(None) == {} and learning_curves({"kinds": {"ae": {"seeds": []}}}) == {}
 
@@ -36,7 +36,7 @@ def test_epochs_to_close_turns_a_gap_into_epochs_at_the_fitted_gain():
     ae = learning_curves(_finalfit())["ae"]
     e = epochs_to_close(ae, 3.0)  # two doublings of 12 epochs
     assert e["doublings"] == pytest.approx(2.0) and e["epochs_needed"] == pytest.approx(48.0)
-    assert "at least 48 epochs (4.0x" in e["verdict"]
+    assert "about 48 epochs (4.0x" in e["verdict"] and e["epochs_range"] == ["48", "48"]  # every seed gains 1.5
     assert epochs_to_close(ae, -0.1)["verdict"] == "reached"
     flat = {**ae, "gain_per_doubling": {**ae["gain_per_doubling"], "db": -0.01}}
     assert epochs_to_close(flat, 1.0)["epochs_needed"] is None and "not reach" in epochs_to_close(flat, 1.0)["verdict"]
@@ -82,3 +82,43 @@ def test_denoising_target_needs_the_margin_and_an_interval_excluding_0():
     assert fixed_higher["status"] == "not met (interval includes 0)"  # the paired interval must still exclude 0
     short = _denoising_target(_sigma_metrics({"mean": 0.4, "low": 0.3, "high": 0.5}), "0.1", 28.3)
     assert not short["met"] and short["gap_db"] == pytest.approx(0.6) and short["status"] == "not met (clearly)"
+
+
+def test_seed_interval_and_the_per_seed_comparisons_in_the_report():
+    from tuneae.report.seeds import seeds_markdown, seeds_vs_comparator
+    from tuneae.report.statistics import seed_interval
+
+    s = seed_interval([1.65, 1.62, 1.35])  # t_{0.975, 2} = 4.303
+    assert s["mean"] == pytest.approx(1.54) and (s["low"], s["high"]) == pytest.approx((1.1296, 1.9504), abs=1e-3)
+    assert seed_interval([0.3])["low"] is None
+    with pytest.raises(ValueError, match="no values"):
+        seed_interval([])
+
+    def entry(kind, test, den):
+        return {"kind": kind, "source_trial": "t", "epochs": 2, "best_seed": 1,
+                "seeds": [{"seed": i + 1, "val_psnr": 20.0, "test": {"psnr": p, "ssim": 0.5},
+                           "denoising": {"0.1": d}} for i, (p, d) in enumerate(zip(test, den))],
+                "over_seeds": {k: {"mean": 1.0, "sd": 0.1, "min": 0.9, "max": 1.1, "n": 2}
+                               for k in ("val_psnr", "test_psnr", "test_ssim", "denoising_0.1")}}
+
+    seeds = {"ae": entry("ae", [24.0, 25.0], [23.0, 23.5]), "dunet": entry("dunet", [35.0, 36.0], [30.0, 29.0]),
+             "ae-trial-x": entry("ae", [22.0, 22.5], [21.0, 21.0])}
+    seeds["ae-trial-x"]["vs_best"] = {"seeds": [1, 2], "per_seed": [2.0, 2.5], "over_seeds": seed_interval([2.0, 2.5]),
+                                      "seed_mean": {"mean": 2.25, "low": 2.1, "high": 2.4}}
+    m = {"selection": {"awgn": {"0.1": {"best_learned": "dunet", "comparator": "bm3d"}}},
+         "denoising": {"awgn": {"0.1": {"bm3d": {"psnr": {"mean": 29.5}}}}}}
+    seeds_vs_comparator(seeds, m)
+    c = seeds["dunet"]["vs_comparator"]["0.1"]
+    assert c["comparator"] == "bm3d" and c["per_seed"] == pytest.approx([0.5, -0.5]) and c["mean"] == pytest.approx(0)
+    assert "vs_comparator" not in seeds["ae"]  # not the chosen learned model
+    md = "\n".join(seeds_markdown(seeds))
+    assert "dunet minus bm3d (the classical comparator)" in md and "per seed: +0.50, -0.50 dB" in md
+    assert "Mean over seeds +2.25 dB, t-interval over the seeds [" in md
+
+    model = {"model_config": {"latent_dim": 512}, "val": {"psnr": 24.0},
+             "test": {"psnr": {"mean": 25.0, "low": 24.8, "high": 25.2}, "ssim": {"mean": 0.7, "low": 0.69,
+                                                                                  "high": 0.71}}}
+    t = check_targets({"models": {"ae": model}, "denoising": {}, "finalfit": seeds})
+    above = t["reconstruction"]["above_baselines"]["ae-trial-x"]
+    assert above["mean"] == pytest.approx(2.25) and above["status"].startswith("met")
+    assert "ae above ae-trial-x (trial t, same seeds)" in "\n".join(targets_markdown(t))

@@ -5,8 +5,9 @@ A validation-PSNR curve of a fixed configuration at a constant learning rate ris
 late in training, by a gain per doubling that shrinks as it goes (the power-law learning curves of Hestness et al.
 2017, "Deep Learning Scaling is Predictable, Empirically", in the epoch dimension). This module fits that gain on the
 second half of the curve (``scipy.stats.linregress`` of the seed-mean validation PSNR on log2(epoch)) and turns a gap
-in dB into the epochs it would take at that gain: ``epochs_now * 2 ** (gap / gain)``. Because the gain per doubling
-shrinks, the figure is a lower bound on the epochs needed, never a promise that they suffice.
+in dB into the epochs it would take at that gain: ``epochs_now * 2 ** (gap / gain)``, with the range the seeds' own
+slopes give. It is an extrapolation, not a bound: the gain per doubling usually shrinks (more epochs needed), a noisy
+curve can hide a steeper one (fewer), and the fitting window matters; read it as an order of magnitude.
 """
 from __future__ import annotations
 
@@ -42,9 +43,12 @@ def _curve(k: dict[str, Any]) -> dict[str, Any] | None:
            "val_psnr_mean": [float(v) for v in mean], "gain_per_doubling": None}
     half = [i for i, e in enumerate(epochs) if e >= epochs[-1] / 2]
     if len(half) >= MIN_POINTS:
-        fit = stats.linregress(np.log2([epochs[i] for i in half]), mean[half])
+        x = np.log2([epochs[i] for i in half])
+        fit = stats.linregress(x, mean[half])
         out["gain_per_doubling"] = {"db": float(fit.slope), "stderr": float(fit.stderr),
                                     "intercept": float(fit.intercept),
+                                    "per_seed_db": [float(stats.linregress(x, np.asarray(v)[half]).slope)
+                                                    for v in per_seed.values()],
                                     "from_epoch": epochs[half[0]], "to_epoch": epochs[-1]}
     return out
 
@@ -58,10 +62,10 @@ def learning_curves(finalfit: dict[str, Any] | None) -> dict[str, Any]:
             the bottleneck kinds, noisy ones at the run's ``val_noise_sigma`` for the denoisers). None: no final fit.
     Returns:
         ``{label: {"kind", "epochs": [int], "val_psnr": {seed: [dB per epoch]}, "val_psnr_mean": [dB],
-        "gain_per_doubling": {"db", "stderr", "intercept", "from_epoch", "to_epoch"} | None}}`` over the epochs
+        "gain_per_doubling": {"db", "stderr", "intercept", "per_seed_db", "from_epoch", "to_epoch"} | None}}`` over the epochs
         that every seed reached; ``gain_per_doubling`` is the least-squares slope (dB per doubling of epochs) of
-        the seed-mean on log2(epoch) over the epochs >= half the last one (None with fewer than
-        :data:`MIN_POINTS` of them). Empty without a final fit.
+        the seed-mean on log2(epoch) over the epochs >= half the last one, and each seed's own slope there (None with
+        fewer than :data:`MIN_POINTS` of them). Empty without a final fit.
     """
     ff = finalfit or {}
     out = {}
@@ -81,7 +85,8 @@ def epochs_to_close(curve: dict[str, Any], gap_db: float) -> dict[str, Any]:
     Returns:
         ``{"gap_db", "epochs_now", "gain_per_doubling_db", "gain_stderr_db", "epochs_needed": float | None,
         "doublings": float | None, "verdict"}``: ``epochs_needed = epochs_now * 2 ** (gap / gain)`` (a lower bound: the gain shrinks), None
-        when the curve has no fitted gain or does not rise (then ``verdict`` says so).
+        when the curve has no fitted gain or does not rise (then ``verdict`` says so); ``epochs_range`` [fastest,
+        slowest] from the per-seed slopes ("never" for a slope <= 0) when there are several seeds.
     """
     now = curve["epochs"][-1]
     gain = (curve.get("gain_per_doubling") or {}).get("db")
@@ -96,8 +101,15 @@ def epochs_to_close(curve: dict[str, Any], gap_db: float) -> dict[str, Any]:
         return {**out, "verdict": "no longer rising: more epochs alone will not reach it"}
     doublings = gap_db / gain
     needed = now * 2 ** doublings
-    verdict = (f"at least {needed:,.0f} epochs ({needed / now:,.1f}x this fit's {now})" if needed < 1e6
+    verdict = (f"about {needed:,.0f} epochs ({needed / now:,.1f}x this fit's {now})" if needed < 1e6
                else "over a million epochs")
+    seeds = [g for g in (curve.get("gain_per_doubling") or {}).get("per_seed_db") or []]
+    if len(seeds) > 1:
+        lo, hi = min(seeds), max(seeds)
+        fast = f"{now * 2 ** (gap_db / hi):,.0f}" if hi > 0 and now * 2 ** (gap_db / hi) < 1e6 else "never"
+        slow = f"{now * 2 ** (gap_db / lo):,.0f}" if lo > 0 and now * 2 ** (gap_db / lo) < 1e6 else "never"
+        out["epochs_range"] = [fast, slow]
+        verdict += f"; the seeds' own slopes ({lo:+.2f} to {hi:+.2f} dB per doubling) give {fast} to {slow}"
     return {**out, "epochs_needed": float(needed) if math.isfinite(needed) else None, "doublings": float(doublings),
             "verdict": verdict}
 

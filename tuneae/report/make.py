@@ -40,7 +40,7 @@ from tuneae.report.plots import (
 from tuneae.report.reload import load_data, load_model, reload_check
 from tuneae.report.runs import Run, find_run
 from tuneae.report.search_plots import search_report
-from tuneae.report.seeds import seed_metrics
+from tuneae.report.seeds import seed_metrics, seeds_vs_comparator
 from tuneae.report.tables import csv_tables
 from tuneae.report.targets import check_targets, target_gaps
 
@@ -241,6 +241,7 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
     m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed)
+    seeds_vs_comparator(m["finalfit"], m)
     m["learning_curves"] = learning_curves(run.finalfit)
     m["targets"] = check_targets(m)
     curves_png = plot_learning_curves(m["learning_curves"], target_gaps(m["targets"]), out / CURVES_PNG)

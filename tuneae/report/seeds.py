@@ -17,7 +17,7 @@ from tuneae.noise import PRIMARY, eval_noisy
 from tuneae.report.errors import ReportError
 from tuneae.report.metrics import predict
 from tuneae.report.runs import Run
-from tuneae.report.statistics import difference, fmt_interval, over_seeds
+from tuneae.report.statistics import difference, fmt_interval, over_seeds, seed_interval
 
 
 def _measure(model: torch.nn.Module, x: torch.Tensor, clean: np.ndarray) -> dict[str, np.ndarray]:
@@ -68,7 +68,8 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
         "test": {"psnr", "ssim"}, "denoising": {sigma: psnr}}], "over_seeds": {"val_psnr" | "test_psnr" |
         "test_ssim" | "denoising_<sigma>": {"mean", "sd", "min", "max", "n"}}}}``; a baseline also has
         ``"vs_best": {"per_seed": [best - baseline test PSNR of each shared seed], "seed_mean": difference of the
-        per-image PSNR averaged over the shared seeds, paired over images (:func:`statistics.difference`)}``.
+        per-image PSNR averaged over the shared seeds, paired over images (:func:`statistics.difference`),
+        "over_seeds": t-interval over the per-seed differences (:func:`statistics.seed_interval`)}``.
         PSNR in dB, SSIM in [-1, 1]. Empty without a final fit.
     Raises:
         ReportError: a seed's checkpoint is missing or unreadable (names it).
@@ -92,8 +93,30 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
             out[label]["vs_best"] = {
                 "seeds": shared,
                 "per_seed": [float(per_image[kind][s].mean() - base[s].mean()) for s in shared],
-                "seed_mean": difference(best, other, f"{kind} best", label)}
+                "seed_mean": difference(best, other, f"{kind} best", label),
+                "over_seeds": seed_interval([float(per_image[kind][s].mean() - base[s].mean()) for s in shared])}
     return out
+
+
+def seeds_vs_comparator(seeds: dict[str, Any], m: dict[str, Any]) -> None:
+    """Add to each final-fit kind that was a sigma's best learned model ``"vs_comparator": {sigma: {"comparator",
+    "per_seed": [seed's mean denoised test PSNR - the comparator's, dB], "mean", "low", "high"}}``: the
+    comparison of :mod:`tuneae.report.denoising` (best seed only) repeated for every training seed, with a t-interval
+    over seeds (:func:`statistics.seed_interval`; the test images fixed, the comparator deterministic).
+
+    Args:
+        seeds: :func:`seed_metrics`' result (changed in place).
+        m: the report's metrics with ``selection`` and ``denoising`` of the primary protocol.
+    """
+    for key, sel in (m.get("selection", {}).get(PRIMARY) or {}).items():
+        learned, comparator = sel.get("best_learned"), sel.get("comparator")
+        entry = seeds.get(learned)
+        res = (m.get("denoising", {}).get(PRIMARY) or {}).get(key) or {}
+        if entry is None or comparator not in res or not all(key in r["denoising"] for r in entry["seeds"]):
+            continue
+        ref = res[comparator]["psnr"]["mean"]
+        entry.setdefault("vs_comparator", {})[key] = {
+            "comparator": comparator, **seed_interval([r["denoising"][key] - ref for r in entry["seeds"]])}
 
 
 def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
@@ -116,7 +139,15 @@ def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
               f"with the same seeds: {fmt_interval(s['vs_best']['seed_mean'], signed=True)} dB (per-image PSNR "
               f"averaged over seeds {s['vs_best']['seeds']}, paired over images); per seed "
               + ", ".join(f"{d:+.2f}" for d in s["vs_best"]["per_seed"]) + " dB."
+              + (f" Mean over seeds {s['vs_best']['over_seeds']['mean']:+.2f} dB, t-interval over the seeds "
+                 f"[{s['vs_best']['over_seeds']['low']:+.2f}, {s['vs_best']['over_seeds']['high']:+.2f}]."
+                 if (s["vs_best"].get("over_seeds") or {}).get("low") is not None else "")
               for label, s in seeds.items() if "vs_best" in s]
+    versus += [f"- {kind} minus {c['comparator']} (the classical comparator), mean denoised test PSNR at sigma {key}, "
+               f"per seed: " + ", ".join(f"{d:+.2f}" for d in c["per_seed"]) + f" dB; mean {c['mean']:+.2f}"
+               + (f", t-interval over the seeds [{c['low']:+.2f}, {c['high']:+.2f}]" if c["low"] is not None else "")
+               + " dB."
+               for kind, s in seeds.items() for key, c in sorted(s.get("vs_comparator", {}).items())]
     return ["## Final fit: spread over training seeds", "",
             "Each kind's best configuration (chosen on validation by the search) trained again from scratch with "
             "several seeds (`python -m tuneae.finalfit`). Mean +- sample sd [min, max] over seeds, each seed on the "
@@ -127,8 +158,9 @@ def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
             "(`--baseline`).", "",
             "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
             *["| " + " | ".join(r) + " |" for r in rows], "",
-            *([*versus, "", "The interval is over test images only; with few seeds, read the per-seed differences "
-               "beside it (a difference of one sign in every seed is the stronger sign).", ""] if versus else [])]
+            *([*versus, "", "A bracketed interval after a paired difference is over test images only (the seeds "
+               "fixed); the t-interval over seeds is over training runs (the test images fixed). With 3 seeds it "
+               "is wide; a difference of one sign in every seed is the stronger sign.", ""] if versus else [])]
 
 
-__all__ = ["seed_metrics", "seeds_markdown"]
+__all__ = ["seed_metrics", "seeds_markdown", "seeds_vs_comparator"]

@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from tuneae.metrics import beats, paired_difference, unpaired_difference, verdict
 
@@ -85,4 +87,28 @@ def over_seeds(values: list[float]) -> dict[str, float]:
             "max": float(v.max()), "n": len(v)}
 
 
-__all__ = ["difference", "fmt_interval", "over_seeds", "select_best", "threshold_status"]
+def seed_interval(values: list[float], level: float = 0.95) -> dict[str, Any]:
+    """Mean and Student-t interval over per-seed values (e.g. per-seed differences in dB between two configurations
+    trained with the same seeds): the training-run variability that a bootstrap over test images leaves out.
+
+    Args:
+        values: one value per training seed (dB).
+        level: coverage of the two-sided interval.
+    Returns:
+        ``{"mean", "low", "high", "n", "per_seed"}``; ``low`` / ``high`` are None for fewer than 2 values
+        (mean +- t_{n-1} * sd / sqrt(n), ``scipy.stats.t``).
+    Raises:
+        ValueError: no values.
+    """
+    if not values:
+        raise ValueError("seed_interval: no values")
+    v = np.asarray(values, dtype=np.float64)
+    out: dict[str, Any] = {"mean": float(v.mean()), "low": None, "high": None, "n": len(v),
+                           "per_seed": [float(x) for x in v]}
+    if len(v) > 1:
+        half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+        out.update(low=out["mean"] - half, high=out["mean"] + half)
+    return out
+
+
+__all__ = ["difference", "fmt_interval", "over_seeds", "seed_interval", "select_best", "threshold_status"]
