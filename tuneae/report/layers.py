@@ -44,6 +44,7 @@ def layer_role(model: Autoencoder, name: str, names: list[str]) -> str:
     enc = [n for n in names if n.startswith("encoder")]
     dec = [n for n in names if n.startswith("decoder")]
     unet = model.cfg.kind not in BOTTLENECK  # skip connections: U-Net
+    spatial = getattr(model.cfg, "latent_layout", "dense") == "spatial"  # a convolutional code, no Linear layer
     if name == "output":
         return ("the output: sigmoid(logit(input) + predicted correction)" if unet else
                 "the reconstruction in [0, 1] (sigmoid of the last transposed convolution)")
@@ -52,16 +53,21 @@ def layer_role(model: Autoencoder, name: str, names: list[str]) -> str:
         if i == 0:
             return "early layer: local intensity and edges (skull rim, brain boundary, contrast steps)"
         if i == len(enc) - 1:
-            return ("U-Net bottleneck: coarse global context; fine detail bypasses it through the skip connections"
-                    if unet else "deepest encoder map, flattened into the latent code: global layout (head position, "
-                                 "size, brain against background)")
+            if unet:
+                return "U-Net bottleneck: coarse global context; fine detail bypasses it through the skip connections"
+            return ("deepest encoder map, reduced by a convolution to the spatial latent code (C x h x w numbers): "
+                    "coarse layout kept in place (head position, size, brain against background)" if spatial else
+                    "deepest encoder map, flattened into the latent code: global layout (head position, size, "
+                    "brain against background)")
         return "middle layer: textures and parts (ventricles, folds, blobs such as lesions) from combined edges"
     i = dec.index(name)
     if unet:
         detail = "coarse" if i == 0 else "finer"
         return f"decoder: up-samples and merges the encoder's skip connection at this scale ({detail} detail)"
     if i == 0:
-        return ("decoder: expands the latent code into a coarse layout; after the fully-connected bottleneck every "
+        return ("decoder: expands the spatial latent code into a coarse layout; each decoder unit sees a "
+                "neighbourhood of code positions, as a convolution does" if spatial else
+                "decoder: expands the latent code into a coarse layout; after the fully-connected bottleneck every "
                 "decoder unit sees the whole image")
     return "decoder up-sampling: refines shapes and restores edges at a higher resolution"
 
