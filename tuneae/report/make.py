@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuneae.report", description=(
         "Report a finished search: reload each model's best trial from its checkpoint, measure it on the held-out "
         "test split (reconstruction; denoising under AWGN and clipped 8-bit noise against non-local means, total "
-        "variation, wavelet shrinkage and BM3D tuned on validation images; 95%% bootstrap intervals; feature maps; "
+        "variation, wavelet shrinkage and BM3D tuned on validation images; 95% bootstrap intervals; feature maps; "
         "VAE samples) and write report.md, metrics.json, CSV tables and figures."))
     p.add_argument("run", metavar="RUN", help="results/<name> (with summary.json) or an experiment folder "
                                               "<storage_path>/<name>")
