@@ -80,6 +80,8 @@ def test_denoising_target_needs_the_margin_and_an_interval_excluding_0():
     fixed_higher = _denoising_target(_sigma_metrics({"mean": 1.1, "low": -0.05, "high": 2.2}, 29.0), "0.1", 30.5)
     assert fixed_higher["judged_on"] == "test PSNR >= fixed target" and not fixed_higher["met"]  # 31.0 >= 30.5, but
     assert fixed_higher["status"] == "not met (interval includes 0)"  # the paired interval must still exclude 0
+    clear = _denoising_target(_sigma_metrics({"mean": 1.1, "low": -0.05, "high": 2.2}, 29.0), "0.1", 29.5)
+    assert not clear["met"] and clear["status"] == "not met (interval includes 0)"  # 'met (clearly)' by PSNR alone
     short = _denoising_target(_sigma_metrics({"mean": 0.4, "low": 0.3, "high": 0.5}), "0.1", 28.3)
     assert not short["met"] and short["gap_db"] == pytest.approx(0.6) and short["status"] == "not met (clearly)"
 

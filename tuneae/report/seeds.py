@@ -90,11 +90,10 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
         if shared:
             best = np.mean([per_image[kind][s] for s in shared], axis=0)
             other = np.mean([base[s] for s in shared], axis=0)
-            out[label]["vs_best"] = {
-                "seeds": shared,
-                "per_seed": [float(per_image[kind][s].mean() - base[s].mean()) for s in shared],
-                "seed_mean": difference(best, other, f"{kind} best", label),
-                "over_seeds": seed_interval([float(per_image[kind][s].mean() - base[s].mean()) for s in shared])}
+            per_seed = [float(per_image[kind][s].mean() - base[s].mean()) for s in shared]
+            out[label]["vs_best"] = {"seeds": shared, "per_seed": per_seed,
+                                     "seed_mean": difference(best, other, f"{kind} best", label),
+                                     "over_seeds": seed_interval(per_seed)}
     return out
 
 

@@ -49,7 +49,7 @@ def _denoising_target(m: dict, key: str, fixed: float) -> dict | None:
     status = threshold_status(judged, threshold)
     # issue 14: the paired interval of learned - comparator must exclude 0 whichever target is the higher
     excludes_0 = diff is None or (diff.get("low") is not None and diff["low"] > 0)
-    if status == "met" and not excludes_0:
+    if status.startswith("met") and not excludes_0:
         status = "not met (interval includes 0)"
     groups = m.get("denoising_classes", {}).get(PRIMARY, {}).get(key, {}).get("groups", {})
     gap = groups.get("tumour_minus_no_tumour")
