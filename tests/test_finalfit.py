@@ -60,6 +60,9 @@ def test_final_fit_gives_spread_over_seeds_and_relative_paths(tmp_path, monkeypa
         assert k["over_seeds"]["val/psnr"]["n"] == 2 and k["over_seeds"]["val/psnr"]["sd"] > 0
         assert k["over_seeds"]["val/psnr"]["mean"] == pytest.approx(sum(psnr) / 2)
         assert len(k["seeds"][0]["history"]) == k["train_config"]["epochs"]
+        ssims = [h["val/ssim"] for s in k["seeds"] for h in s["history"]]  # measured every epoch, every seed
+        assert all(-1 <= v <= 1 for v in ssims) and len(set(ssims)) == len(ssims)
+        assert k["over_seeds"]["val/ssim"]["n"] == 2
         best = Path(layout.experiment) / k["best_checkpoint"]
         assert (best / "model.pt").is_file() and k["best_checkpoint"].startswith("finalfit/")
     assert "| ae | 2 | 2 |" in (layout.results / finalfit.TABLE_FILE).read_text()
@@ -87,6 +90,26 @@ def test_interrupted_final_fit_resumes_to_the_same_result(tmp_path, monkeypatch)
     assert b["metrics"]["val/mse"] == pytest.approx(a["metrics"]["val/mse"], rel=1e-5)
     monkeypatch.setattr(finalfit, "fit", lambda *a, **k: pytest.fail("a finished seed must not train again"))
     assert finalfit.main([str(part.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0
+
+
+def test_a_call_for_some_kinds_keeps_the_other_kinds_fitted_before(tmp_path, capsys, monkeypatch):
+    layout = _search(tmp_path)
+    out = layout.results / finalfit.RESULT_FILE
+    assert finalfit.main([str(layout.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0
+    ae = json.loads(out.read_text())["kinds"]["ae"]
+    assert finalfit.main([str(layout.results), "--seeds", "1", "--model", "dunet", "--device", "cpu"]) == 0
+    record = json.loads(out.read_text())
+    assert record["kinds"]["ae"] == ae and set(record["kinds"]) == {"ae", "dunet"}
+    assert ae["command"].endswith("--model ae --device cpu")
+    assert record["kinds"]["dunet"]["command"].endswith("--model dunet --device cpu")
+    assert [c.split("--model ")[1] for c in record["commands"]] == ["ae --device cpu", "dunet --device cpu"]
+    assert "| ae | 1 |" in (layout.results / finalfit.TABLE_FILE).read_text()
+    # a record that is not a final fit's is refused before training, and left as it is
+    monkeypatch.setattr(finalfit, "fit", lambda *a, **k: pytest.fail("nothing may train on a bad record"))
+    for bad in ("{not json", '["a list"]', json.dumps({"search": "other", "kinds": {}})):
+        out.write_text(bad)
+        assert finalfit.main([str(layout.results), "--seeds", "2", "--model", "ae", "--device", "cpu"]) == 2
+        assert str(out) in capsys.readouterr().err and out.read_text() == bad
 
 
 def test_bad_input_exits_2_before_training(tmp_path, capsys, monkeypatch):

@@ -41,7 +41,8 @@ def test_epochs_to_close_turns_a_gap_into_epochs_at_the_fitted_gain():
     flat = {**ae, "gain_per_doubling": {**ae["gain_per_doubling"], "db": -0.01}}
     assert epochs_to_close(flat, 1.0)["epochs_needed"] is None and "not reach" in epochs_to_close(flat, 1.0)["verdict"]
     short = learning_curves(_finalfit())["ae-trial-x"]
-    assert epochs_to_close(short, 1.0)["epochs_needed"] is None and "too short" in epochs_to_close(short, 1.0)["verdict"]
+    assert epochs_to_close(short, 1.0)["epochs_needed"] is None
+    assert "too short" in epochs_to_close(short, 1.0)["verdict"]
     assert "over a million" in epochs_to_close(ae, 40.0)["verdict"]
 
 
@@ -60,6 +61,7 @@ def test_missed_target_gets_the_epochs_its_model_would_need_and_the_figure(tmp_p
     md = "\n".join(targets_markdown(t))
     assert "3.00 dB short after 12 epochs" in md and "+1.50 +- 0.00 (se) dB per doubling" in md
     assert "![final-fit learning curves](lc.png)" in md
+    assert "reconstruction (SSIM): ae's outlook is unknown" in md  # these histories have no val/ssim
     assert plot_learning_curves({}, {}, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
 
 
@@ -124,3 +126,36 @@ def test_seed_interval_and_the_per_seed_comparisons_in_the_report():
     above = t["reconstruction"]["above_baselines"]["ae-trial-x"]
     assert above["mean"] == pytest.approx(2.25) and above["status"].startswith("met")
     assert "ae above ae-trial-x (trial t, same seeds)" in "\n".join(targets_markdown(t))
+
+
+def test_ssim_curve_where_the_final_fit_measured_it_gives_the_ssim_target_its_epochs(tmp_path):
+    ff = _finalfit()
+    for k, seed in enumerate(ff["kinds"]["ae"]["seeds"]):  # val/ssim only from epoch 4 on (a resumed older fit)
+        for h in seed["history"]:
+            if h["epoch"] >= 4:
+                h["val/ssim"] = 0.5 + 0.01 * (k - 1) + 0.05 * math.log2(h["epoch"])
+    curves = learning_curves(ff)
+    s = curves["ae"]["ssim"]
+    assert s["epochs"] == list(range(4, 13)) and s["gain_per_doubling"]["db"] == pytest.approx(0.05)
+    assert "ssim" not in curves["ae-trial-x"]
+    m = {"models": {"ae": {"model_config": {"latent_dim": 512}, "val": {"psnr": 23.0},
+                           "test": {"psnr": {"mean": 27.0, "low": 26.8, "high": 27.2},
+                                    "ssim": {"mean": 0.65, "low": 0.64, "high": 0.66}}}},
+         "denoising": {}, "learning_curves": curves}
+    r = check_targets(m)["reconstruction"]
+    assert not r["met"] and r["gap_db"] == 0 and r["gap_ssim"] == pytest.approx(0.10)
+    e = r["more_epochs_ssim"]
+    assert e["doublings"] == pytest.approx(2.0) and e["epochs_needed"] == pytest.approx(48.0)
+    png = plot_learning_curves(curves, {}, tmp_path / "lc.png", {"ae": r["gap_ssim"]})
+    assert png == "lc.png" and (tmp_path / "lc.png").stat().st_size > 1000
+    md = "\n".join(targets_markdown(check_targets(m)))
+    assert "reconstruction (SSIM): 0.100 SSIM short after 12 epochs" in md and "+0.0500" in md
+
+
+def test_per_seed_range_says_never_only_for_a_curve_that_does_not_rise():
+    ae = learning_curves(_finalfit())["ae"]
+    g = ae["gain_per_doubling"]
+    tiny = {**ae, "gain_per_doubling": {**g, "per_seed_db": [1e-4, 1.5, -0.2]}}
+    assert epochs_to_close(tiny, 3.0)["epochs_range"] == ["48", "never"]
+    tiny["gain_per_doubling"]["per_seed_db"] = [1e-4, 1.5]
+    assert epochs_to_close(tiny, 3.0)["epochs_range"] == ["48", "over a million"]

@@ -23,7 +23,9 @@ Files (the run layout of :mod:`tuneae.layout`)::
     <experiment>/finalfit/<kind>/seed-<s>/model.pt, optimizer.pt, history.json   checkpoint every epoch (resume)
     <experiment>/finalfit/<kind>-trial-<id>/seed-<s>/...                          the same for a baseline
     <results>/finalfit.json      "kinds" and "baselines": config, per-seed metrics and learning curves, mean / sd /
-                                 min / max, the best seed and its checkpoint (relative to the experiment folder)
+                                 min / max, the best seed and its checkpoint (relative to the experiment folder),
+                                 and the command that fitted it; "commands": every call, in order
+                                 (a call with --model keeps the entries it does not fit again)
     <results>/finalfit.md        the table
 
 Resumable like the search: run the same command again; finished seeds are read back, an interrupted seed continues
@@ -40,6 +42,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint, restore_checkpoint, save_checkpoint
@@ -47,17 +50,18 @@ from tuneae.config import DataConfig, ModelConfig, TrainConfig
 from tuneae.data import Splits
 from tuneae.files import atomic_write
 from tuneae.layout import FINALFIT_FILE, FINALFIT_TABLE, RunLayout, portable_command
+from tuneae.metrics import ssim
 from tuneae.report.errors import ReportError
 from tuneae.report.reload import data_config, load_data, load_model
 from tuneae.report.runs import Trial, find_run
 from tuneae.report.statistics import over_seeds
-from tuneae.train import fit, make_optimizer, seeded_model
+from tuneae.train import eval_batch_size, fit, make_optimizer, seeded_model, validation_batches
 
 RESULT_FILE, TABLE_FILE = FINALFIT_FILE, FINALFIT_TABLE
 """The final fit's files in the results folder (:mod:`tuneae.layout`)."""
 HISTORY_FILE = "history.json"
 """Per-seed learning curve (one metrics dict per epoch) beside the checkpoint."""
-SUMMARY_METRICS = ("val/mse", "val/psnr", "val/loss", "train/loss")
+SUMMARY_METRICS = ("val/mse", "val/psnr", "val/ssim", "val/loss", "train/loss")
 """Metrics summarised over seeds."""
 
 
@@ -188,6 +192,30 @@ def _read_history(folder: Path, upto: int, last: dict[str, float]) -> list[dict[
     return history
 
 
+@torch.no_grad()
+def val_ssim(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Mean SSIM of the model's output against the clean validation images, as the report measures SSIM
+    (:func:`tuneae.metrics.ssim`: Wang et al. 2004 via scikit-image), once per final-fit epoch so the learning
+    curve covers the SSIM target too.
+
+    Args:
+        model: the unwrapped model on the batches' device; left in eval mode (the next epoch sets training mode).
+        batches: :func:`tuneae.train.validation_batches` ``[(x, clean), ...]``, (B, 1, S, S) in [0, 1]: the same
+            fixed validation set (and noise, for the denoisers) as ``val/psnr``.
+    Returns:
+        SSIM in [-1, 1], the mean over validation images; the VAE decodes its posterior mean.
+    Raises:
+        ValueError: images under 11 px (SSIM's window).
+    """
+    model.eval()
+    out, ref = [], []
+    for x, clean in batches:
+        _, recon = model.objective(x, clean)
+        out.append(recon.float().clamp(0, 1)[:, 0].cpu().numpy())
+        ref.append(clean[:, 0].cpu().numpy())
+    return float(ssim(np.concatenate(out), np.concatenate(ref)).mean())
+
+
 def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -> dict[str, Any]:
     """Train (or resume, or read back) one seed of one plan; a checkpoint with optimizer state every epoch.
 
@@ -198,7 +226,8 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         folder: this seed's checkpoint folder.
         device: ``cpu``, ``cuda``, ...
     Returns:
-        ``{"seed", "epochs", "metrics": last epoch's metrics, "history": [metrics per epoch], "checkpoint",
+        ``{"seed", "epochs", "metrics": last epoch's metrics, "history": [metrics per epoch, with ``val/ssim``
+        (:func:`val_ssim`) beside the training loop's], "checkpoint",
         "trained_epochs_now", "train_s_now"}``: the epochs trained by this call and their wall seconds (0 for a seed
         read back, the remaining epochs for one resumed).
     Raises:
@@ -219,7 +248,12 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         last = dict(payload["metrics"])
         history = _read_history(folder, start, last)
 
+    bs = eval_batch_size(cfg.batch_size)
+    val = validation_batches([torch.from_numpy(np.ascontiguousarray(splits.val[i:i + bs]))
+                              for i in range(0, len(splits.val), bs)], p.model.kind, cfg, device)
+
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        metrics["val/ssim"] = val_ssim(model, val)
         save_checkpoint(folder, model, p.data, cfg, epoch, metrics, optimizer)
         history.append({**metrics, "epoch": epoch})
         atomic_write(folder / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
@@ -252,14 +286,46 @@ def summarize(p: FitPlan, runs: list[dict[str, Any]], layout: RunLayout, folders
     }
 
 
+def read_earlier(path: Path, name: str) -> dict[str, Any]:
+    """An existing ``finalfit.json``, whose kinds and baselines a new call keeps unless it fits them again (a call
+    with ``--model vae`` adds the VAE beside the AE fitted before, it does not drop it).
+
+    Args:
+        path: the results folder's ``finalfit.json``.
+        name: the search's name (``layout.name``).
+    Returns:
+        its contents, or ``{}`` when there is no such file.
+    Raises:
+        ReportError: the file is unreadable, not a final fit's, or of another search (names the file and what is
+            wrong); nothing is trained, and the file is left as it is.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path} is not readable JSON ({exc}); move it away to start the final fit's record "
+                          f"afresh") from exc
+    if (not isinstance(earlier, dict) or not isinstance(earlier.get("kinds", {}), dict)
+            or not isinstance(earlier.get("baselines", {}), dict)):
+        raise ReportError(f"{path} is not a final fit's record (no 'kinds' / 'baselines' mappings); move it away")
+    if earlier.get("search") not in (None, name):
+        raise ReportError(f"{path} is the final fit of search {earlier.get('search')!r}, not {name!r}; move it "
+                          f"away")
+    return earlier
+
+
 def table(kinds: dict[str, Any]) -> str:
-    """The markdown table of ``finalfit.json``: val PSNR (dB) and MSE mean +- sd over seeds per kind or baseline."""
-    lines = ["| model | seeds | epochs | val PSNR (dB), mean +- sd | min - max | val MSE, mean +- sd | best seed |",
-             "|---|---|---|---|---|---|---|"]
+    """The markdown table of ``finalfit.json``: val PSNR (dB), MSE and SSIM (where the fit measured it, "-" if not)
+    mean +- sd over seeds per kind or baseline."""
+    lines = ["| model | seeds | epochs | val PSNR (dB), mean +- sd | min - max | val MSE, mean +- sd | "
+             "val SSIM, mean +- sd | best seed |", "|---|---|---|---|---|---|---|---|"]
     for kind, k in kinds.items():
         ps, ms = k["over_seeds"]["val/psnr"], k["over_seeds"]["val/mse"]
+        ss = k["over_seeds"].get("val/ssim")
         lines.append(f"| {kind} | {ps['n']} | {k['train_config']['epochs']} | {ps['mean']:.2f} +- {ps['sd']:.2f} | "
-                     f"{ps['min']:.2f} - {ps['max']:.2f} | {ms['mean']:.5f} +- {ms['sd']:.5f} | {k['best_seed']} |")
+                     f"{ps['min']:.2f} - {ps['max']:.2f} | {ms['mean']:.5f} +- {ms['sd']:.5f} | "
+                     + (f"{ss['mean']:.3f} +- {ss['sd']:.3f}" if ss else "-") + f" | {k['best_seed']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -302,7 +368,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_file = layout.finalfit_file
     command = portable_command("python -m tuneae.finalfit", sys.argv[1:] if argv is None else argv)
-    fitted: dict[str, dict[str, Any]] = {"kinds": {}, "baselines": {}}
+    try:
+        earlier = read_earlier(out_file, layout.name)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    fitted: dict[str, dict[str, Any]] = {"kinds": dict(earlier.get("kinds", {})),
+                                         "baselines": dict(earlier.get("baselines", {}))}
+    commands = [c for c in earlier.get("commands", [earlier["command"]] if earlier.get("command") else [])
+                if c != command] + [command]
     for p in plans:
         seeds = [p.train.seed + 1 + i for i in range(args.seeds)]
         folders = [layout.finalfit_seed(p.label, s) for s in seeds]
@@ -311,9 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         except (FloatingPointError, CheckpointError) as exc:
             print(f"error: {p.label}: {exc}", file=sys.stderr)
             return 1 if isinstance(exc, FloatingPointError) else 2
-        fitted["kinds" if p.label == p.kind else "baselines"][p.label] = summarize(p, runs, layout, folders)
-        atomic_write(out_file, json.dumps({"search": layout.name, "command": command, "device": device, **fitted},
-                                          indent=1, default=str) + "\n")
+        fitted["kinds" if p.label == p.kind else "baselines"][p.label] = {
+            **summarize(p, runs, layout, folders), "command": command, "device": device}
+        atomic_write(out_file, json.dumps({"search": layout.name, "command": command, "commands": commands,
+                                           "device": device, **fitted}, indent=1, default=str) + "\n")
     text = table({**fitted["kinds"], **fitted["baselines"]})
     atomic_write(layout.results / TABLE_FILE, text)
     print(text + f"\n[finalfit] wrote {out_file} and {layout.results / TABLE_FILE}", flush=True)

@@ -26,10 +26,12 @@ HORIZON = 8
 """The figure draws each fitted line on to ``HORIZON`` x the last epoch."""
 
 
-def _curve(k: dict[str, Any]) -> dict[str, Any] | None:
-    """One fitted configuration's curve: the epochs every seed has, per-seed and mean validation PSNR (dB), and
-    the gain per doubling over the second half. None when no seed has a history."""
-    seeds = {s["seed"]: {h["epoch"]: h["val/psnr"] for h in s.get("history") or [] if "val/psnr" in h}
+def _series(k: dict[str, Any], key: str) -> tuple[list[int], dict[str, list[float]], np.ndarray,
+                                                   dict[str, Any] | None] | None:
+    """One metric's curve of one fitted configuration: the epochs every seed measured it at, per-seed values, the
+    seed mean, and its gain per doubling over the second half (None with fewer than :data:`MIN_POINTS` points).
+    None when no seed measured ``key``."""
+    seeds = {s["seed"]: {h["epoch"]: h[key] for h in s.get("history") or [] if key in h}
              for s in k.get("seeds") or []}
     seeds = {s: h for s, h in seeds.items() if h}
     if not seeds:
@@ -39,17 +41,31 @@ def _curve(k: dict[str, Any]) -> dict[str, Any] | None:
         return None
     per_seed = {str(s): [float(h[e]) for e in epochs] for s, h in seeds.items()}
     mean = np.mean(list(per_seed.values()), axis=0)
-    out = {"kind": k.get("kind"), "epochs": epochs, "val_psnr": per_seed,
-           "val_psnr_mean": [float(v) for v in mean], "gain_per_doubling": None}
+    gain = None
     half = [i for i, e in enumerate(epochs) if e >= epochs[-1] / 2]
     if len(half) >= MIN_POINTS:
         x = np.log2([epochs[i] for i in half])
         fit = stats.linregress(x, mean[half])
-        out["gain_per_doubling"] = {"db": float(fit.slope), "stderr": float(fit.stderr),
-                                    "intercept": float(fit.intercept),
-                                    "per_seed_db": [float(stats.linregress(x, np.asarray(v)[half]).slope)
-                                                    for v in per_seed.values()],
-                                    "from_epoch": epochs[half[0]], "to_epoch": epochs[-1]}
+        gain = {"db": float(fit.slope), "stderr": float(fit.stderr), "intercept": float(fit.intercept),
+                "per_seed_db": [float(stats.linregress(x, np.asarray(v)[half]).slope) for v in per_seed.values()],
+                "from_epoch": epochs[half[0]], "to_epoch": epochs[-1]}
+    return epochs, per_seed, mean, gain
+
+
+def _curve(k: dict[str, Any]) -> dict[str, Any] | None:
+    """One fitted configuration's curves: validation PSNR (dB) and, where the final fit measured it, validation
+    SSIM, each with its gain per doubling over the second half. None when no seed has a PSNR history."""
+    psnr = _series(k, "val/psnr")
+    if psnr is None:
+        return None
+    epochs, per_seed, mean, gain = psnr
+    out = {"kind": k.get("kind"), "epochs": epochs, "val_psnr": per_seed,
+           "val_psnr_mean": [float(v) for v in mean], "gain_per_doubling": gain}
+    ssim = _series(k, "val/ssim")
+    if ssim is not None:  # a final fit from before val/ssim was measured has none; a resumed one, its later epochs
+        e, per_seed, mean, gain = ssim
+        out["ssim"] = {"epochs": e, "val_ssim": per_seed, "val_ssim_mean": [float(v) for v in mean],
+                       "gain_per_doubling": gain}  # "db" holds SSIM per doubling here
     return out
 
 
@@ -62,7 +78,9 @@ def learning_curves(finalfit: dict[str, Any] | None) -> dict[str, Any]:
             the bottleneck kinds, noisy ones at the run's ``val_noise_sigma`` for the denoisers). None: no final fit.
     Returns:
         ``{label: {"kind", "epochs": [int], "val_psnr": {seed: [dB per epoch]}, "val_psnr_mean": [dB],
-        "gain_per_doubling": {"db", "stderr", "intercept", "per_seed_db", "from_epoch", "to_epoch"} | None}}`` over the epochs
+        "gain_per_doubling": {"db", "stderr", "intercept", "per_seed_db", "from_epoch", "to_epoch"} | None,
+        "ssim": {"epochs", "val_ssim", "val_ssim_mean", "gain_per_doubling"} (only where the seeds' histories have
+        ``val/ssim``; its gain is in SSIM per doubling, under the same keys)}}`` over the epochs
         that every seed reached; ``gain_per_doubling`` is the least-squares slope (dB per doubling of epochs) of
         the seed-mean on log2(epoch) over the epochs >= half the last one, and each seed's own slope there (None with
         fewer than :data:`MIN_POINTS` of them). Empty without a final fit.
@@ -76,17 +94,20 @@ def learning_curves(finalfit: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def epochs_to_close(curve: dict[str, Any], gap_db: float) -> dict[str, Any]:
+def epochs_to_close(curve: dict[str, Any], gap_db: float, unit: str = "dB") -> dict[str, Any]:
     """How many epochs the curve's gain per doubling needs to close a gap.
 
     Args:
-        curve: one entry of :func:`learning_curves`.
-        gap_db: dB still missing (target minus measured); <= 0 means reached.
+        curve: one entry of :func:`learning_curves` (PSNR), or its ``"ssim"`` entry with ``unit="SSIM"``.
+        gap_db: what is still missing (target minus measured), in ``unit``; <= 0 means reached.
+        unit: the gap's and the gain's unit in the verdict: ``"dB"`` or ``"SSIM"``.
     Returns:
         ``{"gap_db", "epochs_now", "gain_per_doubling_db", "gain_stderr_db", "epochs_needed": float | None,
-        "doublings": float | None, "verdict"}``: ``epochs_needed = epochs_now * 2 ** (gap / gain)`` (a lower bound: the gain shrinks), None
+        "doublings": float | None, "verdict"}``: ``epochs_needed = epochs_now * 2 ** (gap / gain)`` (an
+        extrapolation, see the module's docstring), None
         when the curve has no fitted gain or does not rise (then ``verdict`` says so); ``epochs_range`` [fastest,
-        slowest] from the per-seed slopes ("never" for a slope <= 0) when there are several seeds.
+        slowest] from the per-seed slopes ("never" for a slope <= 0, "over a million" for a tiny positive one) when
+        there are several seeds.
     """
     now = curve["epochs"][-1]
     gain = (curve.get("gain_per_doubling") or {}).get("db")
@@ -100,57 +121,86 @@ def epochs_to_close(curve: dict[str, Any], gap_db: float) -> dict[str, Any]:
     if gain <= 0:
         return {**out, "verdict": "no longer rising: more epochs alone will not reach it"}
     doublings = gap_db / gain
-    needed = now * 2 ** doublings
+    needed = now * 2 ** min(doublings, 1000.0)
     verdict = (f"about {needed:,.0f} epochs ({needed / now:,.1f}x this fit's {now})" if needed < 1e6
                else "over a million epochs")
-    seeds = [g for g in (curve.get("gain_per_doubling") or {}).get("per_seed_db") or []]
+    seeds = list((curve.get("gain_per_doubling") or {}).get("per_seed_db") or [])
     if len(seeds) > 1:
         lo, hi = min(seeds), max(seeds)
-        fast = f"{now * 2 ** (gap_db / hi):,.0f}" if hi > 0 and now * 2 ** (gap_db / hi) < 1e6 else "never"
-        slow = f"{now * 2 ** (gap_db / lo):,.0f}" if lo > 0 and now * 2 ** (gap_db / lo) < 1e6 else "never"
+        fast, slow = _epochs_at(now, gap_db, hi), _epochs_at(now, gap_db, lo)
         out["epochs_range"] = [fast, slow]
-        verdict += f"; the seeds' own slopes ({lo:+.2f} to {hi:+.2f} dB per doubling) give {fast} to {slow}"
+        prec = 2 if unit == "dB" else 4
+        verdict += (f"; the seeds' own slopes ({lo:+.{prec}f} to {hi:+.{prec}f} {unit} per doubling) give {fast} "
+                    f"to {slow}")
     return {**out, "epochs_needed": float(needed) if math.isfinite(needed) else None, "doublings": float(doublings),
             "verdict": verdict}
 
 
-def plot_learning_curves(curves: dict[str, Any], gaps: dict[str, float], path: Path) -> str | None:
+def _epochs_at(now: int, gap: float, gain: float) -> str:
+    """The epochs one slope needs, as text: "never" only for a slope <= 0 (a curve that does not rise), "over a
+    million" for a tiny positive one."""
+    if gain <= 0:
+        return "never"
+    doublings = gap / gain
+    return f"{now * 2 ** doublings:,.0f}" if doublings < math.log2(1e6 / now) else "over a million"
+
+
+def _panel(ax, curves: dict[str, Any], kind: str, gaps: dict[str, float], metric: str) -> None:
+    """One kind's panel of :func:`plot_learning_curves` for ``metric`` ("psnr" or "ssim")."""
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    unit = "dB" if metric == "psnr" else "SSIM"
+    for j, (label, c) in enumerate((lb, c) for lb, c in curves.items() if c["kind"] == kind):
+        col = colours[j % len(colours)]
+        c = c if metric == "psnr" else c.get("ssim")
+        if not c:
+            continue
+        for ys in c[f"val_{metric}"].values():
+            ax.plot(c["epochs"], ys, color=col, lw=0.7, alpha=0.45)
+        mean = c[f"val_{metric}_mean"]
+        ax.plot(c["epochs"], mean, color=col, lw=2, label=f"{label} (mean of {len(c[f'val_{metric}'])})")
+        g = c.get("gain_per_doubling")
+        if g:
+            x = np.geomspace(g["from_epoch"], HORIZON * g["to_epoch"], 30)
+            ax.plot(x, g["intercept"] + g["db"] * np.log2(x), color=col, ls="--", lw=1,
+                    label=f"{g['db']:+.{2 if metric == 'psnr' else 4}f} {unit} per doubling")
+        if gaps.get(label, 0) > 0:
+            ax.axhline(mean[-1] + gaps[label], color=col, ls=":", lw=1.2,
+                       label=f"needed (+{gaps[label]:.{2 if metric == 'psnr' else 3}f} {unit})")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {'PSNR (dB)' if metric == 'psnr' else 'SSIM'}")
+    ax.set_title(kind)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def plot_learning_curves(curves: dict[str, Any], gaps: dict[str, float], path: Path,
+                         ssim_gaps: dict[str, float] | None = None) -> str | None:
     """One panel per kind: each seed's validation PSNR per epoch (thin), the seed mean (bold), the fitted gain per
     doubling drawn on to :data:`HORIZON` x the last epoch (dashed), and, where a target was missed, the level the
-    mean must reach (the test gap added to its last value; dotted). Baselines share their kind's panel.
+    mean must reach (the test gap added to its last value; dotted). Baselines share their kind's panel. A second
+    row shows validation SSIM the same way where the final fit measured it.
 
     Args:
         curves: :func:`learning_curves`' result.
         gaps: label -> dB missing to its target (only the labels judged by a target).
         path: the PNG to write (atomically).
+        ssim_gaps: label -> SSIM missing to its target (the SSIM row's dotted line).
     Returns:
         The file name, or None when there is no curve.
     """
     if not curves:
         return None
     kinds = list(dict.fromkeys(c["kind"] for c in curves.values()))
-    fig, axes = _figure(1, len(kinds), 4.2, 3.2)
-    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
-    for ax, kind in zip(axes[0], kinds):
-        for j, (label, c) in enumerate((lb, c) for lb, c in curves.items() if c["kind"] == kind):
-            col = colours[j % len(colours)]
-            for ys in c["val_psnr"].values():
-                ax.plot(c["epochs"], ys, color=col, lw=0.7, alpha=0.45)
-            ax.plot(c["epochs"], c["val_psnr_mean"], color=col, lw=2, label=f"{label} (mean of {len(c['val_psnr'])})")
-            g = c.get("gain_per_doubling")
-            if g:
-                x = np.geomspace(g["from_epoch"], HORIZON * g["to_epoch"], 30)
-                ax.plot(x, g["intercept"] + g["db"] * np.log2(x), color=col, ls="--", lw=1,
-                        label=f"{g['db']:+.2f} dB per doubling")
-            if gaps.get(label, 0) > 0:
-                ax.axhline(c["val_psnr_mean"][-1] + gaps[label], color=col, ls=":", lw=1.2,
-                           label=f"needed (+{gaps[label]:.2f} dB)")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation PSNR (dB)")
-        ax.set_title(kind)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    with_ssim = [k for k in kinds if any(c.get("ssim") for c in curves.values() if c["kind"] == k)]
+    fig, axes = _figure(2 if with_ssim else 1, len(kinds), 4.2, 3.2)
+    for i, kind in enumerate(kinds):
+        _panel(axes[0][i], curves, kind, gaps, "psnr")
+        if with_ssim:
+            if kind in with_ssim:
+                _panel(axes[1][i], curves, kind, ssim_gaps or {}, "ssim")
+            else:
+                axes[1][i].axis("off")
     fig.tight_layout()
     return _save(fig, path)
 

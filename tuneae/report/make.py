@@ -244,7 +244,9 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     seeds_vs_comparator(m["finalfit"], m)
     m["learning_curves"] = learning_curves(run.finalfit)
     m["targets"] = check_targets(m)
-    curves_png = plot_learning_curves(m["learning_curves"], target_gaps(m["targets"]), out / CURVES_PNG)
+    curves_png = plot_learning_curves(m["learning_curves"], target_gaps(m["targets"]), out / CURVES_PNG,
+                                      {r["best_bottleneck"]: r["gap_ssim"] for r in [m["targets"].get("reconstruction")]
+                                       if r and r.get("gap_ssim", 0) > 0})
     if curves_png:
         figures["learning_curves"] = m["targets"]["learning_curves_figure"] = curves_png
     search_md, search_figures, m["search"] = search_report(run, out)

@@ -87,8 +87,10 @@ def _reconstruction_target(m: dict) -> dict | None:
     return {"best_bottleneck": best, "chosen_on": "validation", "val_psnr": models[best]["val"]["psnr"],
             "psnr": t["psnr"], "ssim": t["ssim"], "target_psnr": goal["psnr"], "target_ssim": goal["ssim"],
             "above_baselines": above,
-            "met": met, "gap_db": max(0.0, goal["psnr"] - t["psnr"]["mean"]), "status": {"psnr": threshold_status(t["psnr"], goal["psnr"]),
-                                   "ssim": threshold_status(t["ssim"], goal["ssim"])}}
+            "met": met, "gap_db": max(0.0, goal["psnr"] - t["psnr"]["mean"]),
+            "gap_ssim": max(0.0, goal["ssim"] - t["ssim"]["mean"]),
+            "status": {"psnr": threshold_status(t["psnr"], goal["psnr"]),
+                       "ssim": threshold_status(t["ssim"], goal["ssim"])}}
 
 
 def _more_epochs(entry: dict | None, label: str | None, curves: dict[str, Any], proxy: str = "") -> None:
@@ -135,11 +137,19 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
         ``tumour_classes_no_worse`` is None when either class group is missing. A missed target also has ``gap_db``
         (dB still missing, on the quantity it is judged on) and, when its model has a final-fit learning curve
         (``m["learning_curves"]``, :mod:`tuneae.report.curves`), ``more_epochs``: the epochs that the curve's gain
-        per doubling would need to close the gap (a lower bound).
+        per doubling would need to close the gap (an extrapolation); a missed SSIM target also has ``gap_ssim`` and
+        ``more_epochs_ssim`` (from the validation-SSIM curve, or a verdict that the fit did not measure it).
     """
     curves = m.get("learning_curves") or {}
     out: dict[str, Any] = {"denoising": {}, "reconstruction": _reconstruction_target(m)}
-    _more_epochs(out["reconstruction"], (out["reconstruction"] or {}).get("best_bottleneck"), curves)
+    rec = out["reconstruction"]
+    _more_epochs(rec, (rec or {}).get("best_bottleneck"), curves)
+    if rec is not None and rec["gap_ssim"] > 0 and rec["best_bottleneck"] in curves:
+        c = curves[rec["best_bottleneck"]]
+        rec["more_epochs_ssim"] = ({**epochs_to_close(c["ssim"], rec["gap_ssim"], "SSIM"),
+                                    "curve": rec["best_bottleneck"]} if c.get("ssim") else
+                                   {"curve": rec["best_bottleneck"], "verdict": "unknown: this final fit did not "
+                                    "measure validation SSIM per epoch (run it again to add the curve)"})
     for sigma, fixed in DENOISING_TARGETS_DB.items():
         d = _denoising_target(m, f"{sigma:g}", fixed)
         if d is not None:
@@ -185,7 +195,7 @@ def targets_markdown(t: dict) -> list[str]:
         for label, b in (r.get("above_baselines") or {}).items():
             interval = "" if b["low"] is None else f", t-interval over seeds [{b['low']:+.2f}, {b['high']:+.2f}]"
             rows.append([f"reconstruction, {r['best_bottleneck']} above {label} (trial {b['trial']}, same seeds)",
-                         f"clean test PSNR difference per seed " + ", ".join(f"{d:+.2f}" for d in b["per_seed"])
+                         "clean test PSNR difference per seed " + ", ".join(f"{d:+.2f}" for d in b["per_seed"])
                          + f" dB; mean {b['mean']:+.2f}{interval}", "> 0 dB", yes(b["status"])])
     if not rows:
         return []
@@ -198,21 +208,26 @@ def targets_markdown(t: dict) -> list[str]:
 
 def _more_epochs_markdown(t: dict) -> list[str]:
     """The "would more epochs reach it?" lines under the targets table, and the learning-curve figure."""
-    named = [(f"denoising, sigma {s}", d) for s, d in t["denoising"].items()]
+    named = [(f"denoising, sigma {s}", d.get("more_epochs"), "dB") for s, d in t["denoising"].items()]
     if t.get("reconstruction"):
-        named.append(("reconstruction (PSNR)", t["reconstruction"]))
+        named += [("reconstruction (PSNR)", t["reconstruction"].get("more_epochs"), "dB"),
+                  ("reconstruction (SSIM)", t["reconstruction"].get("more_epochs_ssim"), "SSIM")]
     lines = []
-    for name, d in named:
-        e = d.get("more_epochs")
+    for name, e, unit in named:
         if not e:
+            continue
+        if "gap_db" not in e:  # no curve of that metric
+            lines.append(f"- {name}: {e['curve']}'s outlook is {e['verdict']}.")
             continue
         g = e["gain_per_doubling_db"]
         se = e.get("gain_stderr_db")
-        rate = ("" if g is None else f"gains {g:+.2f}" + (f" +- {se:.2f} (se)" if se is not None else "")
-                + " dB per doubling of epochs over its second half; ")
+        prec = 2 if unit == "dB" else 4
+        rate = ("" if g is None else f"gains {g:+.{prec}f}" + (f" +- {se:.{prec}f} (se)" if se is not None else "")
+                + f" {unit} per doubling of epochs over its second half; ")
         at = (f"at that rate it needs {e['doublings']:.1f} more doublings: "
               if e["doublings"] is not None and e["gap_db"] > 0 else "")
-        lines.append(f"- {name}: {e['gap_db']:.2f} dB short after {e['epochs_now']} epochs; {e['curve']}'s "
+        short = f"{e['gap_db']:.2f} dB" if unit == "dB" else f"{e['gap_db']:.3f} SSIM"
+        lines.append(f"- {name}: {short} short after {e['epochs_now']} epochs; {e['curve']}'s "
                      f"validation curve {rate}{at}{e['verdict']}" + (f" ({e['proxy']})" if e.get("proxy") else "")
                      + ".")
     fig = t.get("learning_curves_figure")
