@@ -51,6 +51,7 @@ from tuneae.data import Splits
 from tuneae.files import atomic_write
 from tuneae.layout import FINALFIT_FILE, FINALFIT_TABLE, RunLayout, portable_command
 from tuneae.metrics import ssim
+from tuneae.models import DENOISING
 from tuneae.report.errors import ReportError
 from tuneae.report.reload import data_config, load_data, load_model
 from tuneae.report.runs import Trial, find_run
@@ -326,6 +327,12 @@ def table(kinds: dict[str, Any]) -> str:
         lines.append(f"| {kind} | {ps['n']} | {k['train_config']['epochs']} | {ps['mean']:.2f} +- {ps['sd']:.2f} | "
                      f"{ps['min']:.2f} - {ps['max']:.2f} | {ms['mean']:.5f} +- {ms['sd']:.5f} | "
                      + (f"{ss['mean']:.3f} +- {ss['sd']:.3f}" if ss else "-") + f" | {k['best_seed']} |")
+    noisy = sorted({f"{k['kind']} at sigma {k['train_config'].get('val_noise_sigma', 0):g}" for k in kinds.values()
+                    if k["kind"] in DENOISING})
+    lines += ["", "Validation metrics (fp32, the fixed validation set of `tuneae.train.validation_batches`): the "
+                  "output against the clean image; the input is the clean image for the bottleneck kinds"
+              + (f" and a noisy one for the denoisers ({', '.join(noisy)}, on the [0, 1] scale)" if noisy else "")
+              + ". Each kind's own input, so the columns compare seeds and epochs, not kinds."]
     return "\n".join(lines) + "\n"
 
 

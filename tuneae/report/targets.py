@@ -238,5 +238,6 @@ def _more_epochs_markdown(t: dict) -> list[str]:
             "doubling, fitted on each curve's second half (least squares on the seed mean), turns a gap into "
             "epochs: `epochs * 2 ** (gap / gain)`, with the range the seeds' own slopes give. An extrapolation, not a "
             "bound: the gain usually shrinks (more epochs needed), a noisy curve can hide a steeper one, and the "
-            "fitting window matters; read it as an order of magnitude.", "", *lines, "",
+            "fitting window matters; the gap is the test gap of the reported (best-validation) seed while the curve "
+            "is the validation mean over seeds; read it as an order of magnitude.", "", *lines, "",
             *([f"![final-fit learning curves]({fig})", ""] if fig else [])]

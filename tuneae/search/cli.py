@@ -53,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--config", metavar="FILE.toml", help="TOML file with [search], [data], [model], [train] and [space] tables "
                                             "(space: e.g. 'train.lr' = [1e-3, 1e-4])")
     a("--data", metavar="SOURCE", help="a Hugging Face hub id (default benschill/brain-tumor-collection, read from "
-                                       "its parquet export), a local folder in imagefolder layout "
-                                       "(train/<class>/*.jpg, test/<class>/*.jpg), or 'phantom' (synthetic)")
+                                       "its parquet export), a local folder, or 'phantom' (synthetic). A folder "
+                                       "may be split folders (train/<class>/<image>, test/<class>/<image>, val/ "
+                                       "optional), class folders without a split (<class>/<image>), or one flat "
+                                       "folder of unlabeled images; files: PNG, JPEG, TIFF and other rasters, "
+                                       "DICOM, NIfTI (.nii / .nii.gz, every non-empty axial slice)")
     a("--model", nargs="+", choices=MODEL_KINDS,
       help="model kinds, one search each (default: the preset's; cpu and gpu: ae vae dae dunet)")
     a("--num-samples", type=int, help="trials per model kind")
