@@ -104,12 +104,26 @@ def test_a_call_for_some_kinds_keeps_the_other_kinds_fitted_before(tmp_path, cap
     assert record["kinds"]["dunet"]["command"].endswith("--model dunet --device cpu")
     assert [c.split("--model ")[1] for c in record["commands"]] == ["ae --device cpu", "dunet --device cpu"]
     assert "| ae | 1 |" in (layout.results / finalfit.TABLE_FILE).read_text()
+    # a refit that fails drops the kind's old entry (its seed folders may have changed), keeps the others
+    monkeypatch.setattr(finalfit, "fit", lambda *a, **k: (_ for _ in ()).throw(FloatingPointError("nan")))
+    assert finalfit.main([str(layout.results), "--seeds", "1", "--model", "ae", "--epochs", "3",
+                          "--device", "cpu"]) == 1
+    assert set(json.loads(out.read_text())["kinds"]) == {"dunet"}
     # a record that is not a final fit's is refused before training, and left as it is
     monkeypatch.setattr(finalfit, "fit", lambda *a, **k: pytest.fail("nothing may train on a bad record"))
-    for bad in ("{not json", '["a list"]', json.dumps({"search": "other", "kinds": {}})):
+    for bad in ("{not json", '["a list"]', json.dumps({"search": "other", "kinds": {}}),
+                json.dumps({"search": "ff", "kinds": {"ae": {"kind": "ae"}}})):
         out.write_text(bad)
         assert finalfit.main([str(layout.results), "--seeds", "2", "--model", "ae", "--device", "cpu"]) == 2
         assert str(out) in capsys.readouterr().err and out.read_text() == bad
+
+
+def test_a_budget_below_the_epochs_already_trained_is_refused(tmp_path, capsys):
+    layout = _search(tmp_path)
+    assert finalfit.main([str(layout.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0  # 2 epochs
+    assert finalfit.main([str(layout.results), "--seeds", "1", "--model", "ae", "--epochs", "1",
+                          "--device", "cpu"]) == 2
+    assert "holds 2 trained epochs, more than the budget of 1" in capsys.readouterr().err
 
 
 def test_bad_input_exits_2_before_training(tmp_path, capsys, monkeypatch):

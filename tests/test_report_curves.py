@@ -159,3 +159,16 @@ def test_per_seed_range_says_never_only_for_a_curve_that_does_not_rise():
     assert epochs_to_close(tiny, 3.0)["epochs_range"] == ["48", "never"]
     tiny["gain_per_doubling"]["per_seed_db"] = [1e-4, 1.5]
     assert epochs_to_close(tiny, 3.0)["epochs_range"] == ["48", "over a million"]
+
+
+def test_a_denoising_bottleneck_model_s_curve_is_flagged_as_a_proxy_for_the_clean_target():
+    ff = _finalfit()
+    ff["kinds"]["dae"] = {**ff["kinds"].pop("ae"), "kind": "dae"}
+    m = {"models": {"dae": {"model_config": {"latent_dim": 512}, "val": {"psnr": 23.0},
+                            "train_config": {"val_noise_sigma": 0.1},
+                            "test": {"psnr": {"mean": 23.0, "low": 22.8, "high": 23.2},
+                                     "ssim": {"mean": 0.8, "low": 0.79, "high": 0.81}}}},
+         "denoising": {}, "learning_curves": learning_curves(ff)}
+    r = check_targets(m)["reconstruction"]
+    assert r["best_bottleneck"] == "dae" and "noisy validation input at sigma 0.1" in r["more_epochs"]["proxy"]
+    assert "more_epochs_ssim" not in r  # SSIM reached: no line for it

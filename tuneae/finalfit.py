@@ -24,8 +24,9 @@ Files (the run layout of :mod:`tuneae.layout`)::
     <experiment>/finalfit/<kind>-trial-<id>/seed-<s>/...                          the same for a baseline
     <results>/finalfit.json      "kinds" and "baselines": config, per-seed metrics and learning curves, mean / sd /
                                  min / max, the best seed and its checkpoint (relative to the experiment folder),
-                                 and the command that fitted it; "commands": every call, in order
-                                 (a call with --model keeps the entries it does not fit again)
+                                 and the command that fitted it; "commands": the calls, in the order of their
+                                 last run (a call with --model keeps the entries it does not fit again; an entry
+                                 is dropped when its refit starts, so an interrupted refit leaves none stale)
     <results>/finalfit.md        the table
 
 Resumable like the search: run the same command again; finished seeds are read back, an interrupted seed continues
@@ -60,6 +61,9 @@ from tuneae.train import eval_batch_size, fit, make_optimizer, seeded_model, val
 
 RESULT_FILE, TABLE_FILE = FINALFIT_FILE, FINALFIT_TABLE
 """The final fit's files in the results folder (:mod:`tuneae.layout`)."""
+SSIM_MIN_SIZE = 11
+"""Smallest image side (pixels) with a validation SSIM per epoch (SSIM's 11 x 11 window); smaller test images
+get none."""
 HISTORY_FILE = "history.json"
 """Per-seed learning curve (one metrics dict per epoch) beside the checkpoint."""
 SUMMARY_METRICS = ("val/mse", "val/psnr", "val/ssim", "val/loss", "train/loss")
@@ -228,11 +232,13 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         device: ``cpu``, ``cuda``, ...
     Returns:
         ``{"seed", "epochs", "metrics": last epoch's metrics, "history": [metrics per epoch, with ``val/ssim``
-        (:func:`val_ssim`) beside the training loop's], "checkpoint",
-        "trained_epochs_now", "train_s_now"}``: the epochs trained by this call and their wall seconds (0 for a seed
-        read back, the remaining epochs for one resumed).
+        (:func:`val_ssim`, images of at least ``SSIM_MIN_SIZE`` px) beside the training loop's for the epochs this
+        code trained; a seed resumed from an older fit lacks it for its earlier epochs], "checkpoint",
+        "trained_epochs_now", "train_s_now"}``: the epochs trained by this call and their wall seconds, validation
+        passes included (0 for a seed read back, the remaining epochs for one resumed).
     Raises:
-        CheckpointError: the folder holds a checkpoint of another configuration (names the folder).
+        CheckpointError: the folder holds a checkpoint of another configuration, or of more epochs than the budget
+            (names the folder).
         FloatingPointError: the training loss diverged.
     """
     cfg = replace(p.train, seed=seed)
@@ -246,6 +252,9 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
             raise CheckpointError(f"{folder} holds a final fit of another configuration; move it away or use a "
                                   f"fresh experiment folder")
         start, _ = restore_checkpoint(folder, model, optimizer)
+        if start > cfg.epochs:
+            raise CheckpointError(f"{folder} holds {start} trained epochs, more than the budget of {cfg.epochs}; "
+                                  f"give --epochs {start} or more, or move the folder away")
         last = dict(payload["metrics"])
         history = _read_history(folder, start, last)
 
@@ -254,7 +263,8 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
                               for i in range(0, len(splits.val), bs)], p.model.kind, cfg, device)
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        metrics["val/ssim"] = val_ssim(model, val)
+        if p.model.image_size >= SSIM_MIN_SIZE:
+            metrics["val/ssim"] = val_ssim(model, val)
         save_checkpoint(folder, model, p.data, cfg, epoch, metrics, optimizer)
         history.append({**metrics, "epoch": epoch})
         atomic_write(folder / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
@@ -264,7 +274,8 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
 
     started = time.time()
     if start < cfg.epochs:
-        last = fit(model, splits.train, splits.val, cfg, device, on_epoch, optimizer=optimizer, start_epoch=start)
+        fit(model, splits.train, splits.val, cfg, device, on_epoch, optimizer=optimizer, start_epoch=start)
+        last = {k: v for k, v in history[-1].items() if k != "epoch"}
     return {"seed": seed, "epochs": cfg.epochs, "metrics": {k: last[k] for k in SUMMARY_METRICS if k in last},
             "history": history, "checkpoint": str(folder), "trained_epochs_now": cfg.epochs - start,
             "train_s_now": round(time.time() - started, 1)}
@@ -297,8 +308,9 @@ def read_earlier(path: Path, name: str) -> dict[str, Any]:
     Returns:
         its contents, or ``{}`` when there is no such file.
     Raises:
-        ReportError: the file is unreadable, not a final fit's, or of another search (names the file and what is
-            wrong); nothing is trained, and the file is left as it is.
+        ReportError: the file is unreadable, not a final fit's, of another search, or an entry lacks a field the
+            table needs (names the file, the entry and what is wrong); nothing is trained, and the file is left as
+            it is.
     """
     if not path.is_file():
         return {}
@@ -310,6 +322,14 @@ def read_earlier(path: Path, name: str) -> dict[str, Any]:
     if (not isinstance(earlier, dict) or not isinstance(earlier.get("kinds", {}), dict)
             or not isinstance(earlier.get("baselines", {}), dict)):
         raise ReportError(f"{path} is not a final fit's record (no 'kinds' / 'baselines' mappings); move it away")
+    for section in ("kinds", "baselines"):
+        for label, k in earlier.get(section, {}).items():
+            ok = (isinstance(k, dict) and isinstance(k.get("kind"), str) and "best_seed" in k
+                  and isinstance(k.get("train_config"), dict) and "epochs" in k["train_config"]
+                  and all(m in (k.get("over_seeds") or {}) for m in ("val/psnr", "val/mse")))
+            if not ok:
+                raise ReportError(f"{path}: entry {section}.{label} lacks kind, train_config.epochs, best_seed or "
+                                  f"over_seeds val/psnr and val/mse; move the file away or fix the entry")
     if earlier.get("search") not in (None, name):
         raise ReportError(f"{path} is the final fit of search {earlier.get('search')!r}, not {name!r}; move it "
                           f"away")
@@ -330,8 +350,8 @@ def table(kinds: dict[str, Any]) -> str:
     noisy = sorted({f"{k['kind']} at sigma {k['train_config'].get('val_noise_sigma', 0):g}" for k in kinds.values()
                     if k["kind"] in DENOISING})
     lines += ["", "Validation metrics (fp32, the fixed validation set of `tuneae.train.validation_batches`): the "
-                  "output against the clean image; the input is the clean image for the bottleneck kinds"
-              + (f" and a noisy one for the denoisers ({', '.join(noisy)}, on the [0, 1] scale)" if noisy else "")
+                  "output against the clean image; the input is the clean image for ae / vae / unet"
+              + (f" and a noisy one for dae / dunet ({', '.join(noisy)}, on the [0, 1] scale)" if noisy else "")
               + ". Each kind's own input, so the columns compare seeds and epochs, not kinds."]
     return "\n".join(lines) + "\n"
 
@@ -384,18 +404,23 @@ def main(argv: list[str] | None = None) -> int:
                                          "baselines": dict(earlier.get("baselines", {}))}
     commands = [c for c in earlier.get("commands", [earlier["command"]] if earlier.get("command") else [])
                 if c != command] + [command]
+    def write() -> None:
+        atomic_write(out_file, json.dumps({"search": layout.name, "command": command, "commands": commands,
+                                           "device": device, **fitted}, indent=1, default=str) + "\n")
+
     for p in plans:
         seeds = [p.train.seed + 1 + i for i in range(args.seeds)]
         folders = [layout.finalfit_seed(p.label, s) for s in seeds]
+        section = "kinds" if p.label == p.kind else "baselines"
+        if fitted[section].pop(p.label, None) is not None:  # its seed folders are about to change
+            write()
         try:
             runs = [fit_seed(p, s, splits, f, device) for s, f in zip(seeds, folders)]
         except (FloatingPointError, CheckpointError) as exc:
             print(f"error: {p.label}: {exc}", file=sys.stderr)
             return 1 if isinstance(exc, FloatingPointError) else 2
-        fitted["kinds" if p.label == p.kind else "baselines"][p.label] = {
-            **summarize(p, runs, layout, folders), "command": command, "device": device}
-        atomic_write(out_file, json.dumps({"search": layout.name, "command": command, "commands": commands,
-                                           "device": device, **fitted}, indent=1, default=str) + "\n")
+        fitted[section][p.label] = {**summarize(p, runs, layout, folders), "command": command, "device": device}
+        write()
     text = table({**fitted["kinds"], **fitted["baselines"]})
     atomic_write(layout.results / TABLE_FILE, text)
     print(text + f"\n[finalfit] wrote {out_file} and {layout.results / TABLE_FILE}", flush=True)

@@ -69,7 +69,8 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
         "test_ssim" | "denoising_<sigma>": {"mean", "sd", "min", "max", "n"}}}}``; a baseline also has
         ``"vs_best": {"per_seed": [best - baseline test PSNR of each shared seed], "seed_mean": difference of the
         per-image PSNR averaged over the shared seeds, paired over images (:func:`statistics.difference`),
-        "over_seeds": t-interval over the per-seed differences (:func:`statistics.seed_interval`)}``.
+        "over_seeds": t-interval over the per-seed differences (:func:`statistics.seed_interval`)}`` when both
+        trained the same epochs (else ``"vs_best_skipped"`` says why).
         PSNR in dB, SSIM in [-1, 1]. Empty without a final fit.
     Raises:
         ReportError: a seed's checkpoint is missing or unreadable (names it).
@@ -87,7 +88,11 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
             continue
         out[label], base = _entry(run, label, k, clean, noisy)
         shared = sorted(set(base) & set(per_image[kind]))
-        if shared:
+        epochs = ((k.get("train_config") or {}).get("epochs"),
+                  ((ff["kinds"][kind].get("train_config") or {}).get("epochs")))
+        if epochs[0] != epochs[1]:  # fitted by different calls with other budgets: not a like-for-like comparison
+            out[label]["vs_best_skipped"] = f"{label} trained {epochs[0]} epochs, {kind} {epochs[1]}"
+        elif shared:
             best = np.mean([per_image[kind][s] for s in shared], axis=0)
             other = np.mean([base[s] for s in shared], axis=0)
             per_seed = [float(per_image[kind][s].mean() - base[s].mean()) for s in shared]
@@ -142,6 +147,8 @@ def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
                  f"[{s['vs_best']['over_seeds']['low']:+.2f}, {s['vs_best']['over_seeds']['high']:+.2f}]."
                  if (s["vs_best"].get("over_seeds") or {}).get("low") is not None else "")
               for label, s in seeds.items() if "vs_best" in s]
+    versus += [f"- {label}: not compared with its kind's best ({s['vs_best_skipped']}: fit both with the same "
+              f"`--epochs`)." for label, s in seeds.items() if "vs_best_skipped" in s]
     versus += [f"- {kind} minus {c['comparator']} (the classical comparator), mean denoised test PSNR at sigma {key}, "
                f"per seed: " + ", ".join(f"{d:+.2f}" for d in c["per_seed"]) + f" dB; mean {c['mean']:+.2f}"
                + (f", t-interval over the seeds [{c['low']:+.2f}, {c['high']:+.2f}]" if c["low"] is not None else "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuneae.models import BOTTLENECK
+from tuneae.models import BOTTLENECK, DENOISING
 from tuneae.noise import PRIMARY
 from tuneae.report.curves import epochs_to_close
 from tuneae.report.denoising import NO_TUMOUR
@@ -143,12 +143,17 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
     curves = m.get("learning_curves") or {}
     out: dict[str, Any] = {"denoising": {}, "reconstruction": _reconstruction_target(m)}
     rec = out["reconstruction"]
-    _more_epochs(rec, (rec or {}).get("best_bottleneck"), curves)
-    if rec is not None and rec["gap_ssim"] > 0 and rec["best_bottleneck"] in curves:
-        c = curves[rec["best_bottleneck"]]
-        rec["more_epochs_ssim"] = ({**epochs_to_close(c["ssim"], rec["gap_ssim"], "SSIM"),
-                                    "curve": rec["best_bottleneck"]} if c.get("ssim") else
-                                   {"curve": rec["best_bottleneck"], "verdict": "unknown: this final fit did not "
+    best = (rec or {}).get("best_bottleneck")
+    # the dae is judged on clean input here, but its validation curve is measured on noisy input
+    noisy = ("" if best not in DENOISING else "the curve is measured on noisy validation input at sigma "
+             f"{(m['models'][best].get('train_config') or {}).get('val_noise_sigma', 0.1):g}, the target on clean")
+    if rec is not None and rec["gap_db"] > 0:
+        _more_epochs(rec, best, curves, noisy)
+    if rec is not None and rec["gap_ssim"] > 0 and best in curves:
+        c = curves[best]
+        rec["more_epochs_ssim"] = ({**epochs_to_close(c["ssim"], rec["gap_ssim"], "SSIM"), "curve": best,
+                                    **({"proxy": noisy} if noisy else {})} if c.get("ssim") else
+                                   {"curve": best, "verdict": "unknown: this final fit did not "
                                     "measure validation SSIM per epoch (run it again to add the curve)"})
     for sigma, fixed in DENOISING_TARGETS_DB.items():
         d = _denoising_target(m, f"{sigma:g}", fixed)
