@@ -60,6 +60,7 @@ def test_missed_target_gets_the_epochs_its_model_would_need_and_the_figure(tmp_p
     assert (tmp_path / "lc.png").stat().st_size > 1000
     md = "\n".join(targets_markdown(t))
     assert "3.00 dB short after 12 epochs" in md and "+1.50 +- 0.00 (se) dB per doubling" in md
+    assert "from a curve of only 12 epochs" in md  # shorter than EXTRAPOLATE_FROM: flagged
     assert "![final-fit learning curves](lc.png)" in md
     assert "reconstruction (SSIM): ae's outlook is unknown" in md  # these histories have no val/ssim
     assert plot_learning_curves({}, {}, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

@@ -1,6 +1,7 @@
 """The text of ``report.md``: the measured numbers, tables and figure links of one report, section by section."""
 from __future__ import annotations
 
+from tuneae.models import BOTTLENECK
 from tuneae.noise import PRIMARY
 from tuneae.report.layers import TOP_CHANNELS
 from tuneae.report.seeds import seeds_markdown
@@ -77,15 +78,20 @@ def _reload(r: dict) -> list[str]:
 def _reconstruction(m: dict, figures: dict[str, str]) -> list[str]:
     mm = m["models"]
     kinds = list(mm)
-    best = select_best({k: mm[k]["val"]["psnr"] for k in kinds}, kinds)
+    bottleneck = [k for k in kinds if k in BOTTLENECK]
+    best = select_best({k: mm[k]["val"]["psnr"] for k in bottleneck}, bottleneck)
+    skips = [k for k in kinds if k not in BOTTLENECK]
+    which = (f"Best bottleneck model by validation PSNR (clean validation images): {best}"
+             + (f" ({', '.join(skips)} left out: skip connections carry the input past any code, so "
+                "their clean-input numbers are not reconstruction through a bottleneck)" if skips else "")
+             if best else "No bottleneck model in this run")
     return ["## Reconstruction (clean input)", "",
             md_table(["model", "trial", "MSE", "PSNR (dB)", "SSIM", "val PSNR", "val/loss reported", "reloaded",
                       "rel. diff"],
                      [[k, mm[k]["trial"], fmt_stat(mm[k]["test"]["mse"], 5), fmt_stat(mm[k]["test"]["psnr"], 2),
                        fmt_stat(mm[k]["test"]["ssim"]), f"{mm[k]['val']['psnr']:.2f}", *_reload(mm[k]["reload_check"])]
                       for k in kinds]),
-            "", f"Best reconstruction by validation PSNR (clean validation images): {best}. Per class, PSNR (dB) / "
-            "SSIM:", "",
+            "", f"{which}. Per class, PSNR (dB) / SSIM:", "",
             md_table(["model", *mm[kinds[0]]["test"]["per_class"]],
                      [[k, *[f"{v['psnr']['mean']:.2f} / {v['ssim']['mean']:.3f}"
                             for v in mm[k]["test"]["per_class"].values()]] for k in kinds]),

@@ -161,7 +161,9 @@ def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
             "other section reloads the seed with the best validation MSE; its test numbers were not used to choose "
             "it. The sd over seeds (training) adds to the bootstrap intervals over images (test set). Rows named "
             "`<kind>-trial-<id>` are baselines: that trial's configuration fitted with the same seeds "
-            "(`--baseline`).", "",
+            "(`--baseline`). \"val PSNR\" is the final fit's own, each kind on its own input: the clean "
+            "validation image for ae / vae / unet, a noisy one (the kind's validation sigma) for dae / dunet, so "
+            "it compares seeds, not kinds; the test columns are the same for every kind.", "",
             "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
             *["| " + " | ".join(r) + " |" for r in rows], "",
             *([*versus, "", "A bracketed interval after a paired difference is over test images only (the seeds "
