@@ -43,7 +43,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint, restore_checkpoint, save_checkpoint
@@ -51,13 +50,12 @@ from tuneae.config import DataConfig, ModelConfig, TrainConfig
 from tuneae.data import Splits
 from tuneae.files import atomic_write
 from tuneae.layout import FINALFIT_FILE, FINALFIT_TABLE, RunLayout, portable_command
-from tuneae.metrics import ssim
 from tuneae.models import DENOISING
 from tuneae.report.errors import ReportError
 from tuneae.report.reload import data_config, load_data, load_model
 from tuneae.report.runs import Trial, find_run
 from tuneae.report.statistics import over_seeds
-from tuneae.train import eval_batch_size, fit, make_optimizer, seeded_model, validation_batches
+from tuneae.train import fit, make_optimizer, seeded_model
 
 RESULT_FILE, TABLE_FILE = FINALFIT_FILE, FINALFIT_TABLE
 """The final fit's files in the results folder (:mod:`tuneae.layout`)."""
@@ -197,30 +195,6 @@ def _read_history(folder: Path, upto: int, last: dict[str, float]) -> list[dict[
     return history
 
 
-@torch.no_grad()
-def val_ssim(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Mean SSIM of the model's output against the clean validation images, as the report measures SSIM
-    (:func:`tuneae.metrics.ssim`: Wang et al. 2004 via scikit-image), once per final-fit epoch so the learning
-    curve covers the SSIM target too.
-
-    Args:
-        model: the unwrapped model on the batches' device; left in eval mode (the next epoch sets training mode).
-        batches: :func:`tuneae.train.validation_batches` ``[(x, clean), ...]``, (B, 1, S, S) in [0, 1]: the same
-            fixed validation set (and noise, for the denoisers) as ``val/psnr``.
-    Returns:
-        SSIM in [-1, 1], the mean over validation images; the VAE decodes its posterior mean.
-    Raises:
-        ValueError: images under 11 px (SSIM's window).
-    """
-    model.eval()
-    out, ref = [], []
-    for x, clean in batches:
-        _, recon = model.objective(x, clean)
-        out.append(recon.float().clamp(0, 1)[:, 0].cpu().numpy())
-        ref.append(clean[:, 0].cpu().numpy())
-    return float(ssim(np.concatenate(out), np.concatenate(ref)).mean())
-
-
 def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -> dict[str, Any]:
     """Train (or resume, or read back) one seed of one plan; a checkpoint with optimizer state every epoch.
 
@@ -232,8 +206,8 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         device: ``cpu``, ``cuda``, ...
     Returns:
         ``{"seed", "epochs", "metrics": last epoch's metrics, "history": [metrics per epoch, with ``val/ssim``
-        (:func:`val_ssim`, images of at least ``SSIM_MIN_SIZE`` px) beside the training loop's for the epochs this
-        code trained; a seed resumed from an older fit lacks it for its earlier epochs], "checkpoint",
+        (:func:`tuneae.train.evaluate_batches`, images of at least ``SSIM_MIN_SIZE`` px) for the epochs this code
+        trained; a seed resumed from an older fit lacks it for its earlier epochs], "checkpoint",
         "trained_epochs_now", "train_s_now"}``: the epochs trained by this call and their wall seconds, validation
         passes included (0 for a seed read back, the remaining epochs for one resumed).
     Raises:
@@ -258,13 +232,7 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         last = dict(payload["metrics"])
         history = _read_history(folder, start, last)
 
-    bs = eval_batch_size(cfg.batch_size)
-    val = validation_batches([torch.from_numpy(np.ascontiguousarray(splits.val[i:i + bs]))
-                              for i in range(0, len(splits.val), bs)], p.model.kind, cfg, device)
-
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        if p.model.image_size >= SSIM_MIN_SIZE:
-            metrics["val/ssim"] = val_ssim(model, val)
         save_checkpoint(folder, model, p.data, cfg, epoch, metrics, optimizer)
         history.append({**metrics, "epoch": epoch})
         atomic_write(folder / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
@@ -274,7 +242,8 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
 
     started = time.time()
     if start < cfg.epochs:
-        fit(model, splits.train, splits.val, cfg, device, on_epoch, optimizer=optimizer, start_epoch=start)
+        fit(model, splits.train, splits.val, cfg, device, on_epoch, optimizer=optimizer, start_epoch=start,
+            val_ssim=p.model.image_size >= SSIM_MIN_SIZE)
         last = {k: v for k, v in history[-1].items() if k != "epoch"}
     return {"seed": seed, "epochs": cfg.epochs, "metrics": {k: last[k] for k in SUMMARY_METRICS if k in last},
             "history": history, "checkpoint": str(folder), "trained_epochs_now": cfg.epochs - start,

@@ -24,6 +24,7 @@ from torch import nn
 from tuneae.augment import augment_batch, check_crop_size
 from tuneae.config import ModelConfig, TrainConfig
 from tuneae.data import to_float
+from tuneae.metrics import ssim
 from tuneae.models import DENOISING, Autoencoder, build_model
 from tuneae.noise import add_noise, check_protocol
 from tuneae.precision import MEMORY_FORMATS, PRECISIONS, autocast_dtype, memory_format
@@ -297,7 +298,8 @@ def psnr_per_image(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_batches(model: Autoencoder, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+def evaluate_batches(model: Autoencoder, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                     with_ssim: bool = False) -> dict[str, float]:
     """Validation metrics over prepared batches (:func:`validation_batches`), in eval mode, fp32, no gradients.
 
     The VAE decodes its posterior mean (deterministic). Sums stay on the device; one synchronisation at the end.
@@ -308,14 +310,20 @@ def evaluate_batches(model: Autoencoder, batches: list[tuple[torch.Tensor, torch
     Returns:
         ``{"val/loss": the model's objective averaged over images (MSE per pixel, or nats per image for the VAE),
         "val/mse": MSE per pixel on the [0, 1] scale averaged over images, "val/psnr": mean of per-image PSNR in dB
-        (see :func:`psnr_per_image`)}``.
+        (see :func:`psnr_per_image`)}``, and with ``with_ssim`` "val/ssim": mean SSIM in [-1, 1] of the output
+        (clipped to [0, 1]) against the clean image, as the report measures it (:func:`tuneae.metrics.ssim`, Wang
+        et al. 2004 via scikit-image; images of at least 11 px), from the same forward pass.
     Raises:
         ZeroDivisionError: no batch.
     """
     model.eval()
     sums, n = None, 0
+    outs, refs = [], []
     for x, clean in batches:
         loss, recon = model.objective(x, clean)
+        if with_ssim:
+            outs.append(recon.float().clamp(0, 1)[:, 0].cpu().numpy())
+            refs.append(clean[:, 0].cpu().numpy())
         b = len(x)
         row = torch.stack([loss.double() * b, (recon - clean).pow(2).flatten(1).mean(1).double().sum(),
                            psnr_per_image(recon, clean).double().sum()])  # (3,)
@@ -324,7 +332,10 @@ def evaluate_batches(model: Autoencoder, batches: list[tuple[torch.Tensor, torch
     if n == 0:
         raise ZeroDivisionError("no validation batch")
     loss_sum, mse_sum, psnr_sum = sums.tolist()
-    return {"val/loss": loss_sum / n, "val/mse": mse_sum / n, "val/psnr": psnr_sum / n}
+    out = {"val/loss": loss_sum / n, "val/mse": mse_sum / n, "val/psnr": psnr_sum / n}
+    if with_ssim:
+        out["val/ssim"] = float(ssim(np.concatenate(outs), np.concatenate(refs)).mean())
+    return out
 
 
 def evaluate(model: Autoencoder, loader: Iterable, device: torch.device | str, cfg: TrainConfig,
@@ -365,7 +376,7 @@ def make_loader(images: np.ndarray, batch_size: int, shuffle: bool, seed: int = 
 def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cfg: TrainConfig,
         device: torch.device | str = "cpu", on_epoch: Callable[[int, dict[str, float]], None] | None = None, *,
         optimizer: torch.optim.Optimizer | None = None, start_epoch: int = 0, rank: int = 0, world_size: int = 1,
-        wrap: Callable[[nn.Module], nn.Module] | None = None) -> dict[str, float]:
+        wrap: Callable[[nn.Module], nn.Module] | None = None, val_ssim: bool = False) -> dict[str, float]:
     """Train ``model`` in place from epoch ``start_epoch + 1`` to ``cfg.epochs``: the loop of every trial.
 
     Adam (Kingma & Ba 2015) at ``cfg.lr``; precision and memory format from ``cfg`` (:func:`autocast_dtype`,
@@ -387,6 +398,7 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
         start_epoch: epochs already done (a restored checkpoint's epoch).
         rank, world_size: DDP rank and size (each rank trains on its own shard of every epoch).
         wrap: applied to the :class:`LossModule` (Ray Train's ``prepare_model`` wraps it in DDP).
+        val_ssim: also measure ``val/ssim`` every epoch (:func:`evaluate_batches`; the final fit's learning curve).
     Returns:
         The last epoch's metrics: ``train/loss``, ``val/loss``, ``val/mse``, ``val/psnr`` (dB) (units as in
         :func:`train_one_epoch` and :func:`evaluate_batches`) and ``epoch``; ``{}`` when no epoch is left.
@@ -415,7 +427,7 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
         gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, Seed.NOISE, epoch, rank))
         batches = epoch_batches(len(train), cfg.batch_size, cfg.seed, epoch, rank, world_size, device)
         train_loss = train_one_epoch(loss_module, model.cfg.kind, train, batches, optimizer, cfg, gen)
-        metrics = {"train/loss": train_loss, **evaluate_batches(model, val), "epoch": epoch}
+        metrics = {"train/loss": train_loss, **evaluate_batches(model, val, val_ssim), "epoch": epoch}
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return metrics
