@@ -255,10 +255,25 @@ def test_search_section_draws_every_kind(tmp_path):
     assert sum(line.startswith("| ") for line in lines) == 1 + 10  # header + one row per trial
 
 
+def test_upstream_storage_still_pickles_its_absolute_url(tmp_path):
+    """The upstream behaviour ``MovableStorage`` works around (Optuna 5.1): a plain ``RDBStorage`` unpickles onto
+    the absolute SQLite URL it was made with, so once its file moved it cannot open. When this test fails, Optuna
+    follows a moved file by itself and the workaround block in tuneae/search/optuna_search.py can go."""
+    import sqlalchemy
+
+    (tmp_path / "old").mkdir()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'old' / 'optuna.db'}")
+    optuna.create_study(storage=storage, study_name="s")
+    saved = pickle.dumps(storage)
+    (tmp_path / "old").rename(tmp_path / "new")
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        pickle.loads(saved)
+
+
 def test_a_pickled_searcher_follows_its_moved_experiment_folder(tmp_path):
     """Tune pickles the searcher (its study storage included) into the experiment's state; after the experiment
     folder moved, unpickling inside ``study_file_now`` reconnects to the study's new place (``--resume`` from a
-    moved folder, issue 15 item 12); outside it, the old path is gone and the storage cannot open."""
+    moved folder); outside it, the old path is gone and the storage cannot open."""
     import sqlalchemy
 
     from tuneae.search.optuna_search import study_file_now
