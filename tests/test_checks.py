@@ -277,7 +277,7 @@ def _write_summary(results: Path, name: str, interrupted: str | None = None) -> 
 
 def test_a_finished_name_gets_the_next_free_name(tmp_path, capsys):
     search = SearchConfig(name="cpu", storage_path=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
-    committed = _write_summary(tmp_path / "results", "cpu")  # a fresh clone: committed results, no runs/
+    committed = _write_summary(tmp_path / "results", "cpu")  # finished results without their experiment folder (a fresh clone)
     _write_summary(tmp_path / "results", "cpu-2")
     assert run_state(RunLayout.of(search))[0] == FINISHED
     claimed = claim_name(search, resume=False, overwrite=False)
