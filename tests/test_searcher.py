@@ -153,7 +153,7 @@ def test_nearest_unseen():
 
 
 def test_no_configuration_runs_twice(tmp_path):
-    """TPE repeats the best configuration often in a small space (here the 27 of the seed's grid at cpu epochs);
+    """TPE repeats the best configuration often in a small space (here the 27 of the seed project's grid at cpu epochs);
     each repeat is replaced by the nearest untried configuration, so 12 trials try 12 configurations."""
     space = {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
              "model.latent_dim": (512, 1024, 2048)}
@@ -223,7 +223,7 @@ def test_save_restore_keeps_the_study(tmp_path):
 
 
 def test_resume_with_more_samples_is_refused_before_ray(tmp_path, capsys):
-    """Issue 15 item 6: ``--resume`` with a larger ``--num-samples`` is refused (exit 2) before Ray starts."""
+    """``--resume`` with a larger ``--num-samples`` is refused (exit 2) before Ray starts."""
     args = ["--preset", "smoke", "--model", "ae", "--storage-path", str(tmp_path / "runs"), "--results-dir",
             str(tmp_path / "results"), "--name", "x", "--no-wandb"]
     search, *_ = resolve([*args, "--num-samples", "2"])
