@@ -1,20 +1,20 @@
-"""How close do the searchers come to the exhaustive grid, and for how many epochs? (issue 13, item 6)
+"""How close do the searchers come to the exhaustive grid, and for how many epochs?
 
     python benchmarks/hpo_efficiency.py [--data FOLDER|phantom] [--size 32] [--train-images 512] [--val-images 256]
                                         [--epochs 1 2 4] [--seeds 0 1 2 3 4] [--num-samples 27] [--max-concurrent 2]
                                         [--out results/hpo-efficiency] [--tiny]
 
-1. **Learning curves**: every (lr, batch size, latent dimension) of the seed's grid is trained once by the product's
-   loop (:func:`tuneae.train.fit`, the seed's AE, a fixed subset at ``--size`` px) for the largest epoch count,
-   recording ``val/loss`` after each epoch. A grid point (lr, epochs, batch, latent) is that curve at its epochs:
-   with the one seeding rule (per-epoch streams, no schedule tied to the planned length) training for 10 epochs
-   passes through the same states as the first 10 of 40, so the 81-point grid costs 27 runs. The seed's epochs
-   {10, 20, 40} are scaled down (``--epochs``, default 1 2 4).
+1. **Learning curves**: every (lr, batch size, latent dimension) of the seed project's grid is trained once by the
+   product's loop (:func:`tuneae.train.fit`, the seed project's AE, a fixed subset at ``--size`` px) for the
+   largest epoch count, recording ``val/loss`` after each epoch. A grid point (lr, epochs, batch, latent) is that
+   curve at its epochs: with the one seeding rule (per-epoch streams, no schedule tied to the planned length)
+   training for 10 epochs passes through the same states as the first 10 of 40, so the 81-point grid costs 27
+   runs. The seed project's epochs {10, 20, 40} are scaled down (``--epochs``, default 1 2 4).
 2. **The grid** trained to the end: its best val/loss and its cost, the sum of every point's epochs.
 3. **The searchers** on those curves (a tabular benchmark, as HPOBench, Eggensperger et al. 2021): real Ray Tune
    runs whose trial function reports the recorded curve epoch by epoch, so Tune, Optuna's TPE and ASHA decide as
    they would in a search: TPE + ASHA (the product: ``OptunaSearch(TPESampler(seed))``, ``ASHAScheduler`` on
-   ``epoch``), random search + ASHA, and the seed's method, sequential TPE without early stopping; ``--seeds``
+   ``epoch``), random search + ASHA, and the seed project's method, sequential TPE without early stopping; ``--seeds``
    each. Cost = epochs reported; best = lowest val/loss reported so far.
 
 Writes ``curves.json`` (the learning curves and every run's trace), ``summary.json`` (per method and seed: the
@@ -39,7 +39,7 @@ from tuneae.config import SEED_SPACE, DataConfig, ModelConfig, TrainConfig
 from tuneae.data import load_splits, phantom_images
 
 GOAL = {"gap_pct": 2.0, "epochs_pct": 20.0}
-"""Issue 13: TPE + ASHA within 2% of the grid's best validation loss on at most 20% of the grid's epochs."""
+"""The goal: TPE + ASHA within 2% of the grid's best validation loss on at most 20% of the grid's epochs."""
 METHODS = ("tpe_asha", "random_asha", "tpe_sequential")
 """The searchers compared with the grid."""
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri"
@@ -58,7 +58,7 @@ def subset(source: str, size: int, n_train: int, n_val: int) -> tuple[np.ndarray
 
 def learning_curves(train: np.ndarray, val: np.ndarray, size: int, max_epochs: int, seed: int,
                     cache: Path) -> dict[str, list[float]]:
-    """val/loss after each epoch for every (lr, batch, latent) of the seed's grid, keyed ``"lr|batch|latent"``;
+    """val/loss after each epoch for every (lr, batch, latent) of the seed project's grid, keyed ``"lr|batch|latent"``;
     written to ``cache`` after each run and read back from it, so an interrupted run continues."""
     from tuneae.train import fit, seeded_model
 
@@ -193,7 +193,7 @@ def plot(g: dict, runs: dict[str, dict[int, dict]], path: Path) -> None:
     ax.axhline(g["best_val_loss"] * (1 + GOAL["gap_pct"] / 100), color="k", lw=0.8, ls=":", label="+2%")
     ax.axvline(GOAL["epochs_pct"], color="grey", lw=0.8, ls=":")
     ax.set(xlabel="epochs spent (% of the full grid's)", ylabel="best validation loss found (MSE)",
-           title="Search efficiency on the seed's 81-point grid (reduced size)")
+           title="Search efficiency on the seed project's 81-point grid (reduced size)")
     ax.set_xscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--train-images", type=int, default=512)
     ap.add_argument("--val-images", type=int, default=256)
-    ap.add_argument("--epochs", type=int, nargs=3, default=[1, 2, 4], help="the seed's {10, 20, 40}, scaled")
+    ap.add_argument("--epochs", type=int, nargs=3, default=[1, 2, 4], help="the seed project's {10, 20, 40}, scaled")
     ap.add_argument("--train-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="searcher seeds")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)

@@ -21,8 +21,9 @@ Three measurements, each against the same training in plain PyTorch (:func:`tune
 2. **Per-epoch ratio at full size**: one trial at 128 px on ``--full-images`` phantoms for ``--full-epochs`` epochs,
    seconds per epoch (median of epochs >= 2, report to report) over plain PyTorch's.
 3. **Checkpoint traffic**: bytes written and seconds spent writing per trial, with checkpoints only where used
-   (rungs, end, every ``checkpoint_every``; the product) against every epoch with the optimizer state (as before,
-   ``checkpoint_every=1``), measured at full size and projected for the cpu and gpu presets' schedules.
+   (rungs, end, every ``checkpoint_every``; the product) against every epoch with the optimizer state (the
+   every-epoch rule, ``checkpoint_every=1``; ``before`` in the output's keys), measured
+   at full size and projected for the cpu and gpu presets' schedules.
 
 Writes ``--out`` (JSON). Run it on a quiet machine: every figure is a wall-clock time.
 """
@@ -48,7 +49,7 @@ from tuneae.data import phantom_images
 from tuneae.train import fit, make_optimizer, seeded_model
 
 GOALS = {"fixed_cost_s": 2.0, "epoch_ratio": 1.05}
-"""Issue 13's goals: at most 2 s of fixed cost per trial, a Ray epoch at most 5% slower than plain PyTorch."""
+"""The goals: at most 2 s of fixed cost per trial, a Ray epoch at most 5% slower than plain PyTorch."""
 VARIANTS = ("product", "preimport", "side-by-side")
 """Ways of running the same trials (see the module's docstring)."""
 LOG_KEY, TRIAL_KEY = "bench.log", "bench.trial"
@@ -214,8 +215,8 @@ def checkpoint_traffic(run: dict) -> dict:
 
 def projection(model_cfg: ModelConfig, schedules: dict[str, tuple[int, float, int]], every: int) -> dict:
     """Bytes per trial by the schedule alone, for one model: a trial that runs to max_t and one stopped at the
-    first rung, checkpointing as now (:func:`tuneae.checkpoint.checkpoint_kind`) and before (every epoch, weights
-    and optimizer). Sizes from writing that model's checkpoint once."""
+    first rung, checkpointing only where used (``now``: :func:`tuneae.checkpoint.checkpoint_kind`) and every epoch
+    with weights and optimizer (``before``). Sizes from writing that model's checkpoint once."""
     model = seeded_model(model_cfg, TrainConfig())
     opt = make_optimizer(model, TrainConfig(), "cpu")
     model(torch.rand(2, 1, model_cfg.image_size, model_cfg.image_size)).mean().backward()
@@ -269,7 +270,8 @@ def fixed_cost(args, variants: list[str]) -> dict:
 
 
 def full_size(args) -> dict:
-    """Sections 2 and 3: one trial at 128 px (checkpoints as now) and one checkpointing every epoch, against plain."""
+    """Sections 2 and 3: one trial at 128 px (checkpoints only where used) and one checkpointing every epoch, against
+    plain PyTorch."""
     import ray
 
     imgs, _, _ = phantom_images(args.full_images, args.full_size, seed=0)

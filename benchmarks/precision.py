@@ -29,7 +29,7 @@ from tuneae.data import load_splits, phantom_images
 from tuneae.train import fit, seeded_model
 
 GOAL_DB = 0.1
-"""Issue 13: bf16's val/psnr within 0.1 dB of fp32's."""
+"""The goal: bf16's val/psnr within 0.1 dB of fp32's."""
 KINDS = {"ae": {"latent_dim": 1024}, "vae": {"latent_dim": 1024}, "dae": {"latent_dim": 1024},
          "dunet": {"base_channels": 16, "depth": 3, "norm": "group", "input_norm": "standardize"}}
 """The model of each kind: the cpu preset's usual winners (README)."""

@@ -1,4 +1,4 @@
-"""Bad input refused before Ray starts (issue 15), through the real entry point ``tuneae.search.main``.
+"""Bad input refused before Ray starts, through the real entry point ``tuneae.search.main``.
 
 Every test here runs ``main`` in this process with the data loading and the Ray start replaced by a failure, so a
 check that let the input through fails the test instead of spending compute; each asserts exit 2 and that the
@@ -45,7 +45,7 @@ def cli(tmp_path, monkeypatch, capsys):
     return call
 
 
-# ------------------------------------------------------------------------------------------- 2: batch size 1
+# ------------------------------------------------------------------------------------------- batch size 1
 def test_batch_of_one_with_batchnorm_is_refused(cli):
     code, err = cli("--batch-size", "1")
     assert code == 2
@@ -90,7 +90,7 @@ def test_batch_of_one_is_accepted_with_group_norm(tmp_path):
     validate(search, data, model, train)  # GroupNorm trains on one image
 
 
-# -------------------------------------------------------------------------------- 5: impossible resources
+# -------------------------------------------------------------------------------- impossible resources
 def test_more_cpus_per_trial_than_the_machine_has_is_refused(cli):
     n = os.cpu_count()
     code, err = cli("--cpus-per-trial", str(n + 1))
@@ -129,7 +129,7 @@ def test_resources_against_the_nodes_ray_sees(monkeypatch, capsys):
     assert shortfall(SearchConfig(cpus_per_trial=2, gpus_per_trial=0.25), [{"CPU": 16.0, "GPU": 1.0}], "m") == ""
 
 
-# ------------------------------------------------------------------------------ 7: types in a config file
+# ------------------------------------------------------------------------------ types in a config file
 @pytest.mark.parametrize("text, named", [
     ('[space]\n"train.lr" = ["1e-3", "3e-3"]\n', "[space] 'train.lr' choice '1e-3': expected float"),
     ('[space]\n"train.batch_size" = [16.5]\n', "[space] 'train.batch_size' choice 16.5: expected int"),
@@ -177,7 +177,7 @@ def test_out_of_range_config_values_are_refused(cli, tmp_path, text, named):
     assert code == 2 and named in err, err
 
 
-# --------------------------------------------------------------------------------- 8: W&B project names
+# --------------------------------------------------------------------------------- W&B project names
 @pytest.mark.parametrize("project", ["mri/ae", "mri\\ae", "mri#1", "mri?", "50%", "mri:ae", "m" * 129, ""])
 def test_wandb_project_names_wandb_refuses_are_refused(cli, project):
     code, err = cli("--wandb-project", project, wandb=True)
@@ -205,7 +205,7 @@ def test_summary_records_the_wandb_runs_written_not_the_mode(tmp_path):
                                                             "status": "logged"}
 
 
-# ------------------------------------------------------------------------------------------ 9: ~ and $VAR
+# ------------------------------------------------------------------------------------------ ~ and $VAR
 def test_home_and_variables_are_expanded_in_every_user_path(tmp_path, monkeypatch):
     home, data = tmp_path / "home", tmp_path / "d"
     (home / "mri").mkdir(parents=True)
@@ -237,7 +237,7 @@ def test_the_report_and_the_data_command_expand_their_paths_too(tmp_path, monkey
     assert f"data source '{tmp_path / 'none'}': no such folder" in capsys.readouterr().err
 
 
-# ------------------------------------------------------------------------------- 11: relations between flags
+# ------------------------------------------------------------------------------- relations between flags
 @pytest.mark.parametrize("flags, named", [
     (["--grace-period", "5"], "--grace-period 5 exceeds the largest epochs of ae"),
     (["--grace-period", "0"], "--grace-period 0"),
@@ -267,7 +267,7 @@ def test_harmless_relations_only_warn():
     assert "ASHA will stop no trial early" in messages
 
 
-# ----------------------------------------------------------------------- 13: never another run's results
+# ----------------------------------------------------------------------- never another run's results
 def _write_summary(results: Path, name: str, interrupted: str | None = None) -> Path:
     (results / name).mkdir(parents=True, exist_ok=True)
     path = results / name / "summary.json"
@@ -277,7 +277,8 @@ def _write_summary(results: Path, name: str, interrupted: str | None = None) -> 
 
 def test_a_finished_name_gets_the_next_free_name(tmp_path, capsys):
     search = SearchConfig(name="cpu", storage_path=str(tmp_path / "runs"), results_dir=str(tmp_path / "results"))
-    committed = _write_summary(tmp_path / "results", "cpu")  # a fresh clone: committed results, no runs/
+    # finished results without their experiment folder (a fresh clone)
+    committed = _write_summary(tmp_path / "results", "cpu")
     _write_summary(tmp_path / "results", "cpu-2")
     assert run_state(RunLayout.of(search))[0] == FINISHED
     claimed = claim_name(search, resume=False, overwrite=False)

@@ -104,7 +104,7 @@ def test_diverging_trial_fails_alone_with_its_reason(search_dir, tmp_path):
     """lr=1e12 makes the loss NaN in the first epoch (checked with plain PyTorch): that trial fails, not retried,
     with a readable reason; the lr=1e-3 trial finishes; the search goes on and exits 0 (a best trial exists).
 
-    Only lr varies, so the space holds two configurations: the seed's recipe (lr 5e-4, nearest choice 1e-3) runs
+    Only lr varies, so the space holds two configurations: the seed project's recipe (lr 5e-4, nearest choice 1e-3) runs
     first, and the second trial is lr=1e12 whatever TPE proposes (a repeat is replaced by the nearest untried one)."""
     one_axis = tmp_path / "one_axis.toml"
     one_axis.write_text('[space]\n"model.latent_layout" = ["dense"]\n"model.recon_loss" = ["mse"]\n')
@@ -234,7 +234,7 @@ def _assert_resumed_from_a_checkpoint(epochs: list[int], last: int, rungs: tuple
 
 
 def test_names_moves_and_wandb_record_of_finished_runs(search_dir):
-    """Issue 15, items 8, 9, 12 and 13, with a search of one 1-epoch trial:
+    """Names, moved folders and the W&B record, with a search of one 1-epoch trial:
 
     - ``--storage-path=~/runs`` (left unexpanded by the shell) lands in $HOME, not in a folder named ``~``;
     - summary.json counts the W&B runs actually written (one offline run);

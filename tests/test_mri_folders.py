@@ -1,4 +1,4 @@
-"""MRI as it really comes (issue 15): a folder of DICOM files and NIfTI volumes loads through the data loader and
+"""MRI as it really comes: a folder of DICOM files and NIfTI volumes loads through the data loader and
 through a smoke search of the real entry point. The DICOM files are pydicom's own ``MR_small.dcm`` (a real 64x64
 16-bit MR slice) with distinct smooth pixel data per file, so de-duplication keeps them apart."""
 from __future__ import annotations

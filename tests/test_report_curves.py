@@ -1,5 +1,5 @@
 """The final fit's learning curves and what they say about a missed target (tuneae.report.curves), and the
-targets' margin rule of issue 14 (mean difference >= the margin, interval excluding 0)."""
+targets' margin rule (mean difference >= the margin, interval excluding 0)."""
 from __future__ import annotations
 
 import math

@@ -154,7 +154,7 @@ def test_each_kind_searches_only_what_it_uses():
     assert "train.noise_sigma_max" not in ae
     assert {"model.base_channels", "model.kernel_size", "model.norm", "model.input_norm"} <= set(ae) & set(dunet)
     assert dunet["model.depth"] == (3, 4, 5)
-    assert {"model.latent_layout", "model.residual", "model.recon_loss"} <= set(ae)  # issue 14's options
+    assert {"model.latent_layout", "model.residual", "model.recon_loss"} <= set(ae)  # the architecture options
     assert "model.latent_layout" not in dunet and "model.residual" not in dunet and "model.recon_loss" in dunet
     assert "model.recon_loss" not in kind_space(search, "vae")  # the VAE's loss is its negative ELBO
     search, *_ = resolve(["--preset", "gpu", "--model", "dunet", "--epochs", "2"])

@@ -153,7 +153,7 @@ def test_nearest_unseen():
 
 
 def test_no_configuration_runs_twice(tmp_path):
-    """TPE repeats the best configuration often in a small space (here the 27 of the seed's grid at cpu epochs);
+    """TPE repeats the best configuration often in a small space (here the 27 of the seed project's grid at cpu epochs);
     each repeat is replaced by the nearest untried configuration, so 12 trials try 12 configurations."""
     space = {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
              "model.latent_dim": (512, 1024, 2048)}
@@ -223,7 +223,7 @@ def test_save_restore_keeps_the_study(tmp_path):
 
 
 def test_resume_with_more_samples_is_refused_before_ray(tmp_path, capsys):
-    """Issue 15 item 6: ``--resume`` with a larger ``--num-samples`` is refused (exit 2) before Ray starts."""
+    """``--resume`` with a larger ``--num-samples`` is refused (exit 2) before Ray starts."""
     args = ["--preset", "smoke", "--model", "ae", "--storage-path", str(tmp_path / "runs"), "--results-dir",
             str(tmp_path / "results"), "--name", "x", "--no-wandb"]
     search, *_ = resolve([*args, "--num-samples", "2"])
@@ -255,10 +255,25 @@ def test_search_section_draws_every_kind(tmp_path):
     assert sum(line.startswith("| ") for line in lines) == 1 + 10  # header + one row per trial
 
 
+def test_upstream_storage_still_pickles_its_absolute_url(tmp_path):
+    """The upstream behaviour ``MovableStorage`` works around (Optuna 5.1): a plain ``RDBStorage`` unpickles onto
+    the absolute SQLite URL it was made with, so once its file moved it cannot open. When this test fails, Optuna
+    follows a moved file by itself and the workaround block in tuneae/search/optuna_search.py can go."""
+    import sqlalchemy
+
+    (tmp_path / "old").mkdir()
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'old' / 'optuna.db'}")
+    optuna.create_study(storage=storage, study_name="s")
+    saved = pickle.dumps(storage)
+    (tmp_path / "old").rename(tmp_path / "new")
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        pickle.loads(saved)
+
+
 def test_a_pickled_searcher_follows_its_moved_experiment_folder(tmp_path):
     """Tune pickles the searcher (its study storage included) into the experiment's state; after the experiment
     folder moved, unpickling inside ``study_file_now`` reconnects to the study's new place (``--resume`` from a
-    moved folder, issue 15 item 12); outside it, the old path is gone and the storage cannot open."""
+    moved folder); outside it, the old path is gone and the storage cannot open."""
     import sqlalchemy
 
     from tuneae.search.optuna_search import study_file_now

@@ -39,7 +39,8 @@ from tuneae.train import (
     train_one_epoch,
 )
 
-TINY = {"image_size": 32, "latent_dim": 16, "base_channels": 4}  # seed stack at 32 px: a 1x1 bottleneck with BatchNorm
+# the seed project's stack at 32 px: a 1x1 bottleneck with BatchNorm
+TINY = {"image_size": 32, "latent_dim": 16, "base_channels": 4}
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_last_batch_of_one_is_dropped_and_shards_are_even(images):
     assert not torch.equal(torch.cat(epoch_batches(35, 4, 0, 1)), torch.cat(epoch_batches(35, 4, 0, 2)))
     with pytest.raises(ValueError, match="at least 2"):
         epoch_batches(3, 16, 0, 1, rank=0, world_size=2)
-    train, val = images  # issue 15: 33 images at batch 16 with the seed stack's 1x1 BatchNorm bottleneck
+    train, val = images  # 33 images at batch 16 with the seed project's stack's 1x1 BatchNorm bottleneck
     metrics = fit(build_model(ModelConfig(kind="ae", **TINY)), train[:33], val, TrainConfig(epochs=1, batch_size=16))
     assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["val/loss"])
 

@@ -6,7 +6,7 @@
 
 * 8-bit rasters (JPEG, 8-bit PNG / TIFF / BMP / GIF / WebP, any Pillow mode of 8 bits per channel) are
   converted by Pillow to one grey channel (``convert("L")``, ITU-R 601-2 luma) and divided by 255: **not windowed**,
-  so they decode exactly as before this module existed.
+  so the 8-bit JPEGs of the MRI data set keep their plain 8-bit values.
 * Everything else (16-bit and 32-bit integer or float PNG / TIFF, 16-bit colour PNG / TIFF, DICOM, NIfTI) is
   **percentile-windowed**: the ``window`` percentiles (default 0.5 and 99.5) of the finite values map to 0 and 1,
   linearly, and values outside are clipped; NaN / inf become 0. This is TorchIO's

@@ -84,7 +84,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
 def reconstruction_loss(name: str, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One of ``RECON_LOSSES`` between a reconstruction and its target, averaged over the batch.
 
-    - ``mse``: mean squared error per pixel (the seed's loss).
+    - ``mse``: mean squared error per pixel (the seed project's loss).
     - ``l1``: mean absolute error per pixel.
     - ``l1_ssim``: alpha * (1 - SSIM) + (1 - alpha) * L1 with alpha = 0.84 (Zhao et al. 2017, "Loss Functions for
       Image Restoration with Neural Networks", IEEE TCI 3(1), eq. 13). Zhao et al. use multi-scale SSIM and a

@@ -116,8 +116,9 @@ def _environment(env: dict[str, str]):
 def tune_callback(project: str, group: str):
     """Ray's W&B logger callback that closes its runs, or None (with a warning) when W&B cannot start.
 
-    Each trial becomes one W&B run in ``group`` (upstream: ``ray.air.integrations.wandb.WandbLoggerCallback``).
-    Reads ``WANDB_DIR`` from the environment (see :func:`wandb_env`, set before Ray starts).
+    Each trial becomes one W&B run in ``group`` (upstream: ``ray.air.integrations.wandb.WandbLoggerCallback``,
+    adapted by :func:`closing_wandb_logger_callback`). Reads ``WANDB_DIR`` from the environment (see
+    :func:`wandb_env`, set before Ray starts).
 
     Args:
         project: the W&B project.
@@ -126,35 +127,59 @@ def tune_callback(project: str, group: str):
         The callback for ``ray.tune.RunConfig(callbacks=...)``, or None.
     """
     try:
-        from ray.air.integrations.wandb import WandbLoggerCallback
-
-        class ClosingWandbLoggerCallback(WandbLoggerCallback):
-            """Closes every trial's W&B run at the end of the experiment, also after Ctrl-C.
-
-            On Ctrl-C Tune ends the experiment without ending the running trials first; Ray's callback then
-            waited ``upload_timeout`` for runs never told to finish and killed them, leaving runs without an exit
-            record (measured with Ray 2.60 / wandb 0.31). Ray's own ``__del__`` does the same as here, too late.
-            """
-
-            def on_experiment_end(self, trials, **info):
-                for trial in list(self._trial_logging_actors):
-                    self._signal_logging_actor_stop(trial=trial)
-                super().on_experiment_end(trials, **info)
-
-            def __del__(self):
-                # Ray's __del__ calls ray.is_initialized(), which raises when it runs during interpreter shutdown
-                # (modules already torn down): a harmless but alarming traceback. Runs were closed above.
-                try:
-                    super().__del__()
-                except Exception:
-                    pass
-
         Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
-        return ClosingWandbLoggerCallback(project=project, group=group, upload_timeout=60,
-                                          excludes=EXCLUDED_METRICS)
-    except Exception as exc:
+        return closing_wandb_logger_callback()(project=project, group=group, upload_timeout=60,
+                                               excludes=EXCLUDED_METRICS)
+    except Exception as exc:  # W&B trouble never stops a search: it only turns logging off
         warnings.warn(f"W&B logging disabled: {exc}", stacklevel=2)
         return None
+
+
+def closing_wandb_logger_callback() -> type:
+    """Ray's ``WandbLoggerCallback`` with two upstream behaviours worked around (Ray 2.60, wandb 0.31), through
+    Ray's public ``LoggerCallback`` hooks only.
+
+    1. On Ctrl-C Tune ends the experiment without ending the running trials; ``on_experiment_end`` then waits
+       ``upload_timeout`` for runs never told to finish and kills them, leaving W&B runs without an exit record.
+       Here every trial whose logging started (``log_trial_start``) and did not end (``log_trial_end``) is ended
+       through ``log_trial_end`` before upstream's ``on_experiment_end`` waits for the uploads.
+    2. Upstream's ``__del__`` calls ``ray.is_initialized()``, which raises when it runs at interpreter shutdown
+       (modules torn down): a harmless but alarming traceback. Once the experiment ended (or when no trial ever
+       logged) no run is open and upstream's ``__del__`` has nothing to do, so it is skipped.
+
+    tests/test_tracking.py::test_upstream_wandb_callback_still_needs_the_workarounds fails when upstream changes
+    either behaviour (then this function can go).
+    """
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    class ClosingWandbLoggerCallback(WandbLoggerCallback):
+        """``WandbLoggerCallback`` that closes every trial's run at the end of the experiment, also after Ctrl-C."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._tuneae_open_trials: set = set()  # logging started, not ended
+            self._tuneae_started = self._tuneae_ended = False
+
+        def log_trial_start(self, trial):
+            super().log_trial_start(trial)
+            self._tuneae_open_trials.add(trial)
+            self._tuneae_started = True
+
+        def log_trial_end(self, trial, failed: bool = False):
+            self._tuneae_open_trials.discard(trial)
+            super().log_trial_end(trial, failed=failed)
+
+        def on_experiment_end(self, trials, **info):
+            for trial in list(self._tuneae_open_trials):  # 1.
+                self.log_trial_end(trial)
+            self._tuneae_ended = True
+            super().on_experiment_end(trials, **info)
+
+        def __del__(self):  # 2.: upstream's only work is closing runs of an experiment that never ended
+            if getattr(self, "_tuneae_started", False) and not getattr(self, "_tuneae_ended", False):
+                super().__del__()
+
+    return ClosingWandbLoggerCallback
 
 
 def log_report(wandb_dir: Path, metrics: dict, figures: dict[str, Path], tables: dict[str, list[dict]],

@@ -70,8 +70,8 @@ class Autoencoder(nn.Module, Generic[Code]):
     Input and output are (B, 1, S, S) in [0, 1] with S = ``cfg.image_size`` divisible by ``2**cfg.depth``. The
     training loop calls ``objective``, evaluation and the report call ``forward``, the report's feature maps
     ``forward_intermediates`` (timm's interface: every layer's activation without hooks). The default objective is
-    ``cfg.recon_loss`` (mean squared error per pixel, the seed's loss, by default); the VAE overrides it with its
-    negative ELBO.
+    ``cfg.recon_loss`` (mean squared error per pixel, the seed project's loss, by default); the VAE overrides it with
+    its negative ELBO.
     """
 
     cfg: ModelConfig

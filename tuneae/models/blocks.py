@@ -3,7 +3,7 @@
 Latent layout (``ModelConfig.latent_layout``), for ``ae``, ``vae`` and ``dae``; either way the code holds exactly
 ``latent_dim`` numbers and ``encode`` returns it flattened, (B, latent_dim), so the code size is like for like:
 
-- ``dense`` (the seed's): flatten the encoder's last map (B, C_last, b, b) and map it with a Linear layer to the
+- ``dense`` (the seed project's): flatten the encoder's last map (B, C_last, b, b) and map it with a Linear layer to the
   code; the decoder starts with a Linear layer back to (B, C_last * b * b). Every code unit sees the whole image.
 - ``spatial``: the code is a small map (B, C, h, w) with h = w = b, the encoder's last grid, b = image_size /
   2**depth, and C = latent_dim / b**2 channels; a 3 x 3 convolution maps (B, C_last, b, b) to it and another one
@@ -96,7 +96,7 @@ class ResBlock(nn.Module):
 def maybe_residual(stage: nn.Sequential, channels: int, kernel_size: int, norm: str, residual: bool) -> nn.Sequential:
     """``stage`` itself, or ``stage`` followed by a :class:`ResBlock` on its ``channels`` output when ``residual``.
 
-    Without ``residual`` the module (and so its checkpoint keys) is exactly the seed's.
+    Without ``residual`` the module (and so its checkpoint keys) is exactly the seed project's.
     """
     return nn.Sequential(*stage, ResBlock(channels, kernel_size, norm)) if residual else stage
 

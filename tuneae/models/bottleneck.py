@@ -1,10 +1,11 @@
-"""The bottleneck kinds on the seed's stack: :class:`ConvAutoencoder` (``ae``, ``dae``) and :class:`VAE` (``vae``).
+"""The bottleneck kinds on the seed project's stack: :class:`ConvAutoencoder` (``ae``, ``dae``) and :class:`VAE`
+(``vae``).
 
     encoder  (B, 1, 128, 128) -conv-> (B, 32, 64, 64) -> 64@32 -> 128@16 -> 256@8 -> (B, 512, 4, 4) -flatten-> code
     decoder  code -> (B, 512, 4, 4) -convT-> 256@8 -> 128@16 -> 64@32 -> 32@64 -convT-> (B, 1, 128, 128), sigmoid
 
-Options (searched): ``latent_layout`` ``dense`` (Linear heads, the seed's) or ``spatial`` (a C x h x w code map of
-the same ``latent_dim`` numbers, conv heads; :mod:`tuneae.models.blocks`), ``residual`` (a residual block after
+Options (searched): ``latent_layout`` ``dense`` (Linear heads, the seed project's) or ``spatial`` (a C x h x w code
+map of the same ``latent_dim`` numbers, conv heads; :mod:`tuneae.models.blocks`), ``residual`` (a residual block after
 every stage), and, except for the VAE, ``recon_loss`` (:mod:`tuneae.losses`).
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ from tuneae.models.blocks import down, from_code, maybe_residual, standardize, t
 
 
 class ConvAutoencoder(Autoencoder[torch.Tensor]):
-    """The seed's convolutional autoencoder (kinds ``ae`` and ``dae``), loss ``cfg.recon_loss`` (MSE by default).
+    """The seed project's convolutional autoencoder (kinds ``ae`` and ``dae``), loss ``cfg.recon_loss`` (MSE by
+    default).
 
     Input and output are (B, 1, S, S) in [0, 1] with S = ``cfg.image_size`` divisible by ``2**cfg.depth``.
     The bottleneck is a code of ``cfg.latent_dim`` numbers: a vector (``latent_layout="dense"``) or a C x h x w map

@@ -4,8 +4,8 @@ A name is *free* (no experiment folder, no results), *finished* (``summary.json`
 *unfinished* (interrupted, killed, or its summary unreadable). Without ``--resume`` or ``--overwrite``:
 
 - a free name is used as it is;
-- a finished name is left alone and the run takes the first free name ``<name>-2``, ``<name>-3``, ... (a new user
-  running the README's command on a fresh clone thus never rewrites the committed ``results/cpu``);
+- a finished name is left alone and the run takes the first free name ``<name>-2``, ``<name>-3``, ... (a second run
+  of the README's command never rewrites the first one's results);
 - an unfinished name is refused (exit 2): it is continued with ``--resume``, started again with ``--overwrite``, or
   left alone with another ``--name``.
 

@@ -6,6 +6,7 @@ import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +24,55 @@ _TRIED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 """Trials whose configuration has run or is running (FAIL is left out: a failed configuration may be retried)."""
 
 
-_study_file_now: Path | None = None
-"""Where the experiment being restored keeps its study now (:func:`study_file_now`); None outside a restore."""
+# --- Workaround: a pickled study storage that follows a moved experiment folder --------------------------------
+# Upstream behaviour worked around (Ray 2.60, Optuna 5.1): Tune pickles the searcher, and with it the study's
+# ``optuna.storages.RDBStorage``, into the experiment's state (``tuner.pkl``, ``searcher-state-*.pkl``) and unpickles
+# it inside ``Tuner.restore`` and ``Tuner.fit`` with no hook to say where the experiment is now; ``RDBStorage``
+# unpickles onto the absolute SQLite URL it was made with. After ``mv runs/x elsewhere/x``, ``--resume
+# --storage-path elsewhere`` then died with "unable to open database file". Here the storage pickles as a call to
+# its public constructor, and the URL it reopens is the study file named by :func:`study_file_now` around the
+# restore. tests/test_searcher.py::test_upstream_storage_still_pickles_its_absolute_url fails once upstream
+# changes this (then this block can go).
+
+_STUDY_FILE_NOW: ContextVar[Path | None] = ContextVar("tuneae_study_file_now", default=None)
+"""Where the experiment being restored keeps its study now; None outside :func:`study_file_now`."""
+
+
+def _reopen_storage(url: str, engine_kwargs: dict[str, Any]) -> MovableStorage:
+    """Unpickle a :class:`MovableStorage`: reopen it on the study file where it is now (inside
+    :func:`study_file_now`), else on ``url``, the SQLite URL it was made with."""
+    now = _STUDY_FILE_NOW.get()
+    return MovableStorage(f"sqlite:///{now}" if now is not None else url, engine_kwargs=engine_kwargs)
 
 
 class MovableStorage(optuna.storages.RDBStorage):
-    """The study's ``RDBStorage`` that, when unpickled during a restore, reconnects to where the study file is now.
+    """The study's ``RDBStorage`` that, when unpickled inside :func:`study_file_now`, reopens the study file at its
+    current place (see the workaround note above).
 
-    Tune pickles the searcher (and with it this storage, its SQLite URL an absolute path) into the experiment's
-    state. After the experiment folder moved (``mv runs/x elsewhere/x``, then ``--resume --storage-path
-    elsewhere``) upstream ``RDBStorage.__setstate__`` would reconnect to the old path and fail ("unable to open
-    database file"); inside :func:`study_file_now` this one takes the study file's current place instead.
+    Args:
+        url: the SQLite URL (``sqlite:////abs/optuna.db``).
+        engine_kwargs: as ``RDBStorage``'s (here the SQLite busy timeout).
     """
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if _study_file_now is not None:
-            state = {**state, "url": f"sqlite:///{_study_file_now}"}
-        super().__setstate__(state)
+    def __init__(self, url: str, engine_kwargs: dict[str, Any] | None = None):
+        super().__init__(url, engine_kwargs=engine_kwargs)
+        self._movable_args = (url, dict(engine_kwargs or {}))
+
+    def __reduce__(self):
+        return _reopen_storage, self._movable_args
 
 
 @contextmanager
 def study_file_now(path: str | Path) -> Iterator[None]:
-    """While restoring an experiment (``Tuner.restore`` and its ``fit``, which reloads the searcher), every
-    :class:`MovableStorage` unpickled connects to ``path``, the experiment's study file where it is now."""
-    global _study_file_now
-    before, _study_file_now = _study_file_now, Path(path).resolve()
+    """While restoring an experiment (``Tuner.restore`` and its ``fit``, which reload the searcher in this thread),
+    every :class:`MovableStorage` unpickled opens ``path``, the experiment's study file where it is now."""
+    token = _STUDY_FILE_NOW.set(Path(path).resolve())
     try:
         yield
     finally:
-        _study_file_now = before
+        _STUDY_FILE_NOW.reset(token)
+
+# --- end of the workaround ---------------------------------------------------------------------------------------
 
 
 class PruningOptunaSearch(OptunaSearch):
@@ -172,7 +193,7 @@ class PruningOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         if self._ot_study is None:
             return
-        known = {t._trial_id for t in self._ot_trials.values()}
+        known = {t.number for t in self._ot_trials.values()}
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t._trial_id not in known:
+            if t.number not in known:
                 self._ot_study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
