@@ -286,7 +286,7 @@ def _read_dicom(path: Path, raw: bytes, window: tuple[float, float]) -> Decoded:
     bits = int(ds.BitsStored)
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
-    shape, dtype = pixels.shape, pixels.dtype
+    shape, dtype = pixels.shape, pixels.dtype.newbyteorder("=")  # set_pixel_data writes native (little) bytes
 
     def encode(out: np.ndarray, info: OutputInfo) -> bytes:
         from pydicom.dataset import Dataset
@@ -318,7 +318,7 @@ def _read_dicom(path: Path, raw: bytes, window: tuple[float, float]) -> Decoded:
             if tag in new:
                 new[tag].value = int(arr.min() if tag.startswith("Smallest") else arr.max())
         buf = io.BytesIO()
-        new.save_as(buf, enforce_file_format=True)
+        pydicom.dcmwrite(buf, new, implicit_vr=False, little_endian=True, enforce_file_format=True)
         return buf.getvalue()
 
     return Decoded(path, "dicom", _apply_windows(pixels, win), tuple(shape), str(dtype), [win], encode,
@@ -355,28 +355,37 @@ def _read_nifti(path: Path, raw: bytes, window: tuple[float, float], plane: str)
         slices.append(s[:, ::-1, ::-1].transpose(0, 2, 1))  # shown as in training: anterior / superior up
     stack = np.ascontiguousarray(np.concatenate(slices))
     n = ras.shape[axis]
-    slope, inter = img.header.get_slope_inter()
-    scaled = not (slope in (None, 1.0) and inter in (None, 0.0))
+    slope, inter = float(getattr(img.dataobj, "slope", 1.0)), float(getattr(img.dataobj, "inter", 0.0))
 
     def encode(out: np.ndarray, info: OutputInfo) -> bytes:
         vols = []
         for v, win in enumerate(windows):
             s = out[v * n:(v + 1) * n].transpose(0, 2, 1)[:, ::-1, ::-1]  # undo the display transform
             vols.append(np.moveaxis(win.inverse(s), 0, axis))
-        new = apply_orientation(np.stack(vols, axis=-1), back).reshape(shape)
+        new = apply_orientation(np.stack(vols, axis=-1), back).reshape(shape)  # physical units, stored layout
         bad = ~np.isfinite(data) if np.issubdtype(data.dtype, np.floating) else None
         if bad is not None and bad.any():
             new[bad] = data[bad]
-        header = img.header.copy()
-        if not scaled:  # stored dtype, no scaling: round and clip ourselves so nibabel adds no scl_slope
-            new = _to_dtype(new, stored)
-        # scaled integer data: nibabel picks a new scl_slope / scl_inter for the new values (header otherwise kept)
-        result = img.__class__(new, img.affine, header)
-        result.set_data_dtype(stored)
-        body = result.to_bytes()
+        raw = _to_dtype((new - inter) / slope, stored)  # back to stored values under the file's own scl_slope/inter
+        body = _nifti_bytes(img, raw, slope, inter)
         return gzip.compress(body, mtime=0) if path.name.lower().endswith(".gz") else body
 
     return Decoded(path, "nifti", stack, tuple(shape), str(np.dtype(stored)), windows, encode)
+
+
+def _nifti_bytes(img, raw: np.ndarray, slope: float, inter: float) -> bytes:
+    """A single-file NIfTI image: ``img``'s header (every field and extension, its scl_slope / scl_inter) and
+    ``raw`` stored values, written as nibabel writes them (header, extensions, data at ``vox_offset``, Fortran
+    order)."""
+    from nibabel.volumeutils import array_to_file
+
+    header = img.header.copy()
+    if (slope, inter) != (1.0, 0.0):
+        header.set_slope_inter(slope, inter)  # nibabel clears them from a loaded image's header; the file had them
+    buf = io.BytesIO()
+    header.write_to(buf)
+    array_to_file(raw, buf, header.get_data_dtype(), header.get_data_offset(), order="F")
+    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------------------------ entry point

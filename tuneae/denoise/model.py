@@ -217,7 +217,8 @@ def _load_run_model(run_dir: str | os.PathLike, kind: str | None,
     if kind not in run.trials:
         raise ModelError(f"run {run_dir} has no finished {kind} model; it has {sorted(run.trials)}")
     trial = run.trials[kind]
-    return Path(trial.checkpoint), f"run {_rel(run_dir)}, {kind}: {trial.trial_id}"
+    picked = trial.trial_id if trial.trial_id.startswith("final fit") else f"the search's best trial {trial.trial_id}"
+    return Path(trial.checkpoint), f"run {_rel(run_dir)}, {kind}: {picked}"
 
 
 def pick_device(name: str = "auto") -> torch.device:
