@@ -191,6 +191,9 @@ def test_colour_raster_becomes_grey_with_a_warning(tmp_path):
     d, body = _roundtrip(tmp_path / "c.png")
     assert any("converted to grey" in w for w in d.warnings)
     assert Image.open(io.BytesIO(body)).mode == "L" and Image.open(io.BytesIO(body)).size == (12, 10)
+    Image.fromarray(np.full((10, 12, 3), 77, np.uint8)).save(tmp_path / "g.jpg")  # grey stored as RGB
+    d, body = _roundtrip(tmp_path / "g.jpg")
+    assert not d.warnings and Image.open(io.BytesIO(body)).mode == "RGB"
 
 
 # ------------------------------------------------------------------------------------------------ model

@@ -159,16 +159,17 @@ _GREY_MODES = frozenset({"L", "1", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpeg", "BMP": "bmp", "GIF": "gif", "WEBP": "webp", "TIFF": "tiff"}
 
 
-def _colour_to_grey(img: Image.Image, name: str, warnings: list[str]) -> np.ndarray:
-    """An 8-bit colour / palette / alpha image -> (H, W) uint8 grey (Pillow's ``convert("L")``), with a warning
-    unless every pixel was grey already."""
+def _colour_to_grey(img: Image.Image, name: str, warnings: list[str]) -> tuple[np.ndarray, bool]:
+    """An 8-bit colour / palette / alpha image -> ((H, W) uint8 grey (Pillow's ``convert("L")``), whether every
+    pixel was grey already); a warning when it was not, or when an alpha channel is dropped."""
     rgb = np.asarray(img.convert("RGB"))
-    if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+    grey = bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    if not grey:
         warnings.append(f"{name}: colour image (mode {img.mode}) converted to grey (ITU-R 601-2 luma); "
                         f"the output is grey")
     elif "A" in img.mode or "transparency" in img.info:
         warnings.append(f"{name}: alpha channel dropped; the output is grey without alpha")
-    return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.asarray(img.convert("L"), dtype=np.uint8), grey
 
 
 def _read_raster(path: Path, raw: bytes, window: tuple[float, float]) -> Decoded:
@@ -184,6 +185,7 @@ def _read_raster(path: Path, raw: bytes, window: tuple[float, float]) -> Decoded
     if not fmt:
         raise UnreadableError(f"{path}: unsupported image format {img.format!r}")
     warnings: list[str] = []
+    out_mode = ""  # a grey image stored as RGB (many MRI JPEGs) is written back as RGB
     if getattr(img, "n_frames", 1) > 1:
         warnings.append(f"{path}: animated {img.format}: only its first frame is denoised and written")
     if fmt == "png" and images._is_png16_colour(raw):
@@ -199,7 +201,8 @@ def _read_raster(path: Path, raw: bytes, window: tuple[float, float]) -> Decoded
         v = np.asarray(img, dtype=np.uint8)
     else:
         try:
-            v = _colour_to_grey(img, str(path), warnings)
+            v, grey = _colour_to_grey(img, str(path), warnings)
+            out_mode = "RGB" if grey and img.mode == "RGB" else ""
         except (ValueError, OSError) as exc:
             raise UnreadableError(f"{path}: unsupported image mode {img.mode!r} ({exc})") from exc
     win = EIGHT_BIT if v.dtype == np.uint8 else percentile_window(v, window)
@@ -214,7 +217,8 @@ def _read_raster(path: Path, raw: bytes, window: tuple[float, float]) -> Decoded
             if arr.dtype != np.uint8:
                 raise UnreadableError(f"{path}: JPEG output needs 8-bit pixels")
             kwargs["quality"] = info.jpeg_quality
-        Image.fromarray(arr).save(buf, format=img.format, **kwargs)
+        pil = Image.fromarray(arr)
+        (pil.convert(out_mode) if out_mode else pil).save(buf, format=img.format, **kwargs)
         return buf.getvalue()
 
     return Decoded(path, fmt, _apply_windows(v[None], win), tuple(v.shape), str(v.dtype), [win], encode, warnings)
