@@ -15,7 +15,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,6 @@ class Job:
     """Named on the command line (not found in a folder): a DICOM file without pixel data is then an error."""
     format: str = ""
     slices: int = 0
-    info: dict = field(default_factory=dict)
 
 
 # -------------------------------------------------------------------------------------------- inputs and outputs
