@@ -21,6 +21,7 @@ from tuneae.search.searcher import (
     seed_point,
     startup_trials,
 )
+from tuneae.search.optuna_search import PruningOptunaSearch
 from tuneae.search.study import check_resume, read_study
 
 METRIC = "val/loss"
@@ -126,8 +127,10 @@ def _configs(s, n: int) -> list[dict]:
 def test_tpe_concentrates_on_the_good_region_after_startup(tmp_path):
     n = 24
     tpe = searcher_for(tmp_path, TOY_SPACE, num_samples=n, name="tpe")
-    random = searcher_for(tmp_path, TOY_SPACE, num_samples=n, name="random")
-    random._sampler = random._ot_study.sampler = optuna.samplers.RandomSampler(seed=0)
+    searcher_for(tmp_path, TOY_SPACE, num_samples=n, name="random")  # the study, its seed recipe enqueued
+    random = PruningOptunaSearch(sampler=optuna.samplers.RandomSampler(seed=0), study_name="ae", planned_epochs=1,
+                                 storage=f"sqlite:///{tmp_path / 'random' / 'optuna.db'}")
+    assert random.set_search_properties(METRIC, "min", {k: tune.choice(list(v)) for k, v in TOY_SPACE.items()})
     start = startup_trials(n)
     modelled, baseline = _configs(tpe, n)[start:], _configs(random, n)[start:]
     # random search lands in the 7-of-60 good region ~12% of the time (2 of these 18 trials); TPE must find most
@@ -180,8 +183,10 @@ def test_seeded_one_at_a_time_runs_propose_the_same_configs(tmp_path):
 
 def test_parallel_trials_use_the_constant_liar(tmp_path):
     s = searcher_for(tmp_path, TOY_SPACE, num_samples=8, max_concurrent=4)
-    assert s._sampler._constant_liar and read_study(tmp_path / "a" / "optuna.db")["ae"]["attrs"]["constant_liar"]
-    assert not searcher_for(tmp_path, TOY_SPACE, name="b")._sampler._constant_liar
+    assert isinstance(s.sampler, optuna.samplers.TPESampler)
+    assert read_study(tmp_path / "a" / "optuna.db")["ae"]["attrs"]["constant_liar"]
+    searcher_for(tmp_path, TOY_SPACE, name="b")
+    assert not read_study(tmp_path / "b" / "optuna.db")["ae"]["attrs"]["constant_liar"]
 
 
 def test_save_restore_keeps_the_study(tmp_path):
@@ -287,7 +292,7 @@ def test_a_pickled_searcher_follows_its_moved_experiment_folder(tmp_path):
     with study_file_now(tmp_path / "new" / "optuna.db"):
         restored = pickle.loads(saved)
     assert not (tmp_path / "old").exists()
-    [trial] = restored._ot_study.get_trials()
+    [trial] = restored.study.get_trials()
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["tune_trial_id"] == "t0"
     run_trial(restored, "t1", toy)  # the study goes on at its new place
     assert len(optuna.load_study(study_name="ae", storage=f"sqlite:///{tmp_path / 'new' / 'optuna.db'}")
