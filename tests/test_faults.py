@@ -58,10 +58,9 @@ def _searcher_trials(kind_dir: Path) -> dict[str, dict]:
     newest = max(kind_dir.glob("searcher-state-*.pkl"), key=os.path.getmtime)
     with newest.open("rb") as f:
         state = pickle.load(f)  # written by this test's own search: trusted
-    study = {t.number: t.params for t in state["_ot_study"].trials  # Optuna's own record of the search
-             if "duplicate_of" not in t.user_attrs}  # a repeated proposal, replaced before it ran
-    assert len(study) == len(state["_ot_trials"]), "Optuna study and Tune trials disagree"
-    return {tune_id: study[ot_trial.number] for tune_id, ot_trial in state["_ot_trials"].items()}
+    study = {t.number: t.params for t in state["study"].get_trials()}  # Optuna's own record of the search
+    assert len(study) == len(state["trials"]), "Optuna study and Tune trials disagree"
+    return {tune_id: study[ot_trial.number] for tune_id, ot_trial in state["trials"].items()}
 
 
 def _epochs(result_json: Path) -> list[int]:

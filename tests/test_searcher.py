@@ -12,6 +12,7 @@ from ray import tune
 from tuneae.config import to_flat
 from tuneae.layout import RunLayout
 from tuneae.search import kind_space, main, resolve
+from tuneae.search.optuna_search import PruningOptunaSearch
 from tuneae.search.searcher import (
     asha_rungs,
     config_key,
@@ -126,8 +127,10 @@ def _configs(s, n: int) -> list[dict]:
 def test_tpe_concentrates_on_the_good_region_after_startup(tmp_path):
     n = 24
     tpe = searcher_for(tmp_path, TOY_SPACE, num_samples=n, name="tpe")
-    random = searcher_for(tmp_path, TOY_SPACE, num_samples=n, name="random")
-    random._sampler = random._ot_study.sampler = optuna.samplers.RandomSampler(seed=0)
+    searcher_for(tmp_path, TOY_SPACE, num_samples=n, name="random")  # the study, its seed recipe enqueued
+    random = PruningOptunaSearch(sampler=optuna.samplers.RandomSampler(seed=0), study_name="ae", planned_epochs=1,
+                                 storage=f"sqlite:///{tmp_path / 'random' / 'optuna.db'}")
+    assert random.set_search_properties(METRIC, "min", {k: tune.choice(list(v)) for k, v in TOY_SPACE.items()})
     start = startup_trials(n)
     modelled, baseline = _configs(tpe, n)[start:], _configs(random, n)[start:]
     # random search lands in the 7-of-60 good region ~12% of the time (2 of these 18 trials); TPE must find most
@@ -180,8 +183,10 @@ def test_seeded_one_at_a_time_runs_propose_the_same_configs(tmp_path):
 
 def test_parallel_trials_use_the_constant_liar(tmp_path):
     s = searcher_for(tmp_path, TOY_SPACE, num_samples=8, max_concurrent=4)
-    assert s._sampler._constant_liar and read_study(tmp_path / "a" / "optuna.db")["ae"]["attrs"]["constant_liar"]
-    assert not searcher_for(tmp_path, TOY_SPACE, name="b")._sampler._constant_liar
+    assert isinstance(s.sampler, optuna.samplers.TPESampler)
+    assert read_study(tmp_path / "a" / "optuna.db")["ae"]["attrs"]["constant_liar"]
+    searcher_for(tmp_path, TOY_SPACE, name="b")
+    assert not read_study(tmp_path / "b" / "optuna.db")["ae"]["attrs"]["constant_liar"]
 
 
 def test_save_restore_keeps_the_study(tmp_path):
@@ -287,8 +292,84 @@ def test_a_pickled_searcher_follows_its_moved_experiment_folder(tmp_path):
     with study_file_now(tmp_path / "new" / "optuna.db"):
         restored = pickle.loads(saved)
     assert not (tmp_path / "old").exists()
-    [trial] = restored._ot_study.get_trials()
+    [trial] = restored.study.get_trials()
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["tune_trial_id"] == "t0"
     run_trial(restored, "t1", toy)  # the study goes on at its new place
     assert len(optuna.load_study(study_name="ae", storage=f"sqlite:///{tmp_path / 'new' / 'optuna.db'}")
                .get_trials()) == 2
+
+
+def test_study_states_agree_with_tuneae_counts(tmp_path):
+    """A repeated proposal never becomes a trial: the study's states (as optuna-dashboard reads them) count
+    exactly the trials Tune ran, FAIL only for the one that errored, PRUNED only for the one ASHA stopped."""
+    space = {"train.lr": (1e-3, 1e-4), "model.latent_dim": (512, 1024), "train.epochs": (3,)}  # 4 configurations
+    s = searcher_for(tmp_path, space, num_samples=4, epochs=3)
+    ran = [run_trial(s, "t0", toy_small, epochs=3), run_trial(s, "t1", toy_small, epochs=3, stop_at=1)]
+    s.suggest("t2")
+    s.on_trial_complete("t2", error=True)
+    ran.append(run_trial(s, "t3", toy_small, epochs=3))
+    study = optuna.load_study(study_name="ae", storage=f"sqlite:///{tmp_path / 'a' / 'optuna.db'}")
+    states = [t.state.name for t in study.get_trials()]
+    assert states == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE"]  # one trial per Tune trial, nothing else
+    assert [t.user_attrs["tune_trial_id"] for t in study.get_trials()] == ["t0", "t1", "t2", "t3"]
+    counts = read_study(tmp_path / "a" / "optuna.db")["ae"]["counts"]
+    assert {k: counts[k] for k in ("completed", "pruned", "failed", "running")} == {
+        "completed": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
+        "running": 0}
+    origins = [t.user_attrs.get("origin", "sampler") for t in study.get_trials()]
+    assert counts["repeats_replaced"] == sum(o.startswith("nearest unseen") for o in origins)
+    assert len({repr(sorted(c.items())) for c in ran}) == len(ran)
+
+
+def toy_small(cfg: dict) -> float:
+    return cfg["train.lr"] * 1e3 + cfg["model.latent_dim"] / 1024
+
+
+def test_repeats_replaced_without_a_failed_trial(tmp_path):
+    """TPE repeats in a small space; every repeat is replaced before it becomes a trial, so the study has no FAIL
+    or PRUNED trial when none errored or stopped early, and as many trials as Tune ran."""
+    space = {"train.lr": (1e-3, 5e-4, 1e-4), "model.latent_dim": (512, 1024, 2048)}
+    s = searcher_for(tmp_path, space, num_samples=9)
+    configs = [run_trial(s, f"t{i}", toy_small) for i in range(9)]
+    assert len({repr(sorted(c.items())) for c in configs}) == 9  # the whole grid, once each
+    trials = s.study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 9
+    assert read_study(tmp_path / "a" / "optuna.db")["ae"]["counts"]["repeats_replaced"] >= 1
+
+
+def test_the_study_reads_as_optuna_dashboard_reads_it(tmp_path):
+    """optuna-dashboard opens the SQLite file with ``RDBStorage`` and reads studies, trial states and
+    intermediate values through the storage API: every trial Tune ran is there with its per-epoch values."""
+    space = {**TOY_SPACE, "train.epochs": (3,)}
+    s = searcher_for(tmp_path, space, num_samples=4, epochs=3)
+    for i in range(4):
+        run_trial(s, f"t{i}", toy, epochs=3, stop_at=1 if i == 1 else None)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'a' / 'optuna.db'}")
+    [summary] = storage.get_all_studies()
+    assert summary.study_name == "ae" and summary.directions == [optuna.study.StudyDirection.MINIMIZE]
+    trials = storage.get_all_trials(storage.get_study_id_from_name("ae"))
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                         optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.COMPLETE]
+    assert [sorted(t.intermediate_values) for t in trials] == [[1, 2, 3], [1], [1, 2, 3], [1, 2, 3]]
+    assert trials[1].value == trials[1].intermediate_values[1]  # a pruned trial's value: its last epoch's
+    assert all(t.value == t.intermediate_values[3] for t in trials if t.state.name == "COMPLETE")
+    assert trials[0].user_attrs["origin"] == "seed recipe"
+
+
+def test_no_private_attribute_of_ray_or_optuna_is_used():
+    """The searcher uses Ray Tune's public ``Searcher`` interface and Optuna's public API: it no longer subclasses
+    ``ray.tune.search.optuna.OptunaSearch`` nor reads its private fields, and touches no private attribute of
+    another object (``x._name`` with ``x`` other than ``self``)."""
+    import inspect
+    import re
+
+    from ray.tune.search import Searcher
+
+    from tuneae.search import optuna_search
+
+    source = inspect.getsource(optuna_search)
+    assert "self._ot_" not in source and "_completed_trials" not in source
+    assert "ray.tune.search.optuna" not in source
+    assert re.findall(r"(?<![\w])(?!self\b)\w+\._[a-z]\w*", source) == []
+    assert issubclass(PruningOptunaSearch, Searcher)
+    assert not any(c.__module__.startswith("ray.tune.search.optuna") for c in PruningOptunaSearch.__mro__)

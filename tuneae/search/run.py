@@ -108,7 +108,7 @@ def make_summary(argv: list[str] | None, preset: str, started: float, search: Se
         "experiment_dir": layout.recorded_experiment(),
         "wandb": _wandb_record(search, env, started, layout) if env else None,
         "search": {"metric": METRIC, "mode": MODE, "scheduler": "ASHA",
-                   "searcher": "OptunaSearch(TPESampler), study in optuna.db (experiment folder)",
+                   "searcher": "PruningOptunaSearch(TPESampler), study in optuna.db (experiment folder)",
                    **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
                    # as given, an absolute folder relative to the working directory (as in "command")
                    **{k: portable(getattr(search, k), os.getcwd()) for k in ("storage_path", "results_dir")},

@@ -135,7 +135,8 @@ def read_study(path: str | Path, kinds: list[str] | None = None) -> dict[str, di
         ``WAITING``), ``params``, ``intermediate`` (``[[epoch, value], ...]``, the objective per epoch) and
         ``value`` (final; for a PRUNED trial its last intermediate value);
         ``counts``: ``completed``, ``pruned``, ``failed``, ``running``, and ``repeats_replaced`` (proposals that
-        repeated a tried configuration, replaced before running and left out of ``trials``);
+        repeated a tried configuration, replaced by the nearest untried one before they became trials: the
+        trials whose ``origin`` is ``nearest unseen ...``);
         ``importances``: ``{param: share}`` summing to 1, largest first, or None;
         ``importance_note``: how they were measured, or why there are none.
     Raises:
@@ -156,14 +157,16 @@ def read_study(path: str | Path, kinds: list[str] | None = None) -> dict[str, di
     for name in kinds or names:
         study = optuna.load_study(study_name=name, storage=storage)
         everything = study.get_trials(deepcopy=False)
-        trials = [t for t in everything if "duplicate_of" not in t.user_attrs]  # repeats replaced before running
+        # studies written before the repeat was replaced inside the sampler hold it as a FAIL trial `duplicate_of`
+        trials = [t for t in everything if "duplicate_of" not in t.user_attrs]
         states = [t.state.name for t in trials]
+        replaced = sum(str(t.user_attrs.get("origin", "")).startswith("nearest unseen") for t in trials)
         importances, note = _importances(study, trials)
         out[name] = {"name": name, "direction": study.direction.name.lower(), "attrs": dict(study.user_attrs),
                      "trials": [_trial(t) for t in trials],
                      "counts": {"completed": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
                                 "failed": states.count("FAIL"), "running": states.count("RUNNING"),
-                                "repeats_replaced": len(everything) - len(trials)},
+                                "repeats_replaced": replaced},
                      "importances": importances, "importance_note": note}
     return out
 
