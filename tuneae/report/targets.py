@@ -78,8 +78,9 @@ def _reconstruction_target(m: dict) -> dict | None:
         return None
     t = models[best]["test"]
     met = t["psnr"]["mean"] >= goal["psnr"] and t["ssim"]["mean"] >= goal["ssim"]
-    # issue 14: also above the seed's recipe trained on the same split: each baseline of the kind in the final fit,
-    # fitted with the same seeds (tuneae.finalfit --baseline), by the t-interval over the per-seed differences
+    # also above the seed project's recipe trained on the same split: each baseline of the kind in the final fit,
+    # fitted with the same seeds (python -m tuneae.finalfit --baseline), by the t-interval over the per-seed
+    # differences
     above = {label: {"trial": s.get("source_trial"), **s["vs_best"]["over_seeds"],
                      "status": threshold_status(s["vs_best"]["over_seeds"], 0.0)}
              for label, s in (m.get("finalfit") or {}).items()

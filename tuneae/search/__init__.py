@@ -5,7 +5,7 @@ via ``ray.tune.search.optuna.OptunaSearch``) proposes configs from categorical c
 ``ray.tune.schedulers.ASHAScheduler``) stops weak trials at rungs counted in epochs, and each trial trains under
 Ray Train (:mod:`tuneae.trainable`). Every trial is logged to W&B (:mod:`tuneae.tracking`; offline unless an API
 key is set). At the end: a summary table per model, ``results/<name>/summary.json`` and
-``results/<name>/trials.csv`` (:mod:`tuneae.results`); checkpoints stay in ``<storage_path>/<name>``.
+``results/<name>/trials.csv`` (:mod:`tuneae.run`); checkpoints stay in ``<storage_path>/<name>``.
 
 Modules, in the order ``main`` uses them: :mod:`.cli` (flags, config file, merge), :mod:`.checks` (types,
 values and relations of every setting, before Ray), :mod:`.resources` (what a trial needs against the machine or
