@@ -109,3 +109,41 @@ def test_one_rule_for_the_best_seed_and_study_trial():
     assert best_study_trial(study)["value"] == 0.2
     assert best_study_trial({**study, "direction": "maximize"})["value"] == 0.3
     assert best_by(["a", "b"], {"a": None, "b": 1.0}.get, "max") == "b"
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a Python file imports, lazy imports inside functions included."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_finalfit_report_and_search_import_none_of_each_other():
+    root = Path(__file__).resolve().parent.parent / "tuneae"
+    floors = {"tuneae.finalfit": [root / "finalfit.py"], "tuneae.report": sorted((root / "report").glob("*.py")),
+              "tuneae.search": sorted((root / "search").glob("*.py")),
+              "tuneae.run": sorted((root / "run").glob("*.py"))}
+    for floor, files in floors.items():
+        others = [f for f in ("tuneae.finalfit", "tuneae.report", "tuneae.search") if f != floor]
+        for f in files:
+            bad = sorted(m for m in _imports(f) if any(m == o or m.startswith(o + ".") for o in others))
+            assert not bad, f"{f} imports {bad}"
+            assert "ray" not in {m.split(".")[0] for m in _imports(f)} or floor == "tuneae.search", f
+
+
+def test_search_report_flag_runs_the_report_as_its_own_command(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+
+    from tuneae.search import run
+
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd) or SimpleNamespace(returncode=2))
+    assert run.run_report(tmp_path, wandb=False) == 2
+    assert calls == [[sys.executable, "-m", "tuneae.report", str(tmp_path), "--no-wandb"]]
