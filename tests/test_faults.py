@@ -269,7 +269,7 @@ def test_names_moves_and_wandb_record_of_finished_runs(search_dir):
     assert (summary_file.parent / s["experiment_dir"]).resolve() == (moved / "x").resolve()
     assert s["wandb"]["status"] == "nothing to log" and s["wandb"]["runs_written"] == 0, s["wandb"]
     assert (summary_file.parent / s["wandb"]["dir"]).resolve() == (moved / "x" / "wandb").resolve()
-    from tuneae.report.runs import find_run
+    from tuneae.run import find_run
 
     run = find_run(summary_file.parent)  # the report finds the moved checkpoints without --experiment
     assert run.trials["ae"].checkpoint.resolve().is_relative_to((moved / "x").resolve())

@@ -8,9 +8,12 @@ Modules, in the order data flows: :mod:`tuneae.config` (typed settings, presets)
 cache, de-duplication, splits), :mod:`tuneae.models` (the five kinds), :mod:`tuneae.train` (pure PyTorch loop and
 metrics), :mod:`tuneae.checkpoint` (self-describing checkpoints), :mod:`tuneae.trainable` (Ray Train glue),
 :mod:`tuneae.search` (package: command line, Ray session, Tune + Optuna + ASHA; ``python -m tuneae.search``),
-:mod:`tuneae.results` (trial rows, the best-trial rule, summary.json / trials.csv), :mod:`tuneae.report` (package:
-post-hoc report; ``python -m tuneae.report``). Beside them: :mod:`tuneae.files` (the atomic writer),
-:mod:`tuneae.layout` (the run layout: experiment and results folders) and :mod:`tuneae.tracking` (all of W&B).
+:mod:`tuneae.run` (package: the run layer; typed summary.json / trials.csv / finalfit.json, the best-trial and
+best-seed rules, the one reader of run folders, model and data reloading), and on top of it, side by side,
+:mod:`tuneae.finalfit` (the best configurations trained again over seeds; ``python -m tuneae.finalfit``) and
+:mod:`tuneae.report` (package: post-hoc report; ``python -m tuneae.report``). Beside them:
+:mod:`tuneae.files` (the atomic writer), :mod:`tuneae.layout` (the run layout: experiment and results folders) and
+:mod:`tuneae.tracking` (all of W&B).
 """
 
 __version__ = "0.1.0"

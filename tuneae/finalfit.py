@@ -5,7 +5,7 @@ full epoch budget with several seeds; mean and spread over seeds, and the best s
                               [--device auto]
                               [--baseline TRIAL_ID ...]
 
-The search picks each kind's best trial by ``val/mse`` (:func:`tuneae.results.best_of`); its checkpoint stores the
+The search picks each kind's best trial by ``val/mse`` (:func:`tuneae.run.best.best_trial`); its checkpoint stores the
 full configuration (data, model, training), which is trained again from scratch with ``train.seed`` = s + 1, ...,
 s + N, where s is the trial's own seed (weights, shuffling, noise and crops all follow the seed,
 :mod:`tuneae.seeding`): the search's own run, whose validation score chose the configuration, is not among them, so
@@ -14,9 +14,9 @@ the search allowed that kind (ASHA may have stopped the search's trials earlier)
 every kind, and ``KIND=N`` for one kind and its baselines, e.g. ``--epochs 40 dunet=20``). Selection and
 every number here use the validation split only; the test split stays for the report.
 
-``--baseline`` fits other trials' configurations (from ``trials.csv``; e.g. the seed's own recipe, each kind's
-first trial) with the same seeds, so the report can compare the kind's best with them seed by seed and paired over
-test images (:mod:`tuneae.report.seeds`); a baseline is never reported as the kind's model.
+``--baseline`` fits other trials' configurations (from ``trials.csv``; e.g. the seed project's recipe, each
+kind's first trial) with the same seeds, so the report (``python -m tuneae.report``) can compare the kind's best
+with them seed by seed and paired over test images; a baseline is never reported as the kind's model.
 
 Files (the run layout of :mod:`tuneae.layout`)::
 
@@ -41,7 +41,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -51,10 +50,11 @@ from tuneae.data import Splits
 from tuneae.files import atomic_write
 from tuneae.layout import FINALFIT_FILE, FINALFIT_TABLE, RunLayout, portable_command
 from tuneae.models import DENOISING
-from tuneae.report.errors import ReportError
-from tuneae.report.reload import data_config, load_data, load_model
-from tuneae.report.runs import Trial, find_run
-from tuneae.report.statistics import over_seeds
+from tuneae.run.errors import RunError
+from tuneae.run.find import Trial, find_run
+from tuneae.run.fits import FinalFit, FinalFits, Seed, read_finalfit
+from tuneae.run.reload import data_config, load_data, load_model
+from tuneae.run.summary import Summary
 from tuneae.train import fit, make_optimizer, seeded_model
 
 RESULT_FILE, TABLE_FILE = FINALFIT_FILE, FINALFIT_TABLE
@@ -86,7 +86,7 @@ def _baseline_trials(layout: RunLayout, trial_ids: list[str]) -> dict[str, tuple
     """trial id -> (kind, checkpoint folder) of each baseline, from the results folder's ``trials.csv``.
 
     Raises:
-        ReportError: no trials.csv, a trial id it does not list, or a trial without a checkpoint (names them).
+        RunError: no trials.csv, a trial id it does not list, or a trial without a checkpoint (names them).
     """
     if not trial_ids:
         return {}
@@ -94,23 +94,30 @@ def _baseline_trials(layout: RunLayout, trial_ids: list[str]) -> dict[str, tuple
         with layout.trials_file.open() as f:
             rows = {r["trial_id"]: r for r in csv.DictReader(f)}
     except OSError as exc:
-        raise ReportError(f"--baseline needs the search's {layout.trials_file}: {exc}") from exc
+        raise RunError(f"--baseline needs the search's {layout.trials_file}: {exc}") from exc
     out = {}
     for tid in trial_ids:
         row = rows.get(tid)
         if row is None:
-            raise ReportError(f"--baseline {tid}: no such trial in {layout.trials_file} (trials: {sorted(rows)})")
+            raise RunError(f"--baseline {tid}: no such trial in {layout.trials_file} (trials: {sorted(rows)})")
         ckpt = layout.checkpoint(row.get("checkpoint_path") or "")
         if not row.get("checkpoint_path") or not (ckpt / "model.pt").is_file():
-            raise ReportError(f"--baseline {tid}: the trial has no checkpoint ({ckpt})")
+            raise RunError(f"--baseline {tid}: the trial has no checkpoint ({ckpt})")
         out[tid] = (row["model"], ckpt)
     return out
 
 
-def epoch_budget(summary: dict | None, kind: str, train: TrainConfig) -> int:
-    """The largest ``train.epochs`` in the kind's searched space (``summary.json``), else the trial's own epochs."""
-    space = ((summary or {}).get("search") or {}).get("space") or {}
-    choices = (space.get(kind) or {}).get("train.epochs") or [train.epochs]
+def epoch_budget(summary: Summary | None, kind: str, train: TrainConfig) -> int:
+    """The epoch budget of a kind's final fit by default.
+
+    Args:
+        summary: the search's summary (None for a bare experiment folder).
+        kind: the model kind.
+        train: the best trial's training settings.
+    Returns:
+        The largest ``train.epochs`` in the kind's searched space, else the trial's own ``train.epochs``.
+    """
+    choices = (summary.space(kind) if summary else {}).get("train.epochs") or [train.epochs]
     return max(int(e) for e in choices)
 
 
@@ -151,23 +158,23 @@ def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | dict
         experiment: the experiment folder when it moved since the search.
         data: a data source overriding the checkpoints' (as the report's ``--data``).
         baselines: trial ids (``trials.csv``) whose configurations are fitted with the same seeds, to compare with
-            their kind's best (e.g. the seed's own recipe, the search's first trial).
+            their kind's best (e.g. the seed project's recipe, the search's first trial).
     Returns:
         (the run's layout, one plan per kind in search order then one per baseline, the splits: uint8
         (N, 1, S, S) arrays in [0, 255]).
     Raises:
-        ReportError: no such run, no best trial, a missing or unreadable checkpoint, a kind asked for that has no
+        RunError: no such run, no best trial, a missing or unreadable checkpoint, a kind asked for that has no
             best trial, or data that cannot be loaded or splits differently from the search's (the rules of
-            :func:`tuneae.report.reload.load_data`, shared with the report).
+            :func:`tuneae.run.reload.load_data`, shared with the report).
     """
     run = find_run(results, experiment, final_fit=False)  # the search's own best trials, never an earlier fit
     missing = sorted(set(kinds or ()) - set(run.trials))
     if missing:
-        raise ReportError(f"{results}: no best trial for {missing}; have {sorted(run.trials)}")
+        raise RunError(f"{results}: no best trial for {missing}; have {sorted(run.trials)}")
     budgets = epochs if isinstance(epochs, dict) else ({} if epochs is None else {None: epochs})
     unknown = sorted(k for k in budgets if k is not None and k not in run.trials)
     if unknown:
-        raise ReportError(f"--epochs: no best trial for {unknown}; have {sorted(run.trials)}")
+        raise RunError(f"--epochs: no best trial for {unknown}; have {sorted(run.trials)}")
     todo = [(kind, trial, kind) for kind, trial in run.trials.items() if not kinds or kind in kinds]
     for tid, (kind, ckpt) in _baseline_trials(run.layout, list(baselines or ())).items():
         todo.append((kind, Trial(kind, tid, ckpt, {}), f"{kind}-trial-{tid}"))
@@ -195,7 +202,7 @@ def _read_history(folder: Path, upto: int, last: dict[str, float]) -> list[dict[
     return history
 
 
-def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -> dict[str, Any]:
+def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -> Seed:
     """Train (or resume, or read back) one seed of one plan; a checkpoint with optimizer state every epoch.
 
     Args:
@@ -205,10 +212,10 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         folder: this seed's checkpoint folder.
         device: ``cpu``, ``cuda``, ...
     Returns:
-        ``{"seed", "epochs", "metrics": last epoch's metrics, "history": [metrics per epoch, with ``val/ssim``
-        (:func:`tuneae.train.evaluate_batches`, images of at least ``SSIM_MIN_SIZE`` px) for the epochs this code
-        trained; a seed resumed from an older fit lacks it for its earlier epochs], "checkpoint",
-        "trained_epochs_now", "train_s_now"}``: the epochs trained by this call and their wall seconds, validation
+        The seed: its last epoch's metrics (``SUMMARY_METRICS`` measured; PSNR in dB), its history (metrics per
+        epoch, with ``val/ssim`` (:func:`tuneae.train.evaluate_batches`, images of at least ``SSIM_MIN_SIZE`` px)
+        for the epochs this code trained; a seed resumed from an older fit lacks it for its earlier epochs), its
+        checkpoint folder (absolute), and the epochs trained by this call with their wall seconds, validation
         passes included (0 for a seed read back, the remaining epochs for one resumed).
     Raises:
         CheckpointError: the folder holds a checkpoint of another configuration, or of more epochs than the budget
@@ -245,29 +252,32 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
         fit(model, splits.train, splits.val, cfg, device, on_epoch, optimizer=optimizer, start_epoch=start,
             val_ssim=p.model.image_size >= SSIM_MIN_SIZE)
         last = {k: v for k, v in history[-1].items() if k != "epoch"}
-    return {"seed": seed, "epochs": cfg.epochs, "metrics": {k: last[k] for k in SUMMARY_METRICS if k in last},
-            "history": history, "checkpoint": str(folder), "trained_epochs_now": cfg.epochs - start,
-            "train_s_now": round(time.time() - started, 1)}
+    return Seed(seed=seed, epochs=cfg.epochs, metrics={k: last[k] for k in SUMMARY_METRICS if k in last},
+                history=tuple(history), checkpoint=str(folder), trained_epochs_now=cfg.epochs - start,
+                train_s_now=round(time.time() - started, 1))
 
 
-def summarize(p: FitPlan, runs: list[dict[str, Any]], layout: RunLayout, folders: list[Path]) -> dict[str, Any]:
-    """One entry of ``finalfit.json``: kind, config, per-seed results, spread over seeds, the best seed."""
-    best = min(range(len(runs)), key=lambda i: runs[i]["metrics"]["val/mse"])
-    runs = [{**r, "checkpoint": layout.relative_checkpoint(str(f.resolve()))} for r, f in zip(runs, folders)]
-    return {
-        "kind": p.kind,
-        "source_trial": p.trial_id,
-        "model_config": asdict(p.model),
-        "train_config": {**asdict(p.train), "seed": None},
-        "seeds": runs,
-        "over_seeds": {k: over_seeds([r["metrics"][k] for r in runs]) for k in SUMMARY_METRICS
-                       if all(k in r["metrics"] for r in runs)},
-        "best_seed": runs[best]["seed"],
-        "best_checkpoint": layout.relative_checkpoint(str(folders[best].resolve())),
-    }
+def summarize(p: FitPlan, seeds: list[Seed], layout: RunLayout, command: str | None = None,
+              device: str | None = None) -> FinalFit:
+    """One entry of ``finalfit.json``: the plan's configs, its seeds (checkpoints relative to the experiment
+    folder), the spread of ``SUMMARY_METRICS`` over seeds and the best seed (:func:`tuneae.run.best.best_seed`).
+
+    Args:
+        p: the plan fitted.
+        seeds: :func:`fit_seed`'s results, one per seed.
+        layout: the run's layout (checkpoints are recorded relative to its experiment folder).
+        command, device: the call that fitted it and its device.
+    Returns:
+        The entry.
+    Raises:
+        RunError: no seed has a finite validation MSE.
+    """
+    seeds = [replace(s, checkpoint=layout.relative_checkpoint(str(Path(s.checkpoint).resolve()))) for s in seeds]
+    return FinalFit.of_seeds(p.kind, p.trial_id, asdict(p.model), {**asdict(p.train), "seed": None}, seeds,
+                             SUMMARY_METRICS, command, device)
 
 
-def read_earlier(path: Path, name: str) -> dict[str, Any]:
+def read_earlier(path: Path, name: str) -> FinalFits:
     """An existing ``finalfit.json``, whose kinds and baselines a new call keeps unless it fits them again (a call
     with ``--model vae`` adds the VAE beside the AE fitted before, it does not drop it).
 
@@ -275,49 +285,38 @@ def read_earlier(path: Path, name: str) -> dict[str, Any]:
         path: the results folder's ``finalfit.json``.
         name: the search's name (``layout.name``).
     Returns:
-        its contents, or ``{}`` when there is no such file.
+        Its record, or an empty one when there is no such file.
     Raises:
-        ReportError: the file is unreadable, not a final fit's, of another search, or an entry lacks a field the
+        RunError: the file is unreadable, not a final fit's, of another search, or an entry lacks a field the
             table needs (names the file, the entry and what is wrong); nothing is trained, and the file is left as
             it is.
     """
-    if not path.is_file():
-        return {}
     try:
-        earlier = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path} is not readable JSON ({exc}); move it away to start the final fit's record "
-                          f"afresh") from exc
-    if (not isinstance(earlier, dict) or not isinstance(earlier.get("kinds", {}), dict)
-            or not isinstance(earlier.get("baselines", {}), dict)):
-        raise ReportError(f"{path} is not a final fit's record (no 'kinds' / 'baselines' mappings); move it away")
-    for section in ("kinds", "baselines"):
-        for label, k in earlier.get(section, {}).items():
-            ok = (isinstance(k, dict) and isinstance(k.get("kind"), str) and "best_seed" in k
-                  and isinstance(k.get("train_config"), dict) and "epochs" in k["train_config"]
-                  and all(m in (k.get("over_seeds") or {}) for m in ("val/psnr", "val/mse")))
-            if not ok:
-                raise ReportError(f"{path}: entry {section}.{label} lacks kind, train_config.epochs, best_seed or "
-                                  f"over_seeds val/psnr and val/mse; move the file away or fix the entry")
-    if earlier.get("search") not in (None, name):
-        raise ReportError(f"{path} is the final fit of search {earlier.get('search')!r}, not {name!r}; move it "
-                          f"away")
-    return earlier
+        earlier = read_finalfit(path, name)
+    except RunError as exc:
+        raise RunError(f"{exc}; move the file away (or fix it) to start the final fit's record afresh") from exc
+    return earlier if earlier is not None else FinalFits(search=name)
 
 
-def table(kinds: dict[str, Any]) -> str:
-    """The markdown table of ``finalfit.json``: val PSNR (dB), MSE and SSIM (where the fit measured it, "-" if not)
-    mean +- sd over seeds per kind or baseline."""
+def table(kinds: dict[str, FinalFit]) -> str:
+    """The markdown table of ``finalfit.json``.
+
+    Args:
+        kinds: label (kind or baseline) -> its fit.
+    Returns:
+        The table (val PSNR in dB, MSE and SSIM where the fit measured it, "-" if not: mean +- sd over seeds; the
+        best seed) and a note on what the validation metrics measure, as markdown.
+    """
     lines = ["| model | seeds | epochs | val PSNR (dB), mean +- sd | min - max | val MSE, mean +- sd | "
              "val SSIM, mean +- sd | best seed |", "|---|---|---|---|---|---|---|---|"]
     for kind, k in kinds.items():
-        ps, ms = k["over_seeds"]["val/psnr"], k["over_seeds"]["val/mse"]
-        ss = k["over_seeds"].get("val/ssim")
-        lines.append(f"| {kind} | {ps['n']} | {k['train_config']['epochs']} | {ps['mean']:.2f} +- {ps['sd']:.2f} | "
+        ps, ms = k.over_seeds["val/psnr"], k.over_seeds["val/mse"]
+        ss = k.over_seeds.get("val/ssim")
+        lines.append(f"| {kind} | {ps['n']} | {k.epochs} | {ps['mean']:.2f} +- {ps['sd']:.2f} | "
                      f"{ps['min']:.2f} - {ps['max']:.2f} | {ms['mean']:.5f} +- {ms['sd']:.5f} | "
-                     + (f"{ss['mean']:.3f} +- {ss['sd']:.3f}" if ss else "-") + f" | {k['best_seed']} |")
-    noisy = sorted({f"{k['kind']} at sigma {k['train_config'].get('val_noise_sigma', 0):g}" for k in kinds.values()
-                    if k["kind"] in DENOISING})
+                     + (f"{ss['mean']:.3f} +- {ss['sd']:.3f}" if ss else "-") + f" | {k.best_seed} |")
+    noisy = sorted({f"{k.kind} at sigma {k.train_config.get('val_noise_sigma', 0):g}" for k in kinds.values()
+                    if k.kind in DENOISING})
     lines += ["", "Validation metrics (fp32, the fixed validation set of `tuneae.train.validation_batches`): the "
                   "output against the clean image; the input is the clean image for ae / vae / unet"
               + (f" and a noisy one for dae / dunet ({', '.join(noisy)}, on the [0, 1] scale)" if noisy else "")
@@ -338,14 +337,21 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--experiment", default=None, help="the experiment folder, when it moved since the search")
     ap.add_argument("--baseline", nargs="+", default=[], metavar="TRIAL_ID",
                     help="also fit these trials' configurations (trials.csv) with the same seeds, to compare with "
-                         "their kind's best, e.g. the seed's recipe (the first trial of each kind)")
+                         "their kind's best, e.g. the seed project's recipe (the first trial of each kind)")
     ap.add_argument("--data", default=None, metavar="SOURCE",
                     help="data source instead of the one in the checkpoints (when the search ran elsewhere)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the final fit; returns 0, or 2 on bad input (nothing trained), 1 when a seed diverged."""
+    """Entry point of ``python -m tuneae.finalfit``.
+
+    Args:
+        argv: command-line arguments without the program name; None reads ``sys.argv[1:]``.
+    Returns:
+        The exit status: 0, 2 on bad input (nothing trained; one ``error:`` line on stderr), 1 when a seed
+        diverged.
+    """
     args = _parser().parse_args(argv)
     try:
         epochs = parse_epochs(args.epochs)
@@ -359,23 +365,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         layout, plans, splits = plan(args.results, args.model, epochs, args.experiment, args.data,
                                      args.baseline)
-    except ReportError as exc:
+    except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out_file = layout.finalfit_file
     command = portable_command("python -m tuneae.finalfit", sys.argv[1:] if argv is None else argv)
     try:
         earlier = read_earlier(out_file, layout.name)
-    except ReportError as exc:
+    except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    fitted: dict[str, dict[str, Any]] = {"kinds": dict(earlier.get("kinds", {})),
-                                         "baselines": dict(earlier.get("baselines", {}))}
-    commands = [c for c in earlier.get("commands", [earlier["command"]] if earlier.get("command") else [])
-                if c != command] + [command]
+    fitted = {"kinds": dict(earlier.kinds), "baselines": dict(earlier.baselines)}
+    commands = [*(c for c in earlier.commands if c != command), command]
+
     def write() -> None:
-        atomic_write(out_file, json.dumps({"search": layout.name, "command": command, "commands": commands,
-                                           "device": device, **fitted}, indent=1, default=str) + "\n")
+        record = FinalFits(layout.name, fitted["kinds"], fitted["baselines"], tuple(commands), command, device)
+        atomic_write(out_file, json.dumps(record.to_json(), indent=1, default=str) + "\n")
 
     for p in plans:
         seeds = [p.train.seed + 1 + i for i in range(args.seeds)]
@@ -385,10 +390,10 @@ def main(argv: list[str] | None = None) -> int:
             write()
         try:
             runs = [fit_seed(p, s, splits, f, device) for s, f in zip(seeds, folders)]
-        except (FloatingPointError, CheckpointError) as exc:
+            fitted[section][p.label] = summarize(p, runs, layout, command, device)
+        except (FloatingPointError, CheckpointError, RunError) as exc:
             print(f"error: {p.label}: {exc}", file=sys.stderr)
             return 1 if isinstance(exc, FloatingPointError) else 2
-        fitted[section][p.label] = {**summarize(p, runs, layout, folders), "command": command, "device": device}
         write()
     text = table({**fitted["kinds"], **fitted["baselines"]})
     atomic_write(layout.results / TABLE_FILE, text)

@@ -24,14 +24,18 @@ written atomically: ``report.md`` (headline tables, figures by relative link), `
 written to ``<experiment folder>/wandb`` beside the search's own W&B runs: outside ``results/`` (which is committed)
 and outside the report folder. W&B trouble only warns.
 
-Modules, in the order the report uses them: :mod:`.runs` (run discovery), :mod:`.reload` (models, data, reload
-check), :mod:`.metrics` (outputs; summaries with intervals), :mod:`.statistics` (selection on validation, paired
-differences, target status), :mod:`.denoising` (both noise protocols, every denoiser), :mod:`.layers` (receptive
-fields, layer roles), :mod:`.plots`, :mod:`.targets` (the project's targets), :mod:`.tables` (CSV rows),
-:mod:`.markdown` (report.md), :mod:`.search_plots` (the Search section), :mod:`.make` (``make_report`` and ``main``).
+Run discovery, model and data reloading and the reload check are the run layer's (:func:`tuneae.run.find_run`,
+:mod:`tuneae.run.reload`); the report's own modules, in the order it uses them: :mod:`.metrics` (outputs; summaries
+with intervals), :mod:`.statistics` (selection on validation, paired differences, target status), :mod:`.denoising`
+(both noise protocols, every denoiser), :mod:`.layers` (receptive fields, layer roles), :mod:`.plots`,
+:mod:`.targets` (the project's targets), :mod:`.tables` (CSV rows), :mod:`.markdown` (report.md),
+:mod:`.search_plots` (the Search section), :mod:`.make` (``make_report`` and ``main``).
 """
-from tuneae.report.errors import ReportError
 from tuneae.report.make import main, make_report
-from tuneae.report.runs import Run, Trial, find_run
+from tuneae.run import RunError, find_run
+from tuneae.run.find import Run, Trial
+
+ReportError = RunError
+"""The report's error: the run layer's :class:`tuneae.run.RunError` (one class), for a run that cannot be reported."""
 
 __all__ = ["ReportError", "Run", "Trial", "find_run", "main", "make_report"]

@@ -76,9 +76,10 @@ def learning_curves(finalfit: dict[str, Any] | None) -> dict[str, Any]:
     """Every final-fit kind's and baseline's validation-PSNR learning curve, with its gain per doubling of epochs.
 
     Args:
-        finalfit: ``finalfit.json`` (:mod:`tuneae.finalfit`): ``kinds`` and ``baselines``, each with ``seeds``
-            holding a ``history`` of per-epoch metrics (``epoch``, ``val/psnr`` in dB: clean validation images for
-            the bottleneck kinds, noisy ones at the run's ``val_noise_sigma`` for the denoisers). None: no final fit.
+        finalfit: ``finalfit.json``'s contents (:meth:`tuneae.run.FinalFits.to_json`): ``kinds`` and ``baselines``,
+            each with ``seeds`` holding a ``history`` of per-epoch metrics (``epoch``, ``val/psnr`` in dB: clean
+            validation images for the bottleneck kinds, noisy ones at the run's ``val_noise_sigma`` for the
+            denoisers). None: no final fit.
     Returns:
         ``{label: {"kind", "epochs": [int], "val_psnr": {seed: [dB per epoch]}, "val_psnr_mean": [dB],
         "gain_per_doubling": {"db", "stderr", "intercept", "per_seed_db", "from_epoch", "to_epoch"} | None,

@@ -25,7 +25,6 @@ from tuneae.models import VAE
 from tuneae.noise import PRIMARY, PROTOCOLS, check_sigma, eval_seed
 from tuneae.report.curves import learning_curves, plot_learning_curves
 from tuneae.report.denoising import class_gaps, comparisons, run_sigma, selection
-from tuneae.report.errors import ReportError
 from tuneae.report.layers import layer_table
 from tuneae.report.markdown import report_markdown
 from tuneae.report.metrics import image_metrics, predict, spread, summarise
@@ -37,12 +36,13 @@ from tuneae.report.plots import (
     plot_reconstructions,
     plot_vae,
 )
-from tuneae.report.reload import load_data, load_model, reload_check
-from tuneae.report.runs import Run, find_run
 from tuneae.report.search_plots import search_report
 from tuneae.report.seeds import seed_metrics, seeds_vs_comparator
 from tuneae.report.tables import csv_tables
 from tuneae.report.targets import check_targets, target_gaps
+from tuneae.run import RunError, find_run
+from tuneae.run.find import Run
+from tuneae.run.reload import load_data, load_model, reload_check
 
 SIGMAS = (0.05, 0.1, 0.2, 0.3)
 """Default noise levels: standard deviation of the Gaussian noise on the [0, 1] scale (both protocols)."""
@@ -183,7 +183,7 @@ def _write(m: dict, figures: dict[str, str], layers: list[dict], out: Path,
 
 def _log(run: Run, m: dict, figures: dict[str, str], tables: dict[str, list[dict]], out: Path) -> None:
     """Log the report to W&B in the search's project and mode, files beside the search's own W&B runs."""
-    search = (run.summary or {}).get("search") or {}
+    search = run.summary.search if run.summary else {}
     tracking.log_report(run.layout.wandb_dir, m, {k: out / v for k, v in figures.items()}, tables,
                         project=search.get("wandb_project") or tracking.DEFAULT_PROJECT,
                         mode=search.get("wandb_mode") or None)
@@ -211,7 +211,7 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     Returns:
         The contents of ``metrics.json``.
     Raises:
-        ReportError: a missing or unfinished run, a checkpoint that does not match its config, data that cannot be
+        RunError: a missing or unfinished run, a checkpoint that does not match its config, data that cannot be
             loaded or does not fit the models, or a bad setting.
     """
     started = time.time()
@@ -221,11 +221,11 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         for s in sigmas:
             check_sigma(s, "sigma")
     except ValueError as exc:
-        raise ReportError(f"{exc} (sigmas {list(sigmas)})") from exc
+        raise RunError(f"{exc} (sigmas {list(sigmas)})") from exc
     if max_test is not None and max_test < 2:
-        raise ReportError(f"max_test={max_test}: must be at least 2 (an interval over images needs two)")
+        raise RunError(f"max_test={max_test}: must be at least 2 (an interval over images needs two)")
     if workers < 1:
-        raise ReportError(f"workers={workers}: must be at least 1")
+        raise RunError(f"workers={workers}: must be at least 1")
     run = find_run(run_path, experiment)
     out = Path(out) if out else run.layout.report_dir
     models = {kind: load_model(t) for kind, t in run.trials.items()}  # kind -> (model, payload)
@@ -242,7 +242,7 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     m["layers"] = layers
     m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed)
     seeds_vs_comparator(m["finalfit"], m)
-    m["learning_curves"] = learning_curves(run.finalfit)
+    m["learning_curves"] = learning_curves(run.finalfit.to_json() if run.finalfit else None)
     m["targets"] = check_targets(m)
     curves_png = plot_learning_curves(m["learning_curves"], target_gaps(m["targets"]), out / CURVES_PNG,
                                       {r["best_bottleneck"]: r["gap_ssim"] for r in [m["targets"].get("reconstruction")]
@@ -266,7 +266,7 @@ def _header(run: Run, splits: Splits, im: Images, sigmas: tuple[float, ...], see
     """
     return {
         "run": portable(str(run.path.resolve()), out), "name": run.name,
-        "experiment_dir": portable(run.layout.experiment, out), "command": (run.summary or {}).get("command"),
+        "experiment_dir": portable(run.layout.experiment, out), "command": run.summary.command if run.summary else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": seed,
         "data": {"source": portable(splits.counts.get("source", ""), out), "image_size": int(im.clean.shape[-1]),
                  "classes": list(im.classes), "test_images": len(im.test_idx), "test_total": len(splits.test),
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         make_report(run, out, data, args.max_test, tuple(args.sigmas), args.seed, not args.no_wandb,
                     experiment, args.workers,
                     portable_command("python -m tuneae.report", sys.argv[1:] if argv is None else argv))
-    except ReportError as exc:
+    except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,6 +1,6 @@
 """The report's "Search" section: what the searcher did, per model kind, drawn from its saved Optuna study.
 
-Per kind (from :func:`tuneae.search.study.read_study`): every trial's learning curve (the objective per epoch) with
+Per kind (from :func:`tuneae.run.study.read_study`): every trial's learning curve (the objective per epoch) with
 ASHA's rungs marked and trials stopped early (PRUNED) drawn apart from completed ones; the objective against each
 hyperparameter; and the hyperparameter importances (fANOVA, Hutter et al. 2014, on completed trials) as a bar chart.
 Figures are small PNGs written atomically; :func:`search_section` returns the markdown lines that link them.
@@ -21,7 +21,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from tuneae.files import atomic_write
-from tuneae.results import METRIC
+from tuneae.run.best import METRIC, best_study_trial
+from tuneae.run.study import read_study
 
 DPI = 80
 """Resolution of the figures (small PNGs, as the rest of the report)."""
@@ -50,26 +51,19 @@ def _positive(values) -> bool:
     return bool(v) and min(v) > 0 and max(v) / min(v) > 20  # a log axis only where it spreads the values
 
 
-def _best(study: dict[str, Any]) -> dict | None:
-    done = [t for t in study["trials"] if t["state"] == "COMPLETE" and t["value"] is not None]
-    if not done:
-        return None
-    return (min if study["direction"] == "minimize" else max)(done, key=lambda t: t["value"])
-
-
 def plot_learning_curves(study: dict[str, Any], path: Path, metric: str = METRIC) -> str:
     """Every trial's objective per epoch: completed trials solid, ASHA-stopped (PRUNED) dashed grey ending in an x,
-    failed red dotted; ASHA's rungs as vertical lines, the seed's recipe in black, the best trial starred.
+    failed red dotted; ASHA's rungs as vertical lines, the seed project's recipe in black, the best trial starred.
 
     Args:
-        study: one kind of :func:`tuneae.search.study.read_study`.
+        study: one kind of :func:`tuneae.run.study.read_study`.
         path: the PNG to write.
         metric: the objective's name (y axis).
     Returns:
         The file name written.
     """
     fig, (ax,) = _figure(6.0, 3.6)
-    best = _best(study)
+    best = best_study_trial(study)
     values = [v for t in study["trials"] for _, v in t["intermediate"]]
     for t in study["trials"]:
         pts = [(s, v) for s, v in t["intermediate"] if v is not None]
@@ -107,7 +101,7 @@ def plot_params(study: dict[str, Any], path: Path, metric: str = METRIC) -> str:
     the x axis (slightly jittered), completed trials filled, ASHA-stopped ones hollow grey at their last value.
 
     Args:
-        study: one kind of :func:`tuneae.search.study.read_study`.
+        study: one kind of :func:`tuneae.run.study.read_study`.
         path: the PNG to write.
         metric: the objective's name (y axis).
     Returns:
@@ -145,7 +139,7 @@ def plot_importances(study: dict[str, Any], path: Path) -> str | None:
     """The hyperparameter importances as horizontal bars (share of the objective's variance, fANOVA).
 
     Args:
-        study: one kind of :func:`tuneae.search.study.read_study`.
+        study: one kind of :func:`tuneae.run.study.read_study`.
         path: the PNG to write.
     Returns:
         The file name written, or None when the study has no importances (nothing is written).
@@ -186,7 +180,7 @@ def search_section(studies: dict[str, dict[str, Any]], out: Path, dashboard: str
     """Draw the figures of every kind's study into ``out`` and return the report's "Search" section.
 
     Args:
-        studies: :func:`tuneae.search.study.read_study` of the run (kind -> study).
+        studies: :func:`tuneae.run.study.read_study` of the run (kind -> study).
         out: the report folder.
         dashboard: the study file as the user should type it for ``optuna-dashboard`` (never a machine's absolute
             path in a committed report).
@@ -230,14 +224,12 @@ def search_report(run, out: Path) -> tuple[list[str], dict[str, str], dict[str, 
     """The "Search" section of a run's report, from the study its search saved (``RunLayout.study_file``).
 
     Args:
-        run: the :class:`tuneae.report.runs.Run` reported (its ``layout`` and the kinds of its best trials).
+        run: the :class:`tuneae.run.find.Run` reported (its ``layout`` and the kinds of its best trials).
         out: the report folder (figures go there).
     Returns:
         (markdown lines, ``{figure key: file name}``, the studies as plain data for ``metrics.json`` or None).
         A run searched before the study was saved gets one line saying so, no figure and None.
     """
-    from tuneae.search.study import read_study
-
     path = run.layout.study_file
     if not path.is_file():
         note = (f"No Optuna study in the experiment folder ({path.name} missing): this search ran before tuneae "

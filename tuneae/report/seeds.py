@@ -14,10 +14,10 @@ import torch
 from tuneae.checkpoint import CheckpointError, load_checkpoint
 from tuneae.metrics import image_metrics
 from tuneae.noise import PRIMARY, eval_noisy
-from tuneae.report.errors import ReportError
 from tuneae.report.metrics import predict
-from tuneae.report.runs import Run
-from tuneae.report.statistics import difference, fmt_interval, over_seeds, seed_interval
+from tuneae.report.statistics import difference, fmt_interval, seed_interval
+from tuneae.run import FinalFit, RunError, over_seeds
+from tuneae.run.find import Run
 
 
 def _measure(model: torch.nn.Module, x: torch.Tensor, clean: np.ndarray) -> dict[str, np.ndarray]:
@@ -26,20 +26,32 @@ def _measure(model: torch.nn.Module, x: torch.Tensor, clean: np.ndarray) -> dict
     return {"psnr": values["psnr"], "ssim": values["ssim"]}
 
 
-def _entry(run: Run, label: str, k: dict, clean: torch.Tensor, noisy: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """One fitted configuration (a kind's best or a baseline), every seed measured: (its report entry, seed ->
-    per-image clean-test PSNR (N,) for paired comparisons)."""
+def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor,
+           noisy: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+    """One fitted configuration (a kind's best or a baseline), every seed measured.
+
+    Args:
+        run: the run (its layout resolves the seeds' checkpoints).
+        label: the kind or baseline label.
+        k: its final fit.
+        clean: (N, 1, S, S) float test images in [0, 1].
+        noisy: sigma key -> the noisy test images, (N, 1, S, S).
+    Returns:
+        (its report entry, seed -> per-image clean-test PSNR in dB, (N,), for paired comparisons).
+    Raises:
+        RunError: a seed's checkpoint is missing or unreadable.
+    """
     clean_np = clean[:, 0].numpy()
     rows, per_image = [], {}
-    for s in k["seeds"]:
-        path = run.layout.checkpoint(s["checkpoint"])
+    for s in k.seeds:
+        path = run.layout.checkpoint(s.checkpoint)
         try:
             model, _ = load_checkpoint(path)
         except CheckpointError as exc:
-            raise ReportError(f"{label} final fit, seed {s['seed']}: {exc}") from exc
+            raise RunError(f"{label} final fit, seed {s.seed}: {exc}") from exc
         test = _measure(model, clean, clean_np)
-        per_image[s["seed"]] = test["psnr"]
-        rows.append({"seed": s["seed"], "val_psnr": s["metrics"]["val/psnr"],
+        per_image[s.seed] = test["psnr"]
+        rows.append({"seed": s.seed, "val_psnr": s.metrics["val/psnr"],
                      "test": {q: float(v.mean()) for q, v in test.items()},
                      "denoising": {key: float(_measure(model, x, clean_np)["psnr"].mean())
                                    for key, x in noisy.items()}})
@@ -47,8 +59,8 @@ def _entry(run: Run, label: str, k: dict, clean: torch.Tensor, noisy: dict[str, 
             "test_psnr": over_seeds([r["test"]["psnr"] for r in rows]),
             "test_ssim": over_seeds([r["test"]["ssim"] for r in rows]),
             **{f"denoising_{key}": over_seeds([r["denoising"][key] for r in rows]) for key in noisy}}
-    entry = {"kind": k.get("kind", label), "source_trial": k.get("source_trial"), "epochs": k["train_config"]["epochs"],
-             "best_seed": k["best_seed"], "seeds": rows, "over_seeds": over}
+    entry = {"kind": k.kind, "source_trial": k.source_trial, "epochs": k.epochs, "best_seed": k.best_seed,
+             "seeds": rows, "over_seeds": over}
     return entry, per_image
 
 
@@ -58,7 +70,7 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
     min / max over seeds; each baseline also against its kind's best, seed by seed and paired over images.
 
     Args:
-        run: the run; ``run.finalfit`` is ``finalfit.json`` (None: nothing to do).
+        run: the run; ``run.finalfit`` is its final fit (None: nothing to do).
         clean: (N, 1, S, S) float test images in [0, 1] (the report's).
         sigmas: noise sd on the [0, 1] scale.
         seed: the report's noise seed (:func:`tuneae.noise.eval_noisy`), so each seed sees the same noisy images
@@ -73,23 +85,24 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
         trained the same epochs (else ``"vs_best_skipped"`` says why).
         PSNR in dB, SSIM in [-1, 1]. Empty without a final fit.
     Raises:
-        ReportError: a seed's checkpoint is missing or unreadable (names it).
+        RunError: a seed's checkpoint is missing or unreadable (names it).
     """
-    ff = run.finalfit or {}
+    if run.finalfit is None:
+        return {}
+    ff = run.finalfit
     noisy = {f"{s:g}": eval_noisy(clean, s, PRIMARY, seed, "test") for s in sigmas}
     out: dict[str, Any] = {}
     per_image: dict[str, dict[int, np.ndarray]] = {}
-    for kind, k in (ff.get("kinds") or {}).items():
+    for kind, k in ff.kinds.items():
         if kind in run.trials:
             out[kind], per_image[kind] = _entry(run, kind, k, clean, noisy)
-    for label, k in (ff.get("baselines") or {}).items():
-        kind = k.get("kind")
+    for label, k in ff.baselines.items():
+        kind = k.kind
         if kind not in out:
             continue
         out[label], base = _entry(run, label, k, clean, noisy)
         shared = sorted(set(base) & set(per_image[kind]))
-        epochs = ((k.get("train_config") or {}).get("epochs"),
-                  ((ff["kinds"][kind].get("train_config") or {}).get("epochs")))
+        epochs = (k.epochs, ff.kinds[kind].epochs)
         if epochs[0] != epochs[1]:  # fitted by different calls with other budgets: not a like-for-like comparison
             out[label]["vs_best_skipped"] = f"{label} trained {epochs[0]} epochs, {kind} {epochs[1]}"
         elif shared:

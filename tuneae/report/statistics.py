@@ -16,6 +16,8 @@ import numpy as np
 from scipy import stats
 
 from tuneae.metrics import beats, paired_difference, unpaired_difference, verdict
+from tuneae.run.best import best_by
+from tuneae.run.fits import over_seeds
 
 
 def select_best(val_scores: dict[str, float], candidates: Iterable[str]) -> str | None:
@@ -27,8 +29,7 @@ def select_best(val_scores: dict[str, float], candidates: Iterable[str]) -> str 
     Returns:
         The chosen name, or None when no candidate has a finite score.
     """
-    scored = [c for c in candidates if c in val_scores and val_scores[c] is not None and np.isfinite(val_scores[c])]
-    return max(scored, key=lambda c: val_scores[c]) if scored else None
+    return best_by(candidates, lambda c: val_scores.get(c), "max")
 
 
 def difference(a: np.ndarray, b: np.ndarray, a_name: str = "A", b_name: str = "B",
@@ -71,20 +72,6 @@ def fmt_interval(s: dict | None, digits: int = 2, signed: bool = False) -> str:
     if s.get("low") is not None:
         text += f" [{f.format(s['low'])}, {f.format(s['high'])}]"
     return text
-
-
-def over_seeds(values: list[float]) -> dict[str, float]:
-    """Mean, sample standard deviation (n - 1; 0 for a single value), min, max and n of per-seed values (e.g. a
-    final fit's val PSNR in dB per training seed; :mod:`tuneae.finalfit`).
-
-    Raises:
-        ValueError: no values.
-    """
-    if not values:
-        raise ValueError("over_seeds: no values")
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "min": float(v.min()),
-            "max": float(v.max()), "n": len(v)}
 
 
 def seed_interval(values: list[float], level: float = 0.95) -> dict[str, Any]:

@@ -18,15 +18,16 @@ from tuneae.report.tables import md_table
 
 DENOISING_TARGETS_DB: dict[float, float] = {0.1: 28.3, 0.2: 24.0}
 """Project targets for the best learned denoiser, test PSNR in dB per sigma: the best scikit-image method measured
-on this test set when the targets were set (TV Chambolle, 26.3 / 22.0 dB, as measured by the project's issue 5
-with the weight chosen on training images) + 2 dB."""
+on this test set when the targets were set (TV Chambolle, 26.3 / 22.0 dB, with the weight chosen on training
+images) + 2 dB."""
 TARGET_MARGIN_DB = 1.0
-"""Margin over the classical comparator of this report (issue 14: the best learned denoiser >= BM3D + 1 dB, paired
-interval excluding 0): a target rises to ``comparator + margin`` when that is above the fixed one; it is then judged
+"""Margin over the classical comparator of this report (the best learned denoiser >= BM3D + 1 dB, paired interval
+excluding 0): a target rises to ``comparator + margin`` when that is above the fixed one; it is then judged
 on the paired difference learned - comparator, whose mean must reach the margin and whose interval must exclude 0."""
 RECONSTRUCTION_TARGET = {"psnr": 26.0, "ssim": 0.75, "max_latent_dim": 2048}
 """Project target for the best bottleneck model (no skip connections, latent dimension <= 2048) on clean test
-images: PSNR in dB and SSIM (issue 5 measured the seed's setting, an AE trained 40 epochs, at 21.7 dB / 0.58)."""
+images: PSNR in dB and SSIM (the seed project's setting, an AE trained 40 epochs, measured 21.7 dB /
+0.58)."""
 
 __all__ = ["DENOISING_TARGETS_DB", "NO_TUMOUR", "RECONSTRUCTION_TARGET", "TARGET_MARGIN_DB", "check_targets",
            "target_gaps", "targets_markdown"]
@@ -47,7 +48,7 @@ def _denoising_target(m: dict, key: str, fixed: float) -> dict | None:
     by_margin = diff is not None and res[classical]["psnr"]["mean"] + TARGET_MARGIN_DB >= fixed
     judged, threshold = (diff, TARGET_MARGIN_DB) if by_margin else (res[learned]["psnr"], fixed)
     status = threshold_status(judged, threshold)
-    # issue 14: the paired interval of learned - comparator must exclude 0 whichever target is the higher
+    # the paired interval of learned - comparator must exclude 0 whichever target is the higher
     excludes_0 = diff is None or (diff.get("low") is not None and diff["low"] > 0)
     if status.startswith("met") and not excludes_0:
         status = "not met (interval includes 0)"
@@ -78,8 +79,9 @@ def _reconstruction_target(m: dict) -> dict | None:
         return None
     t = models[best]["test"]
     met = t["psnr"]["mean"] >= goal["psnr"] and t["ssim"]["mean"] >= goal["ssim"]
-    # issue 14: also above the seed's recipe trained on the same split: each baseline of the kind in the final fit,
-    # fitted with the same seeds (tuneae.finalfit --baseline), by the t-interval over the per-seed differences
+    # also above the seed project's recipe trained on the same split: each baseline of the kind in the final fit,
+    # fitted with the same seeds (python -m tuneae.finalfit --baseline), by the t-interval over the per-seed
+    # differences
     above = {label: {"trial": s.get("source_trial"), **s["vs_best"]["over_seeds"],
                      "status": threshold_status(s["vs_best"]["over_seeds"], 0.0)}
              for label, s in (m.get("finalfit") or {}).items()

@@ -1,12 +1,20 @@
 """The search: ``python -m tuneae.search``. The only package that imports ``ray.tune``'s ``Tuner`` and ``optuna``.
 
 One Ray Tune experiment per model kind (their objectives differ): Optuna's TPE searcher (Bergstra et al. 2011,
+<<<<<<< HEAD
 through Optuna's ask/tell API behind Ray Tune's public ``Searcher`` interface) proposes configs from categorical
 choices, ASHA (Li et al. 2020, ``ray.tune.schedulers.ASHAScheduler``) stops weak trials at rungs counted in
 epochs, and each trial trains under Ray Train (:mod:`tuneae.trainable`). Every trial is logged to W&B
 (:mod:`tuneae.tracking`; offline unless an API key is set). At the end: a summary table per model,
 ``results/<name>/summary.json`` and ``results/<name>/trials.csv`` (:mod:`tuneae.results`); checkpoints stay in
 ``<storage_path>/<name>``.
+=======
+via ``ray.tune.search.optuna.OptunaSearch``) proposes configs from categorical choices, ASHA (Li et al. 2020,
+``ray.tune.schedulers.ASHAScheduler``) stops weak trials at rungs counted in epochs, and each trial trains under
+Ray Train (:mod:`tuneae.trainable`). Every trial is logged to W&B (:mod:`tuneae.tracking`; offline unless an API
+key is set). At the end: a summary table per model, ``results/<name>/summary.json`` and
+``results/<name>/trials.csv`` (:mod:`tuneae.run`); checkpoints stay in ``<storage_path>/<name>``.
+>>>>>>> runlayer
 
 Modules, in the order ``main`` uses them: :mod:`.cli` (flags, config file, merge), :mod:`.checks` (types,
 values and relations of every setting, before Ray), :mod:`.resources` (what a trial needs against the machine or

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,17 @@ from tuneae import tracking
 from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
 from tuneae.data import DataError, Splits, check_source, load_splits, write_manifest
 from tuneae.layout import RunLayout, portable, portable_command
-from tuneae.results import FINAL_STATUSES, METRIC, MODE, format_table, kind_summary, trial_rows, versions, write_results
+from tuneae.run.best import METRIC, MODE
+from tuneae.run.summary import (
+    FINAL_STATUSES,
+    KindResult,
+    Summary,
+    format_table,
+    kind_summary,
+    trial_rows,
+    versions,
+    write_results,
+)
 from tuneae.search.checks import ConfigError, validate
 from tuneae.search.cli import resolve
 from tuneae.search.names import claim_name, clear_run
@@ -37,8 +48,9 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
     """Run one Tune experiment per kind in ``search.models`` on the running Ray session; stop at an interruption.
 
     Returns:
-        ``{"rows": every trial's row, "models": kind -> summary entry, "interrupted": the kind interrupted or "",
-        "max_concurrent": trials run at once}``.
+        ``{"rows": every trial's row (:func:`tuneae.run.summary.trial_rows`), "models": kind ->
+        :class:`tuneae.run.summary.KindResult`, "interrupted": the kind interrupted or "", "max_concurrent": trials
+        run at once, "cluster": {"CPU", "GPU"} counts}``.
     """
     import ray
 
@@ -62,9 +74,10 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
             out["interrupted"] = kind
         rows = trial_rows(kind, grid, kind_space(search, kind), saved, layout)
         out["rows"] += rows
-        out["models"][kind] = kind_summary(rows, kind_space(search, kind))
+        result = kind_summary(rows, kind_space(search, kind))
         if layout.study_file.is_file():  # the searcher's own account: pruned / failed counts, importances
-            out["models"][kind]["study"] = study_record(read_study(layout.study_file, [kind])[kind])
+            result = replace(result, study=study_record(read_study(layout.study_file, [kind])[kind]))
+        out["models"][kind] = result
         if out["interrupted"]:
             print(f"[tuneae] interrupted during {kind}; resume with: python -m tuneae.search "
                   f"--name {search.name} --resume (and the same flags)", flush=True)
@@ -89,41 +102,52 @@ def _wandb_record(search: SearchConfig, env: dict[str, str], started: float, lay
 
 
 def make_summary(argv: list[str] | None, preset: str, started: float, search: SearchConfig, data: DataConfig,
-                 train: TrainConfig, splits: Splits, env: dict[str, str], outcome: dict[str, Any]) -> dict[str, Any]:
-    """The contents of ``summary.json``: command, versions, wall time, settings, data counts, per-kind results.
+                 train: TrainConfig, splits: Splits, env: dict[str, str], outcome: dict[str, Any]) -> Summary:
+    """The search's ``summary.json``: command, versions, wall time, settings, data counts, per-kind results.
 
     No absolute path of this machine: the experiment folder, the W&B folder and a local data folder are recorded
     relative to the results folder, checkpoints relative to the experiment folder (:mod:`tuneae.layout`).
+
+    Args:
+        argv: the command-line arguments (None: ``sys.argv[1:]``), recorded as the command.
+        preset: the preset's name.
+        started: the search's start, seconds since the epoch.
+        search, data, train: the resolved settings.
+        splits: the data splits (their counts are recorded).
+        env: the W&B environment (:func:`tuneae.tracking.wandb_env`), {} without W&B.
+        outcome: :func:`search_all`'s result.
+    Returns:
+        The summary.
     """
     layout = RunLayout.of(search)
-    return {
-        "command": portable_command("python -m tuneae.search", list(argv or sys.argv[1:])),
-        "preset": preset,
-        "versions": versions(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "wall_time_s": round(time.time() - started, 1),
-        "paths": "experiment_dir, wandb.dir and a local data.source are relative to this folder; every checkpoint "
-                 "is relative to experiment_dir; command, search.storage_path and search.results_dir are relative to "
-                 "the folder the search was started in",
-        "experiment_dir": layout.recorded_experiment(),
-        "wandb": _wandb_record(search, env, started, layout) if env else None,
-        "search": {"metric": METRIC, "mode": MODE, "scheduler": "ASHA",
-                   "searcher": "PruningOptunaSearch(TPESampler), study in optuna.db (experiment folder)",
-                   **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
-                   # as given, an absolute folder relative to the working directory (as in "command")
-                   **{k: portable(getattr(search, k), os.getcwd()) for k in ("storage_path", "results_dir")},
-                   "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
-                             for kind in search.models},
-                   "max_concurrent_used": outcome["max_concurrent"], "cluster": outcome["cluster"]},
-        "data": {**splits.counts, "source": portable(data.source, layout.results),
-                 "source_description": portable(splits.counts["source"], layout.results),
-                 "image_size": data.image_size, "val_fraction": data.val_fraction, "classes": list(splits.classes)},
-        "models": outcome["models"],
-        "interrupted": outcome["interrupted"] or None,
-        "comparison_note": "val/mse and val/psnr are computed the same way for every kind (deterministic "
-                           f"reconstruction; denoising kinds see sigma={train.val_noise_sigma:.2f} noise); val/loss is "
-                           "each kind's own objective and does not compare across kinds.",
-    }
+    return Summary(
+        command=portable_command("python -m tuneae.search", list(argv or sys.argv[1:])),
+        preset=preset,
+        versions=versions(),
+        started=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        wall_time_s=round(time.time() - started, 1),
+        paths="experiment_dir, wandb.dir and a local data.source are relative to this folder; every checkpoint "
+              "is relative to experiment_dir; command, search.storage_path and search.results_dir are relative to "
+              "the folder the search was started in",
+        experiment_dir=layout.recorded_experiment(),
+        wandb=_wandb_record(search, env, started, layout) if env else None,
+        search={"metric": METRIC, "mode": MODE, "scheduler": "ASHA",
+                "searcher": "PruningOptunaSearch(TPESampler), study in optuna.db (experiment folder)",
+                **{k: v for k, v in asdict(search).items() if k not in ("space", "space_by_kind")},
+                # as given, an absolute folder relative to the working directory (as in "command")
+                **{k: portable(getattr(search, k), os.getcwd()) for k in ("storage_path", "results_dir")},
+                "space": {kind: {k: list(v) for k, v in kind_space(search, kind).items()}
+                          for kind in search.models},
+                "max_concurrent_used": outcome["max_concurrent"], "cluster": outcome["cluster"]},
+        data={**splits.counts, "source": portable(data.source, layout.results),
+              "source_description": portable(splits.counts["source"], layout.results),
+              "image_size": data.image_size, "val_fraction": data.val_fraction, "classes": list(splits.classes)},
+        models=outcome["models"],
+        interrupted=outcome["interrupted"] or None,
+        comparison_note="val/mse and val/psnr are computed the same way for every kind (deterministic "
+                        f"reconstruction; denoising kinds see sigma={train.val_noise_sigma:.2f} noise); val/loss is "
+                        "each kind's own objective and does not compare across kinds.",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,11 +205,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n[tuneae] wrote {layout.summary_file}, {layout.trials_file} and {layout.manifest_file.name}; "
           f"checkpoints in {layout.experiment}")
     if args.report:
-        from tuneae.report import main as report
-
-        code = report([str(layout.results), *(["--no-wandb"] if not search.wandb else [])])
+        code = run_report(layout.results, search.wandb)
         if code:
             return code
     if outcome["interrupted"]:
         return 130
-    return 0 if all(m["best_trial"] for m in outcome["models"].values()) else 1
+    models: dict[str, KindResult] = outcome["models"]
+    return 0 if all(m.best_trial for m in models.values()) else 1
+
+
+def run_report(results: Path, wandb: bool = True) -> int:
+    """Run the report of a finished search as the next step of the same command: ``python -m tuneae.report``
+    in a child process (the search imports nothing of the report).
+
+    Args:
+        results: the search's results folder.
+        wandb: also log the report to W&B (else ``--no-wandb``).
+    Returns:
+        The report's exit status (0, or 2 with its ``error:`` line on stderr).
+    """
+    cmd = [sys.executable, "-m", "tuneae.report", str(results), *([] if wandb else ["--no-wandb"])]
+    print(f"[tuneae] report: {' '.join(cmd[1:])}", flush=True)
+    return subprocess.run(cmd, check=False).returncode

@@ -13,7 +13,7 @@ from dataclasses import replace
 from tuneae import tracking
 from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
 from tuneae.layout import RunLayout
-from tuneae.results import METRIC, MODE
+from tuneae.run.best import METRIC, MODE
 from tuneae.search.searcher import asha_rungs, make_searcher
 from tuneae.search.space import kind_space, param_space
 from tuneae.search.study import STEP_KEY

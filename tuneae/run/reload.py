@@ -15,8 +15,8 @@ from tuneae.config import DataConfig
 from tuneae.data import DataError, Splits, load_splits
 from tuneae.layout import resolve_recorded
 from tuneae.models import Autoencoder
-from tuneae.report.errors import ReportError
-from tuneae.report.runs import Run, Trial
+from tuneae.run.errors import RunError
+from tuneae.run.find import Run, Trial
 from tuneae.train import eval_batch_size, evaluate, make_loader
 
 RELOAD_RTOL = 1e-4
@@ -26,15 +26,20 @@ RELOAD_RTOL = 1e-4
 def load_model(trial: Trial) -> tuple[Autoencoder, dict]:
     """Rebuild a trial's model from its checkpoint alone (``torch.load(weights_only=True)``), in eval mode.
 
+    Args:
+        trial: the trial (its kind and checkpoint folder).
+    Returns:
+        (the model on the CPU, the checkpoint's payload: ``data_config``, ``model_config``, ``train_config``,
+        ``epoch``, ``metrics``).
     Raises:
-        ReportError: the checkpoint is unreadable, does not match its model config, or is of another kind.
+        RunError: the checkpoint is unreadable, does not match its model config, or is of another kind.
     """
     try:
         model, payload = load_checkpoint(trial.checkpoint)
     except CheckpointError as exc:
-        raise ReportError(f"{trial.kind} (trial {trial.trial_id}): {exc}") from exc
+        raise RunError(f"{trial.kind} (trial {trial.trial_id}): {exc}") from exc
     if model.cfg.kind != trial.kind:
-        raise ReportError(f"checkpoint {trial.checkpoint} holds a {model.cfg.kind!r} model, expected {trial.kind!r}")
+        raise RunError(f"checkpoint {trial.checkpoint} holds a {model.cfg.kind!r} model, expected {trial.kind!r}")
     return model, payload
 
 
@@ -53,7 +58,7 @@ def data_config(payload: dict, run: Run, source: str | None = None) -> DataConfi
         The data settings to load the splits with.
     """
     cfg = DataConfig(**payload["data_config"])
-    recorded = resolve_recorded(str(((run.summary or {}).get("data") or {}).get("source", "")), run.layout.results)
+    recorded = resolve_recorded(run.summary.data_source if run.summary else "", run.layout.results)
     if source:
         cfg = replace(cfg, source=source)
     elif not Path(cfg.source).expanduser().exists() and os.path.isabs(recorded) and Path(recorded).is_dir():
@@ -66,8 +71,14 @@ def data_config(payload: dict, run: Run, source: str | None = None) -> DataConfi
 def load_data(models: dict[str, tuple[Autoencoder, dict]], run: Run, source: str | None = None) -> Splits:
     """The splits every model was trained on (``load_splits`` of the checkpoints' data settings).
 
+    Args:
+        models: kind -> (model, checkpoint payload), as :func:`load_model` returns.
+        run: the run (its summary's data record and its layout).
+        source: the ``--data`` override, or None.
+    Returns:
+        The splits: uint8 (N, 1, S, S) arrays in [0, 255] with labels and class names.
     Raises:
-        ReportError: the models were trained on different data, the data cannot be loaded (naming the source and
+        RunError: the models were trained on different data, the data cannot be loaded (naming the source and
             suggesting ``--data``), it splits into other images per class than the search's ``summary.json``
             records (the data changed), or its image size does not fit a model.
     """
@@ -75,22 +86,22 @@ def load_data(models: dict[str, tuple[Autoencoder, dict]], run: Run, source: str
     same = {k: {f: v for f, v in asdict(c).items() if f not in ("cache_dir", "skip_unreadable")}
             for k, c in cfgs.items()}
     if len({json.dumps(v, sort_keys=True) for v in same.values()}) > 1:
-        raise ReportError(f"the models were trained on different data, so one test set cannot compare them: {same}")
+        raise RunError(f"the models were trained on different data, so one test set cannot compare them: {same}")
     cfg = next(iter(cfgs.values()))
     try:
         splits = load_splits(cfg)
     except DataError as exc:
         hint = "" if source else " (named in the checkpoints; pass --data SOURCE when the run was made elsewhere)"
-        raise ReportError(f"cannot load the data {cfg.source!r}{hint}: {exc}") from exc
-    recorded = ((run.summary or {}).get("data") or {}).get("per_class")
+        raise RunError(f"cannot load the data {cfg.source!r}{hint}: {exc}") from exc
+    recorded = run.summary.per_class if run.summary else None
     if recorded and json.loads(json.dumps(splits.counts.get("per_class"))) != recorded:
-        raise ReportError(f"the data {cfg.source!r} now splits into other images than the search's (images per class "
+        raise RunError(f"the data {cfg.source!r} now splits into other images than the search's (images per class "
                           f"per split now {splits.counts.get('per_class')}, in the search's summary.json {recorded}): "
                           f"the data changed since the search, so its test set would not be the one the search "
                           f"held out; pass --data with the search's data")
     for kind, (model, _) in models.items():
         if model.cfg.image_size != splits.test.shape[-1]:
-            raise ReportError(f"{kind}: the model takes {model.cfg.image_size} px images, the data "
+            raise RunError(f"{kind}: the model takes {model.cfg.image_size} px images, the data "
                               f"{cfg.source!r} has {splits.test.shape[-1]} px")
     return splits
 
@@ -99,9 +110,14 @@ def reload_check(model: Autoencoder, payload: dict, val_images: np.ndarray, repo
     """Re-evaluate a reloaded model on the validation split exactly as the search did (``tuneae.train.evaluate``,
     same batch size and noise seed) and compare with the ``val/loss`` the search reported.
 
+    Args:
+        model: the reloaded model.
+        payload: its checkpoint payload (the training settings: batch size, loss, validation noise).
+        val_images: the validation split, uint8 (N, 1, S, S) in [0, 255].
+        reported: the ``val/loss`` the search (or the final fit) reported, or None.
     Returns:
         ``{"reported_val_loss", "reloaded_val_loss", "rel_diff", "reproduced"}`` (rel_diff relative to the reported
-        value; reproduced when within ``RELOAD_RTOL``).
+        value, None without one; reproduced when within ``RELOAD_RTOL``).
     """
     _, _, tcfg = configs_of(payload)
     loader = make_loader(val_images, eval_batch_size(tcfg.batch_size), shuffle=False)  # as the trainable validates
