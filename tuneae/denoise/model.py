@@ -1,7 +1,7 @@
 """The model side of ``python -m tuneae.denoise``: pick and load a checkpoint, and apply it to slices of any size.
 
 Two call sites reach the rest of tuneae, both marked ``# tuneae call site``: :func:`_load_run_model` (a run's best
-checkpoint per kind, today :func:`tuneae.report.runs.find_run`) and :func:`load_denoiser`
+checkpoint per kind, through the run layer's :func:`tuneae.run.find_run`) and :func:`load_denoiser`
 (:func:`tuneae.checkpoint.load_checkpoint`).
 """
 from __future__ import annotations
@@ -187,12 +187,13 @@ def _rel(path: str | os.PathLike) -> str:
 def _load_run_model(run_dir: str | os.PathLike, kind: str | None,
                     experiment: str | os.PathLike | None = None) -> tuple[Path, str]:
     """The checkpoint of a run's best model of ``kind``: the final fit's best seed where the kind was final-fitted,
-    else the search's best trial.  # tuneae call site: the run layer (report.runs today)
+    else the search's best trial.  # tuneae call site: the run layer
 
     Args:
         run_dir: ``results/<name>`` or an experiment folder.
         kind: a model kind, or None for the run's best denoising kind (``dae``/``dunet``) by reported val/mse
-            (both are measured on the same sigma-0.1 noisy validation input).
+            (both are measured on the same sigma-0.1 noisy validation input), by the run layer's one rule
+            (:func:`tuneae.run.best_by`).
         experiment: the experiment folder when it moved since the search.
     Returns:
         (checkpoint folder, a description of where it came from).
@@ -200,12 +201,11 @@ def _load_run_model(run_dir: str | os.PathLike, kind: str | None,
         ModelError: the run cannot be read, lacks the kind, has no denoising kind (and ``kind`` is None), or its
             checkpoint is not here (the message says where it was expected).
     """
-    from tuneae.report.errors import ReportError
-    from tuneae.report.runs import find_run
+    from tuneae.run import RunError, best_by, find_run
 
     try:
         run = find_run(run_dir, experiment, final_fit=True)
-    except ReportError as exc:
+    except RunError as exc:
         raise ModelError(f"{exc} (checkpoints live in the experiment folder the run's summary.json names; "
                          f"copy it here or pass --experiment PATH)") from exc
     if kind is None:
@@ -213,7 +213,9 @@ def _load_run_model(run_dir: str | os.PathLike, kind: str | None,
         if not denoisers:
             raise ModelError(f"run {run_dir} has no denoising model (kinds {sorted(run.trials)}); pick one with "
                              f"--kind, e.g. --kind {sorted(run.trials)[0]} (a reconstruction, not a denoiser)")
-        kind = min(denoisers, key=lambda k: float(denoisers[k].reported.get("val/mse", math.inf)))
+        kind = best_by(sorted(denoisers), lambda k: denoisers[k].reported.get("val/mse"), "min")
+        if kind is None:
+            raise ModelError(f"run {run_dir}: no denoising model with a finite val/mse ({sorted(denoisers)})")
     if kind not in run.trials:
         raise ModelError(f"run {run_dir} has no finished {kind} model; it has {sorted(run.trials)}")
     trial = run.trials[kind]
