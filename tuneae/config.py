@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import itertools
 import textwrap
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -54,7 +55,7 @@ class DataConfig:
     """Where the images come from and how they are prepared."""
 
     source: str = flag(DEFAULT_HUB_ID, "--data", metavar="SOURCE")
-    """A Hugging Face hub id (read through its parquet export), a local folder, or ``"phantom"`` (synthetic head
+    """A Hugging Face hub id (read through its parquet export), a local folder, or ``phantom`` (synthetic head
     phantoms). A folder holds split folders (``train/<class>/<image>``, ``test/<class>/<image>``, ``val/``
     optional), class folders without a split (``<class>/<image>``), or one flat folder of unlabeled images; files:
     PNG, JPEG, TIFF and other rasters, DICOM, NIfTI (``.nii`` / ``.nii.gz``, every non-empty axial slice)."""
@@ -315,7 +316,7 @@ def field_docs(cls: type) -> dict[str, str]:
     """
     body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
     docs = {}
-    for node, after in zip(body, body[1:]):
+    for node, after in itertools.pairwise(body):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
                 and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
             docs[node.target.id] = inspect.cleandoc(after.value.value)
@@ -388,8 +389,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 reduced budget for 2 CPUs, about 35 min per kind: ae, vae, dae and the denoising U-Net, 8 trials each (TPE's
 random start-up is max(2, 8 // 4) = 2 of them, the first the seed project's recipe, so 6 are TPE's), epochs {3, 6, 9}
 for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets; the code layout for the bottleneck kinds and MSE or
-L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per trial; the same four kinds). The gpu
-preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
+L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per trial; the same four kinds).
+The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
 residual blocks, training loss) and depth for every kind. Trials are selected on val/mse whatever their loss."""
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from tuneae.config import ModelConfig, TrainConfig
 from tuneae.data import to_float
 from tuneae.metrics import ssim
 from tuneae.models import DENOISING, Autoencoder, build_model
-from tuneae.noise import add_noise, check_protocol
+from tuneae.noise import PROTOCOLS, add_noise
 from tuneae.precision import MEMORY_FORMATS, PRECISIONS, autocast_dtype, memory_format
 from tuneae.seeding import VAL_NOISE_SEED, Seed, stream_seed
 
@@ -62,39 +63,73 @@ def eval_batch_size(batch_size: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------- checks and settings
+TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: v > 0, "must be > 0 (e.g. 1e-3)"),
+    "epochs": (lambda v: v >= 1, "must be >= 1"),
+    "batch_size": (lambda v: v >= 1, "must be >= 1"),
+    "checkpoint_every": (lambda v: v >= 0, "must be >= 0 (epochs between resume checkpoints; 0: none)"),
+    "seed": (lambda v: v >= 0, "must be >= 0"),
+    "noise_sigma_min": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)"),
+    "noise_sigma_max": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)"),
+    "val_noise_sigma": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)"),
+    "noise_protocol": (lambda v: v in PROTOCOLS, f"choose one of {', '.join(PROTOCOLS)} (tuneae.noise)"),
+    "precision": (lambda v: v in PRECISIONS, f"choose one of {', '.join(PRECISIONS)} (tuneae.precision)"),
+    "memory_format": (lambda v: v in MEMORY_FORMATS, f"choose one of {', '.join(MEMORY_FORMATS)} (tuneae.precision)"),
+}
+"""``TrainConfig`` field -> (whether a value is valid, what a valid value is): the rules of a single value, applied
+by :func:`check_train_config` before training and by :func:`tuneae.search.checks.validate` to every choice."""
+
+
+def noise_range_problem(low: float, high: float) -> str:
+    """Why ``noise_sigma_min = low`` and ``noise_sigma_max = high`` cannot train ("" when they can): the training
+    noise sigma is drawn from [low, high]."""
+    return "" if low <= high else "exceeds noise_sigma_max: the training noise sigma is drawn from [min, max]"
+
+
+def batch_norm_problem(batch_size: int, norm: str, depth: int, side: int) -> str:
+    """Why BatchNorm cannot train on ``batch_size`` images of ``side`` x ``side`` pixels ("" when it can).
+
+    In training mode ``torch.nn.BatchNorm2d`` normalises each channel over batch x height x width and raises
+    "Expected more than 1 value per channel when training" when that is a single value. Every BatchNorm layer of
+    tuneae's models (:func:`tuneae.models.blocks.norm_layer`, in the conv stages and residual blocks; the latent
+    heads have none) sits at a side of at least ``side / 2**depth`` (the bottleneck), so a batch of ``b`` images
+    trains iff ``b * (side / 2**depth)**2 >= 2``. GroupNorm and no norm train on any batch size; validation runs in
+    eval mode, on running statistics, so any batch.
+
+    Args:
+        batch_size: images per training step.
+        norm: ``model.norm``.
+        depth: ``model.depth``.
+        side: the training input's side in pixels: ``train.crop_size`` when set, else the image size.
+    """
+    bottleneck = side // 2 ** depth
+    if norm != "batch" or batch_size * bottleneck * bottleneck >= 2:
+        return ""
+    return (f"at depth {depth} and input side {side} px the bottleneck is {bottleneck}x{bottleneck}, so BatchNorm "
+            f"would see one value per channel (PyTorch: 'Expected more than 1 value per channel when training'); use "
+            f"a batch size >= 2, or model.norm 'group' or 'none'")
+
+
 def check_train_config(cfg: TrainConfig, model_cfg: ModelConfig) -> None:
     """Refuse training settings that cannot work, before any compute is spent.
 
+    The same rules as the search's checks (:data:`TRAIN_RULES`, :func:`noise_range_problem`,
+    :func:`batch_norm_problem`, :func:`tuneae.augment.check_crop_size`).
+
     Raises:
-        ValueError: naming the field and value: unknown ``precision`` / ``memory_format`` / ``noise_protocol``,
-            ``batch_size < 1``, a batch BatchNorm cannot train on (one value per channel at the bottleneck, the
-            rule of :mod:`tuneae.search.checks`), ``lr <= 0``, negative ``epochs`` / ``checkpoint_every`` / ``seed``,
-            noise sigmas outside 0 <= min <= max, or a ``crop_size`` the model cannot train on
-            (:func:`tuneae.augment.check_crop_size`).
+        ValueError: naming the field and value (``train.lr=0.0: must be > 0 ...``).
     """
-    check_protocol(cfg.noise_protocol, "train.noise_protocol")
+    for name, (ok, need) in TRAIN_RULES.items():
+        if not ok(getattr(cfg, name)):
+            raise ValueError(f"train.{name}={getattr(cfg, name)!r}: {need}")
     check_crop_size(cfg.crop_size, model_cfg)
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"train.precision={cfg.precision!r}; choose one of {PRECISIONS}")
-    if cfg.memory_format not in MEMORY_FORMATS:
-        raise ValueError(f"train.memory_format={cfg.memory_format!r}; choose one of {MEMORY_FORMATS}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"train.batch_size={cfg.batch_size} must be >= 1")
-    side = (cfg.crop_size or model_cfg.image_size) // 2 ** model_cfg.depth  # the bottleneck's side in pixels
-    if model_cfg.norm == "batch" and cfg.batch_size * side * side < 2:
-        raise ValueError(f"train.batch_size={cfg.batch_size} with model.norm='batch': at a {side}x{side} bottleneck "
-                         "BatchNorm sees one value per channel in training mode; use batch_size >= 2 or model.norm "
-                         "'group' / 'none'")
-    if not cfg.lr > 0:
-        raise ValueError(f"train.lr={cfg.lr} must be > 0")
-    for name in ("epochs", "checkpoint_every", "seed"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"train.{name}={getattr(cfg, name)} must be >= 0")
-    if model_cfg.kind in DENOISING and not 0 <= cfg.noise_sigma_min <= cfg.noise_sigma_max:
-        raise ValueError(f"train.noise_sigma_min={cfg.noise_sigma_min}, noise_sigma_max={cfg.noise_sigma_max}: "
-                         "need 0 <= min <= max")
-    if model_cfg.kind in DENOISING and not cfg.val_noise_sigma >= 0:
-        raise ValueError(f"train.val_noise_sigma={cfg.val_noise_sigma} must be >= 0")
+    problem = batch_norm_problem(cfg.batch_size, model_cfg.norm, model_cfg.depth,
+                                 cfg.crop_size or model_cfg.image_size)
+    if problem:
+        raise ValueError(f"train.batch_size={cfg.batch_size} with model.norm='batch': {problem}")
+    problem = noise_range_problem(cfg.noise_sigma_min, cfg.noise_sigma_max)
+    if problem:
+        raise ValueError(f"train.noise_sigma_min={cfg.noise_sigma_min} {problem} ({cfg.noise_sigma_max})")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device | str) -> torch.optim.Optimizer:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from tuneae import tracking
-from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.config import Config, DataConfig, SearchConfig, TrainConfig
 from tuneae.data import DataError, Splits, check_source, load_splits, write_manifest
 from tuneae.layout import RunLayout, portable, portable_command
 from tuneae.results import FINAL_STATUSES, METRIC, MODE, format_table, kind_summary, trial_rows, versions, write_results
@@ -32,8 +32,7 @@ def _load_data(data: DataConfig) -> Splits:
     return splits
 
 
-def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig, splits: Splits,
-               resume: bool) -> dict[str, Any]:
+def search_all(cfg: Config, splits: Splits, resume: bool) -> dict[str, Any]:
     """Run one Tune experiment per kind in ``search.models`` on the running Ray session; stop at an interruption.
 
     Returns:
@@ -42,6 +41,7 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
     """
     import ray
 
+    search = cfg.search
     cluster = ray.cluster_resources()
     max_concurrent = derive_max_concurrent(cluster, search)
     print(f"[tuneae] cluster {cluster.get('CPU', 0):g} CPU / {cluster.get('GPU', 0):g} GPU -> {max_concurrent} "
@@ -52,7 +52,7 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
                            "cluster": {"CPU": cluster.get("CPU", 0.0), "GPU": cluster.get("GPU", 0.0)}}
     for kind in search.models:
         try:
-            grid = run_one(kind, search, data, model, train, data_box, max_concurrent, resume)
+            grid = run_one(kind, cfg, data_box, max_concurrent, resume)
         except KeyboardInterrupt:  # a second Ctrl-C skips Tune's last save; the periodic one remains
             out["interrupted"] = kind
             print(f"[tuneae] interrupted during {kind}; resume with --resume", flush=True)
@@ -142,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     """
     started = time.time()
     try:
-        search, data, model, train, args = resolve(argv)
-        validate(search, data, model, train)
+        cfg, args = resolve(argv)
+        validate(cfg)
+        search, data, train = cfg.search, cfg.data, cfg.train
         check_source(data)
         if not search.address:  # a local Ray has no autoscaler: a trial that cannot fit would wait forever
             check_machine(search)
         search = claim_name(search, args.resume, args.overwrite)
+        cfg = replace(cfg, search=search)
         layout = RunLayout.of(search)
         if args.resume:  # Tune's restore keeps the saved budget and space: refuse a change now, not loop later
             for kind in search.models:
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        outcome = search_all(search, data, model, train, splits, args.resume)
+        outcome = search_all(cfg, splits, args.resume)
     finally:
         ray.shutdown()
 
