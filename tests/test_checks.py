@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.config import Config, DataConfig, ModelConfig, SearchConfig, TrainConfig
 from tuneae.layout import RunLayout, user_path
 from tuneae.models import build_model
 from tuneae.search import run
@@ -73,8 +73,8 @@ def test_batchnorm_rule_is_pytorchs(kind, extra, image_size, crop, batch):
         trains = False
     space = {"train.batch_size": (batch,), "train.epochs": (3,), "train.crop_size": (crop,)}
     try:
-        validate(SearchConfig(models=(kind,), wandb=False, space=space), DataConfig(image_size=image_size),
-                 model_cfg)
+        validate(Config(SearchConfig(models=(kind,), wandb=False, space=space), DataConfig(image_size=image_size),
+                        model_cfg))
         accepted = True
     except ValueError as exc:
         assert f"train.batch_size choice {batch}" in str(exc), exc
@@ -85,9 +85,8 @@ def test_batchnorm_rule_is_pytorchs(kind, extra, image_size, crop, batch):
 def test_batch_of_one_is_accepted_with_group_norm(tmp_path):
     cfg = tmp_path / "group.toml"
     cfg.write_text('[model]\nnorm = "group"\n')
-    search, data, model, train, _ = resolve(["--preset", "smoke", "--config", str(cfg), "--batch-size", "1",
-                                             "--no-wandb"])
-    validate(search, data, model, train)  # GroupNorm trains on one image
+    resolved, _ = resolve(["--preset", "smoke", "--config", str(cfg), "--batch-size", "1", "--no-wandb"])
+    validate(resolved)  # GroupNorm trains on one image
 
 
 # -------------------------------------------------------------------------------- 5: impossible resources
@@ -214,11 +213,13 @@ def test_home_and_variables_are_expanded_in_every_user_path(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     (home / "c.toml").write_text('[search]\nresults_dir = "~/res"\n[data]\nsource = "~/mri"\n'
                                  'cache_dir = "${TUNEAE_TEST_DATA}/cache"\n')
-    search, d, *_ = resolve(["--config", "~/c.toml", "--storage-path=~/runs"])  # the shell leaves =~ as it is
+    cfg, _ = resolve(["--config", "~/c.toml", "--storage-path=~/runs"])  # the shell leaves =~ as it is
+    search, d = cfg.search, cfg.data  # the shell leaves =~ as it is
     assert search.storage_path == str(home / "runs") and search.results_dir == str(home / "res")
     assert d.source == str(home / "mri") and d.cache_dir == str(data / "cache")
     assert RunLayout.of(search).experiment == str(home / "runs" / "cpu")
-    search, d, *_ = resolve(["--data", "$TUNEAE_TEST_DATA/x", "--results-dir=~/r", "--storage-path", "$HOME/s"])
+    cfg, _ = resolve(["--data", "$TUNEAE_TEST_DATA/x", "--results-dir=~/r", "--storage-path", "$HOME/s"])
+    search, d = cfg.search, cfg.data
     assert d.source == str(data / "x") and search.results_dir == str(home / "r")
     assert d.cache_dir == str(home / "s" / "cache")
     assert not (tmp_path / "~").exists() and not (tmp_path / "$HOME").exists()
@@ -258,10 +259,10 @@ def test_impossible_flags_are_refused(cli, flags, named):
 
 
 def test_harmless_relations_only_warn():
-    search, data, model, train, _ = resolve(["--preset", "smoke", "--no-wandb", "--num-samples", "2",
-                                             "--max-concurrent", "8", "--grace-period", "3"])
+    cfg, _ = resolve(["--preset", "smoke", "--no-wandb", "--num-samples", "2", "--max-concurrent", "8",
+                      "--grace-period", "3"])
     with pytest.warns(UserWarning) as record:
-        validate(search, data, model, train)
+        validate(cfg)
     messages = " ".join(str(w.message) for w in record)
     assert "--max-concurrent 8 exceeds --num-samples 2" in messages
     assert "ASHA will stop no trial early" in messages
@@ -325,4 +326,4 @@ def test_overwrite_removes_the_named_run_only(tmp_path):
 def test_train_config_default_is_checked_too():
     search = SearchConfig(models=("ae",), wandb=False, space={"train.lr": (1e-3,)})
     with pytest.raises(ValueError, match=r"\[train\] epochs = 0"):
-        validate(search, DataConfig(image_size=32), ModelConfig(image_size=32, depth=3), TrainConfig(epochs=0))
+        validate(Config(search, DataConfig(image_size=32), ModelConfig(image_size=32, depth=3), TrainConfig(epochs=0)))

@@ -81,9 +81,9 @@ by :func:`check_train_config` before training and by :func:`tuneae.search.checks
 
 
 def noise_range_problem(low: float, high: float) -> str:
-    """Why ``noise_sigma_min = low`` and ``noise_sigma_max = high`` cannot train ("" when they can): the training
-    noise sigma is drawn from [low, high]."""
-    return "" if low <= high else "exceeds noise_sigma_max: the training noise sigma is drawn from [min, max]"
+    """Why ``noise_sigma_min = low`` cannot train beside ``noise_sigma_max = high`` ("" when it can): it exceeds
+    ``high`` and the training noise sigma is drawn from [low, high]; callers name both values before the reason."""
+    return "" if low <= high else "the training noise sigma is drawn from [noise_sigma_min, noise_sigma_max]"
 
 
 def batch_norm_problem(batch_size: int, norm: str, depth: int, side: int) -> str:
@@ -129,7 +129,8 @@ def check_train_config(cfg: TrainConfig, model_cfg: ModelConfig) -> None:
         raise ValueError(f"train.batch_size={cfg.batch_size} with model.norm='batch': {problem}")
     problem = noise_range_problem(cfg.noise_sigma_min, cfg.noise_sigma_max)
     if problem:
-        raise ValueError(f"train.noise_sigma_min={cfg.noise_sigma_min} {problem} ({cfg.noise_sigma_max})")
+        raise ValueError(f"train.noise_sigma_min={cfg.noise_sigma_min} exceeds "
+                         f"train.noise_sigma_max={cfg.noise_sigma_max}: {problem}")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device | str) -> torch.optim.Optimizer:

@@ -192,7 +192,7 @@ def _check_train_values(values: dict[str, tuple[tuple, str]]) -> None:
     (lows, low_label), (highs, high_label) = values["train.noise_sigma_min"], values["train.noise_sigma_max"]
     problem = noise_range_problem(max(lows), min(highs))
     if problem:
-        raise ValueError(f"{_say(low_label, max(lows))} {problem} ({_say(high_label, min(highs))})")
+        raise ValueError(f"{_say(low_label, max(lows))} exceeds {_say(high_label, min(highs))}: {problem}")
 
 
 def _check_batch_norm(kind: str, values: dict[str, tuple[tuple, str]], image_size: int) -> None:
