@@ -327,3 +327,57 @@ def test_train_config_default_is_checked_too():
     search = SearchConfig(models=("ae",), wandb=False, space={"train.lr": (1e-3,)})
     with pytest.raises(ValueError, match=r"\[train\] epochs = 0"):
         validate(Config(search, DataConfig(image_size=32), ModelConfig(image_size=32, depth=3), TrainConfig(epochs=0)))
+
+
+# -------------------------------------------------------------------------------- one source for each setting
+def test_every_flag_is_a_documented_config_field():
+    from tuneae.config import SECTIONS, field_docs
+    from tuneae.search.cli import build_parser, flag_name, flagged_fields
+
+    flags = {flag_name(section, f): (section, f) for section, f in flagged_fields()}
+    assert {"--num-samples", "--max-concurrent", "--cpus-per-trial", "--gpus-per-trial", "--workers-per-trial",
+            "--storage-path", "--results-dir", "--name", "--seed", "--grace-period", "--reduction-factor",
+            "--address", "--wandb-mode", "--wandb-project", "--no-wandb", "--model", "--data", "--image-size",
+            "--split", "--skip-unreadable", "--lr", "--epochs", "--batch-size", "--latent-dim"} == set(flags)
+    for section, f in flags.values():
+        assert field_docs(SECTIONS[section])[f.name]  # the help text
+    text = build_parser().format_help()
+    assert "Trials per model kind" in text and "Adam learning rate" in text
+
+
+def test_one_default_recipe():
+    from tuneae.config import SEED_SPACE, preset, seed_recipe
+    from tuneae.search.searcher import seed_point
+    from tuneae.search.space import kind_space
+
+    recipe = seed_recipe()
+    assert recipe["train.lr"] == 5e-4 and recipe["train.batch_size"] == 16 and recipe["model.latent_dim"] == 512
+    assert all(recipe[k] in choices for k, choices in SEED_SPACE.items() if k != "train.epochs")
+    gpu = kind_space(preset("gpu").search, "ae")
+    point = seed_point(gpu)  # the gpu preset searches every architecture field: its first trial is the recipe
+    searched = [k for k in point if k != "train.epochs"]
+    assert {k: point[k] for k in searched} == {k: recipe[k] for k in searched}
+
+
+def test_root_config_round_trips_through_the_flat_dict():
+    from tuneae.config import Config, from_flat
+
+    cfg = Config(data=DataConfig(image_size=64), model=ModelConfig(kind="vae", depth=4), train=TrainConfig(lr=1e-3))
+    assert cfg.model.image_size == 64  # follows the data
+    assert from_flat({**cfg.flat(), "asha.max_t": 9}) == cfg
+    with pytest.raises(ValueError, match=r"train\.learning_rate"):
+        from_flat({"train.learning_rate": 1e-3})
+
+
+@pytest.mark.parametrize("field, value", [("lr", 0.0), ("epochs", 0), ("batch_size", 0), ("precision", "fp16"),
+                                          ("noise_protocol", "gauss"), ("checkpoint_every", -1)])
+def test_search_and_training_refuse_the_same_values(field, value):
+    from tuneae.rules import TRAIN_RULES, check_train_config
+
+    need = TRAIN_RULES[field][1]
+    with pytest.raises(ValueError, match=rf"train\.{field}") as trained:
+        check_train_config(TrainConfig(**{field: value}), ModelConfig(image_size=32, depth=3))
+    search = SearchConfig(models=("ae",), wandb=False, space={f"train.{field}": (value,)})
+    with pytest.raises(ValueError) as searched:
+        validate(Config(search, DataConfig(image_size=32), ModelConfig(image_size=32, depth=3)))
+    assert need in str(trained.value) and need in str(searched.value)

@@ -1,5 +1,6 @@
 """Checks of a search before Ray starts: the type and value of every setting and search-space choice, the relations
-between settings, the batch sizes BatchNorm can train on, and W&B's rule for project names.
+between settings, the batch sizes BatchNorm can train on, and W&B's rule for project names. The rules of a training
+setting are training's own (:mod:`tuneae.rules`), applied here to every choice of the search space.
 
 Each check raises :class:`ConfigError` (a config file's value: the message names the file, table, key and value) or
 ``ValueError`` (naming the flag or field, the value and what to change); ``python -m tuneae.search`` prints it as
@@ -19,8 +20,8 @@ from tuneae.augment import check_crop_size
 from tuneae.config import MODEL_KINDS, SECTIONS, Config, ModelConfig, SearchConfig, TrainConfig, space_flags
 from tuneae.layout import CACHE_DIR
 from tuneae.models import check_model_config
+from tuneae.rules import TRAIN_RULES, batch_norm_problem, noise_range_problem
 from tuneae.search.space import kind_space, max_t
-from tuneae.train import TRAIN_RULES, batch_norm_problem, noise_range_problem
 
 HINTS = {section: typing.get_type_hints(cls) for section, cls in SECTIONS.items()}
 """Section -> field -> its type (``int``, ``float``, ``str``, ``bool``, ``tuple[str, ...]``, ``dict``)."""
@@ -182,8 +183,8 @@ def _say(label: str, value: Any) -> str:
 
 
 def _check_train_values(values: dict[str, tuple[tuple, str]]) -> None:
-    """Every searched or fixed ``train.*`` value against training's own rules (:data:`tuneae.train.TRAIN_RULES`,
-    :func:`tuneae.train.noise_range_problem`), named as it was given."""
+    """Every searched or fixed ``train.*`` value against training's own rules (:data:`tuneae.rules.TRAIN_RULES`,
+    :func:`tuneae.rules.noise_range_problem`), named as it was given."""
     for name, (ok, need) in TRAIN_RULES.items():
         choices, label = values[f"train.{name}"]
         for v in choices:
@@ -196,7 +197,7 @@ def _check_train_values(values: dict[str, tuple[tuple, str]]) -> None:
 
 
 def _check_batch_norm(kind: str, values: dict[str, tuple[tuple, str]], image_size: int) -> None:
-    """Refuse a batch size that BatchNorm cannot train on (:func:`tuneae.train.batch_norm_problem`) at any searched
+    """Refuse a batch size that BatchNorm cannot train on (:func:`tuneae.rules.batch_norm_problem`) at any searched
     depth and crop size; the training input's side is ``train.crop_size`` when set, else ``image_size``."""
     if "batch" not in values["model.norm"][0]:
         return
