@@ -1,8 +1,8 @@
 """Convolutional autoencoders: AE, VAE and denoising AE on one shared encoder/decoder stack, and U-Nets.
 
 Kinds (:data:`MODELS`): ``ae``, ``vae`` and ``dae`` (denoising AE) squeeze every image through a code of
-``latent_dim`` numbers (:mod:`tuneae.models.bottleneck`: the seed's stack, with a dense or spatial code and optional
-residual blocks); ``unet`` and ``dunet`` (:mod:`tuneae.models.unet`) have skip connections between encoder and
+``latent_dim`` numbers (:mod:`tuneae.models.bottleneck`: the seed project's stack, with a dense or spatial code and
+optional residual blocks); ``unet`` and ``dunet`` (:mod:`tuneae.models.unet`) have skip connections between encoder and
 decoder at every scale (Ronneberger et al. 2015), ``dunet`` being the denoising U-Net (noisy input, clean target,
 residual learning in pixel space).
 
