@@ -104,8 +104,8 @@ def test_search_refuses_crops_a_kind_cannot_take():
     from tuneae.search.checks import validate
     from tuneae.search.cli import resolve
 
-    search, data, model, train, _ = resolve(["--preset", "smoke", "--model", "ae", "dunet"])
-    search = replace(search, space={**search.space, "train.crop_size": (0, 16)})
+    cfg, _ = resolve(["--preset", "smoke", "--model", "ae", "dunet"])
+    search = replace(cfg.search, space={**cfg.search.space, "train.crop_size": (0, 16)})
     with pytest.raises(ValueError, match=r"train.crop_size=16 < model.image_size=32 is only for U-Nets"):
-        validate(search, data, model, train)
-    validate(replace(search, models=("dunet",)), data, model, train)  # U-Nets take 16 px crops at depth 2 or 3
+        validate(replace(cfg, search=search))
+    validate(replace(cfg, search=replace(search, models=("dunet",))))  # U-Nets take 16 px crops at depth 2 or 3

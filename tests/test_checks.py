@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.config import Config, DataConfig, ModelConfig, SearchConfig, TrainConfig
 from tuneae.layout import RunLayout, user_path
 from tuneae.models import build_model
 from tuneae.search import run
@@ -73,8 +73,8 @@ def test_batchnorm_rule_is_pytorchs(kind, extra, image_size, crop, batch):
         trains = False
     space = {"train.batch_size": (batch,), "train.epochs": (3,), "train.crop_size": (crop,)}
     try:
-        validate(SearchConfig(models=(kind,), wandb=False, space=space), DataConfig(image_size=image_size),
-                 model_cfg)
+        validate(Config(SearchConfig(models=(kind,), wandb=False, space=space), DataConfig(image_size=image_size),
+                        model_cfg))
         accepted = True
     except ValueError as exc:
         assert f"train.batch_size choice {batch}" in str(exc), exc
@@ -85,9 +85,8 @@ def test_batchnorm_rule_is_pytorchs(kind, extra, image_size, crop, batch):
 def test_batch_of_one_is_accepted_with_group_norm(tmp_path):
     cfg = tmp_path / "group.toml"
     cfg.write_text('[model]\nnorm = "group"\n')
-    search, data, model, train, _ = resolve(["--preset", "smoke", "--config", str(cfg), "--batch-size", "1",
-                                             "--no-wandb"])
-    validate(search, data, model, train)  # GroupNorm trains on one image
+    resolved, _ = resolve(["--preset", "smoke", "--config", str(cfg), "--batch-size", "1", "--no-wandb"])
+    validate(resolved)  # GroupNorm trains on one image
 
 
 # -------------------------------------------------------------------------------- impossible resources
@@ -214,11 +213,13 @@ def test_home_and_variables_are_expanded_in_every_user_path(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     (home / "c.toml").write_text('[search]\nresults_dir = "~/res"\n[data]\nsource = "~/mri"\n'
                                  'cache_dir = "${TUNEAE_TEST_DATA}/cache"\n')
-    search, d, *_ = resolve(["--config", "~/c.toml", "--storage-path=~/runs"])  # the shell leaves =~ as it is
+    cfg, _ = resolve(["--config", "~/c.toml", "--storage-path=~/runs"])  # the shell leaves =~ as it is
+    search, d = cfg.search, cfg.data  # the shell leaves =~ as it is
     assert search.storage_path == str(home / "runs") and search.results_dir == str(home / "res")
     assert d.source == str(home / "mri") and d.cache_dir == str(data / "cache")
     assert RunLayout.of(search).experiment == str(home / "runs" / "cpu")
-    search, d, *_ = resolve(["--data", "$TUNEAE_TEST_DATA/x", "--results-dir=~/r", "--storage-path", "$HOME/s"])
+    cfg, _ = resolve(["--data", "$TUNEAE_TEST_DATA/x", "--results-dir=~/r", "--storage-path", "$HOME/s"])
+    search, d = cfg.search, cfg.data
     assert d.source == str(data / "x") and search.results_dir == str(home / "r")
     assert d.cache_dir == str(home / "s" / "cache")
     assert not (tmp_path / "~").exists() and not (tmp_path / "$HOME").exists()
@@ -258,10 +259,10 @@ def test_impossible_flags_are_refused(cli, flags, named):
 
 
 def test_harmless_relations_only_warn():
-    search, data, model, train, _ = resolve(["--preset", "smoke", "--no-wandb", "--num-samples", "2",
-                                             "--max-concurrent", "8", "--grace-period", "3"])
+    cfg, _ = resolve(["--preset", "smoke", "--no-wandb", "--num-samples", "2", "--max-concurrent", "8",
+                      "--grace-period", "3"])
     with pytest.warns(UserWarning) as record:
-        validate(search, data, model, train)
+        validate(cfg)
     messages = " ".join(str(w.message) for w in record)
     assert "--max-concurrent 8 exceeds --num-samples 2" in messages
     assert "ASHA will stop no trial early" in messages
@@ -326,4 +327,58 @@ def test_overwrite_removes_the_named_run_only(tmp_path):
 def test_train_config_default_is_checked_too():
     search = SearchConfig(models=("ae",), wandb=False, space={"train.lr": (1e-3,)})
     with pytest.raises(ValueError, match=r"\[train\] epochs = 0"):
-        validate(search, DataConfig(image_size=32), ModelConfig(image_size=32, depth=3), TrainConfig(epochs=0))
+        validate(Config(search, DataConfig(image_size=32), ModelConfig(image_size=32, depth=3), TrainConfig(epochs=0)))
+
+
+# -------------------------------------------------------------------------------- one source for each setting
+def test_every_flag_is_a_documented_config_field():
+    from tuneae.config import SECTIONS, field_docs
+    from tuneae.search.cli import build_parser, flag_name, flagged_fields
+
+    flags = {flag_name(section, f): (section, f) for section, f in flagged_fields()}
+    assert {"--num-samples", "--max-concurrent", "--cpus-per-trial", "--gpus-per-trial", "--workers-per-trial",
+            "--storage-path", "--results-dir", "--name", "--seed", "--grace-period", "--reduction-factor",
+            "--address", "--wandb-mode", "--wandb-project", "--no-wandb", "--model", "--data", "--image-size",
+            "--split", "--skip-unreadable", "--lr", "--epochs", "--batch-size", "--latent-dim"} == set(flags)
+    for section, f in flags.values():
+        assert field_docs(SECTIONS[section])[f.name]  # the help text
+    text = build_parser().format_help()
+    assert "Trials per model kind" in text and "Adam learning rate" in text
+
+
+def test_one_default_recipe():
+    from tuneae.config import SEED_SPACE, preset, seed_recipe
+    from tuneae.search.searcher import seed_point
+    from tuneae.search.space import kind_space
+
+    recipe = seed_recipe()
+    assert recipe["train.lr"] == 5e-4 and recipe["train.batch_size"] == 16 and recipe["model.latent_dim"] == 512
+    assert all(recipe[k] in choices for k, choices in SEED_SPACE.items() if k != "train.epochs")
+    gpu = kind_space(preset("gpu").search, "ae")
+    point = seed_point(gpu)  # the gpu preset searches every architecture field: its first trial is the recipe
+    searched = [k for k in point if k != "train.epochs"]
+    assert {k: point[k] for k in searched} == {k: recipe[k] for k in searched}
+
+
+def test_root_config_round_trips_through_the_flat_dict():
+    from tuneae.config import Config, from_flat
+
+    cfg = Config(data=DataConfig(image_size=64), model=ModelConfig(kind="vae", depth=4), train=TrainConfig(lr=1e-3))
+    assert cfg.model.image_size == 64  # follows the data
+    assert from_flat({**cfg.flat(), "asha.max_t": 9}) == cfg
+    with pytest.raises(ValueError, match=r"train\.learning_rate"):
+        from_flat({"train.learning_rate": 1e-3})
+
+
+@pytest.mark.parametrize("field, value", [("lr", 0.0), ("epochs", 0), ("batch_size", 0), ("precision", "fp16"),
+                                          ("noise_protocol", "gauss"), ("checkpoint_every", -1)])
+def test_search_and_training_refuse_the_same_values(field, value):
+    from tuneae.rules import TRAIN_RULES, check_train_config
+
+    need = TRAIN_RULES[field][1]
+    with pytest.raises(ValueError, match=rf"train\.{field}") as trained:
+        check_train_config(TrainConfig(**{field: value}), ModelConfig(image_size=32, depth=3))
+    search = SearchConfig(models=("ae",), wandb=False, space={f"train.{field}": (value,)})
+    with pytest.raises(ValueError) as searched:
+        validate(Config(search, DataConfig(image_size=32), ModelConfig(image_size=32, depth=3)))
+    assert need in str(trained.value) and need in str(searched.value)

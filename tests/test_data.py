@@ -475,9 +475,9 @@ def test_search_split_flag_and_manifest_path(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.toml").write_text('[data]\nmanifest = "old/manifest.csv"\n')
-    _, data, *_ = resolve(["--preset", "smoke", "--split", "original", "--config", "run.toml"])
+    data = resolve(["--preset", "smoke", "--split", "original", "--config", "run.toml"])[0].data
     assert data.split == "original" and data.manifest == str(tmp_path / "old/manifest.csv")  # valid from any folder
-    assert resolve(["--preset", "smoke"])[1].split == "group"
+    assert resolve(["--preset", "smoke"])[0].data.split == "group"
 
 
 def test_search_writes_the_manifest(smoke_run):

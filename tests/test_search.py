@@ -114,7 +114,8 @@ def test_help_states_presets_and_flags():
 def test_config_file_then_flags_override(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[search]\nnum_samples = 7\n[space]\n"train.lr" = [0.01]\n[data]\nval_fraction = 0.2\n')
-    search, data, _, _, _ = resolve(["--preset", "smoke", "--config", str(cfg), "--num-samples", "3"])
+    resolved, _ = resolve(["--preset", "smoke", "--config", str(cfg), "--num-samples", "3"])
+    search, data = resolved.search, resolved.data
     assert search.num_samples == 3 and search.space["train.lr"] == (0.01,) and data.val_fraction == 0.2
     bad = tmp_path / "bad.toml"
     bad.write_text("[search]\nnum_sample = 7\n")
@@ -148,7 +149,7 @@ def test_main_rejects_bad_config_file(tmp_path, capsys):
 
 
 def test_each_kind_searches_only_what_it_uses():
-    search, *_ = resolve(["--preset", "gpu", "--model", "ae", "dunet"])
+    search = resolve(["--preset", "gpu", "--model", "ae", "dunet"])[0].search
     ae, dunet = kind_space(search, "ae"), kind_space(search, "dunet")
     assert "model.latent_dim" in ae and "model.latent_dim" not in dunet  # U-Nets have no bottleneck vector
     assert "train.noise_sigma_max" not in ae
@@ -157,7 +158,7 @@ def test_each_kind_searches_only_what_it_uses():
     assert {"model.latent_layout", "model.residual", "model.recon_loss"} <= set(ae)  # the architecture options
     assert "model.latent_layout" not in dunet and "model.residual" not in dunet and "model.recon_loss" in dunet
     assert "model.recon_loss" not in kind_space(search, "vae")  # the VAE's loss is its negative ELBO
-    search, *_ = resolve(["--preset", "gpu", "--model", "dunet", "--epochs", "2"])
+    search = resolve(["--preset", "gpu", "--model", "dunet", "--epochs", "2"])[0].search
     assert kind_space(search, "dunet")["train.epochs"] == (2,)  # a flag overrides every kind
 
 

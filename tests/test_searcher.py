@@ -9,12 +9,11 @@ import optuna
 import pytest
 from ray import tune
 
-from tuneae.config import to_flat
+from tuneae.checkpoint import asha_rungs
 from tuneae.layout import RunLayout
 from tuneae.search import kind_space, main, resolve
 from tuneae.search.optuna_search import PruningOptunaSearch
 from tuneae.search.searcher import (
-    asha_rungs,
     config_key,
     make_searcher,
     nearest_choice,
@@ -40,7 +39,7 @@ def good(cfg: dict) -> bool:
 
 def searcher_for(tmp_path, space, *, num_samples=8, seed=0, max_concurrent=1, epochs=1, kind="ae", name="a"):
     """A fresh searcher (``make_searcher``) with Tune's search properties set, as ``Tuner.fit`` does."""
-    s = make_searcher(kind, space, {"train.epochs": epochs}, num_samples=num_samples, max_concurrent=max_concurrent,
+    s = make_searcher(kind, space, epochs, num_samples=num_samples, max_concurrent=max_concurrent,
                       seed=seed, study_file=tmp_path / name / "optuna.db", rungs=[1.0])
     assert s.set_search_properties(METRIC, "min", {k: tune.choice(list(v)) for k, v in space.items()})
     return s
@@ -60,8 +59,8 @@ def run_trial(s, trial_id: str, objective, epochs: int = 1, stop_at: int | None 
 
 def test_startup_rule_and_rungs():
     assert [startup_trials(n) for n in (1, 4, 8, 27, 100)] == [2, 2, 2, 6, 25]
-    assert asha_rungs(1, 3.0, 9) == [1, 3]  # cpu preset: ASHA stops at epochs 1 and 3
-    assert asha_rungs(5, 2.0, 40) == [5, 10, 20]  # gpu preset
+    assert list(asha_rungs(1, 3.0, 9, below_max_t=True)) == [1, 3]  # cpu preset: ASHA stops at epochs 1 and 3
+    assert list(asha_rungs(5, 2.0, 40, below_max_t=True)) == [5, 10, 20]  # gpu preset
 
 
 def test_nearest_choice():
@@ -110,10 +109,10 @@ def test_early_stopped_trial_is_pruned_with_its_epoch_values(tmp_path):
                "model.depth": 4, "model.norm": "batch", "model.input_norm": "none", "model.recon_loss": "mse"}),
 ])
 def test_first_trial_is_the_seed_recipe(tmp_path, kind, expected):
-    search, data, model, train, _ = resolve(["--preset", "cpu", "--storage-path", str(tmp_path)])
-    space = kind_space(search, kind)
-    assert seed_point(space, to_flat(data, model, train)) == expected
-    s = searcher_for(tmp_path, space, kind=kind, epochs=train.epochs)
+    cfg, _ = resolve(["--preset", "cpu", "--storage-path", str(tmp_path)])
+    space = kind_space(cfg.search, kind)
+    assert seed_point(space) == expected
+    s = searcher_for(tmp_path, space, kind=kind, epochs=cfg.train.epochs)
     assert s.suggest("first") == expected
     assert s.suggest("second") != expected or len(space) == 0  # the recipe is enqueued once
     study = read_study(tmp_path / "a" / "optuna.db")[kind]
@@ -193,7 +192,7 @@ def test_save_restore_keeps_the_study(tmp_path):
     """As ``Tuner.restore`` does: the searcher pickled before the run (tuner.pkl), its search properties set again,
     then its saved state loaded (``restore_from_dir``)."""
     space = {**TOY_SPACE, "train.epochs": (3,)}
-    s = make_searcher("ae", space, {"train.epochs": 3}, num_samples=6, max_concurrent=1, seed=0,
+    s = make_searcher("ae", space, 3, num_samples=6, max_concurrent=1, seed=0,
                       study_file=tmp_path / "optuna.db")
     blank = pickle.dumps(s)
     props = (METRIC, "min", {k: tune.choice(list(v)) for k, v in space.items()})
@@ -231,8 +230,8 @@ def test_resume_with_more_samples_is_refused_before_ray(tmp_path, capsys):
     """``--resume`` with a larger ``--num-samples`` is refused (exit 2) before Ray starts."""
     args = ["--preset", "smoke", "--model", "ae", "--storage-path", str(tmp_path / "runs"), "--results-dir",
             str(tmp_path / "results"), "--name", "x", "--no-wandb"]
-    search, *_ = resolve([*args, "--num-samples", "2"])
-    make_searcher("ae", kind_space(search, "ae"), {}, num_samples=2, max_concurrent=1, seed=0,
+    search = resolve([*args, "--num-samples", "2"])[0].search
+    make_searcher("ae", kind_space(search, "ae"), 1, num_samples=2, max_concurrent=1, seed=0,
                   study_file=RunLayout.of(search).study_file)
     assert main([*args, "--num-samples", "4", "--resume"]) == 2
     err = capsys.readouterr().err

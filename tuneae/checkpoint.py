@@ -180,7 +180,8 @@ def configs_of(payload: dict) -> tuple[DataConfig, ModelConfig, TrainConfig]:
 
 
 # ---------------------------------------------------------------------------------- when a trial checkpoints
-def asha_rungs(grace_period: float, reduction_factor: float, max_t: float) -> tuple[int, ...]:
+def asha_rungs(grace_period: float, reduction_factor: float, max_t: float, *,
+               below_max_t: bool = False) -> tuple[int, ...]:
     """The epochs at which Ray's ``ASHAScheduler`` (one bracket) records a trial and may stop it.
 
     Milestones ``grace_period * reduction_factor**k`` for ``k < int(log(max_t / grace_period) /
@@ -191,14 +192,18 @@ def asha_rungs(grace_period: float, reduction_factor: float, max_t: float) -> tu
     Args:
         grace_period: ASHA's grace period in epochs, >= 1.
         reduction_factor: ASHA's reduction factor, > 1.
-        max_t: the largest epoch count searched.
+        max_t: the largest epoch count searched (ASHA's ``max_t``).
+        below_max_t: leave out a rung at ``max_t`` or later, which ends every trial anyway: the epochs at which
+            ASHA may *stop* a trial (what the searcher's study records).
     Returns:
-        The rung epochs, ascending (empty when ``max_t < grace_period``).
+        The rung epochs, ascending (empty when ``max_t < grace_period``), e.g. ``(1, 3, 9)`` for grace 1, factor 3
+        and 9 epochs, ``(1, 3)`` below max_t.
     """
     if max_t < grace_period:
         return ()
     n = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
-    return tuple(sorted({math.ceil(grace_period * reduction_factor ** k) for k in range(n)}))
+    rungs = sorted({math.ceil(grace_period * reduction_factor ** k) for k in range(n)})
+    return tuple(r for r in rungs if r < max_t or not below_max_t)
 
 
 def checkpoint_kind(epoch: int, epochs: int, every: int, rungs: Iterable[int] = ()) -> str:

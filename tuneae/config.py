@@ -1,10 +1,19 @@
-"""Typed configuration: data, model, training and search settings, and the presets.
+"""Typed configuration: one root :class:`Config` of four sections (search, data, model, train), and the presets.
 
-Every setting lives in one frozen dataclass with a docstring under each field. Ray and W&B
-receive ``asdict(cfg)``; a trainable rebuilds the dataclasses from that flat dict once, at the top.
+Every setting is one field of a frozen dataclass with a docstring under it; that docstring is also the help of its
+command-line flag (:func:`field_docs`, :func:`flag`), so a setting is declared once. The dataclass defaults are the
+seed project's recipe (its sweep's best AE on its own stack): a trial with no setting changed trains that recipe,
+and the search's first trial is that recipe (:func:`seed_recipe`). Ray and W&B receive the flat ``section.field``
+dict (:meth:`Config.flat`); a trainable rebuilds the root config from it once, at the top (:func:`from_flat`).
 """
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
+import itertools
+import textwrap
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -15,16 +24,45 @@ MODEL_KINDS = ("ae", "vae", "dae", "unet", "dunet")
 """Model kinds known to :mod:`tuneae.models`."""
 
 
+def flag(default: Any = None, name: str = "", *, space: bool = False, choices: tuple = (), metavar: str = "",
+         also: tuple[str, ...] = (), default_factory: Any = None) -> Any:
+    """A dataclass field that ``python -m tuneae.search`` sets from the command line.
+
+    The flag is ``--<field-name>`` with ``_`` as ``-`` (``--no-<name>`` for a bool field that defaults to True),
+    its help the field's docstring (:func:`field_docs`), its type the field's (:mod:`tuneae.search.cli` builds the
+    parser from these fields alone).
+
+    Args:
+        default: the field's default (the seed project's recipe where it has one).
+        name: another flag name, e.g. ``"--data"`` for ``data.source``.
+        space: the flag takes one or more values that replace this key's search-space choices for every kind.
+        choices: the values the flag accepts (empty: any value of the field's type).
+        metavar: how ``--help`` names the value.
+        also: other ``section.field`` keys the flag sets to the same value (``--seed`` seeds data and training).
+        default_factory: as ``dataclasses.field``'s, instead of ``default``.
+    Returns:
+        A ``dataclasses.field`` whose ``metadata["flag"]`` holds these settings.
+    """
+    meta = {"flag": {"name": name, "space": space, "choices": tuple(choices), "metavar": metavar,
+                     "also": tuple(also)}}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how they are prepared."""
 
-    source: str = DEFAULT_HUB_ID
-    """A Hugging Face hub id, a local folder (``train/`` + ``test/`` class folders, class folders, or one flat folder
-    of images), or ``"phantom"`` (synthetic)."""
-    image_size: int = 128
-    """Side of the square model input in pixels; must be divisible by 2**depth of the model (32 for the seed's)."""
-    split: str = "group"
+    source: str = flag(DEFAULT_HUB_ID, "--data", metavar="SOURCE")
+    """A Hugging Face hub id (read through its parquet export), a local folder, or ``phantom`` (synthetic head
+    phantoms). A folder holds split folders (``train/<class>/<image>``, ``test/<class>/<image>``, ``val/``
+    optional), class folders without a split (``<class>/<image>``), or one flat folder of unlabeled images; files:
+    PNG, JPEG, TIFF and other rasters, DICOM, NIfTI (``.nii`` / ``.nii.gz``, every non-empty axial slice)."""
+    image_size: int = flag(128)
+    """Side of the square model input in pixels, divisible by 2**depth of every model searched (32 at depth 5);
+    ``model.image_size`` follows it."""
+    split: str = flag("group", choices=("group", "original"))
     """``group``: pool the de-duplicated images and split their duplicate groups, stratified by class, into train /
     val / test (no group in two splits); ``original``: the folders' own split, cross-split duplicates removed."""
     val_fraction: float = 0.1
@@ -40,7 +78,7 @@ class DataConfig:
     """Seed of the split and of the synthetic phantoms."""
     cache_dir: str = "runs/cache"
     """Folder of the decoded-image cache (uint8 arrays keyed by content, size and preprocessing)."""
-    skip_unreadable: bool = False
+    skip_unreadable: bool = flag(False)
     """Count and skip unreadable images instead of raising ``DataError``."""
     phantom_count: int = 96
     """Number of synthetic head phantoms (train + test) when ``source == "phantom"``."""
@@ -60,18 +98,21 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of one autoencoder; stored in every checkpoint so the model rebuilds from the file alone."""
+    """Architecture of one autoencoder; stored in every checkpoint so the model rebuilds from the file alone.
+
+    The defaults are the seed project's stack: latent 512, base 32 channels, depth 5, 3x3 kernels, BatchNorm, raw
+    input, a dense code, MSE."""
 
     kind: str = "ae"
     """One of ``MODEL_KINDS``: ae (MSE), vae (BCE + KL), dae (denoising AE), unet / dunet (skip connections)."""
     image_size: int = 128
     """Input side in pixels (B, 1, image_size, image_size)."""
-    latent_dim: int = 1024
+    latent_dim: int = flag(512, space=True)
     """Size of the bottleneck vector (ae / vae / dae)."""
     base_channels: int = 32
-    """Channels of the first encoder stage; stage i has base_channels * 2**i (seed: 32 -> 512)."""
+    """Channels of the first encoder stage; stage i has base_channels * 2**i (32 -> 512 at depth 5)."""
     depth: int = 5
-    """Number of stride-2 stages in encoder and decoder (seed: 5, so 128 px -> 4 px)."""
+    """Number of stride-2 stages in encoder and decoder (5: 128 px -> 4 px at the bottleneck)."""
     kernel_size: int = 3
     """Kernel side of the encoder convolutions (3 or 5)."""
     norm: str = "batch"
@@ -79,7 +120,7 @@ class ModelConfig:
     input_norm: str = "none"
     """Input normalization: ``none`` or ``standardize`` (per-image zero mean, unit variance); output stays in [0, 1]."""
     latent_layout: str = "dense"
-    """Code of ae / vae / dae: ``dense`` (flatten + Linear, the seed's) or ``spatial`` (a C x h x w map of exactly
+    """Code of ae / vae / dae: ``dense`` (flatten + Linear) or ``spatial`` (a C x h x w map of exactly
     latent_dim numbers, h = w = image_size / 2**depth, C = latent_dim / h**2; see tuneae.models.blocks)."""
     residual: bool = False
     """ae / vae / dae: a residual block (two convs + skip) after every encoder and decoder stage."""
@@ -90,13 +131,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings of one trial."""
+    """Optimisation settings of one trial (the defaults: lr 5e-4, batch 16, the seed project's recipe)."""
 
-    lr: float = 5e-4
+    lr: float = flag(5e-4, space=True)
     """Adam learning rate."""
-    epochs: int = 10
-    """Maximum number of epochs (ASHA may stop a trial earlier)."""
-    batch_size: int = 32
+    epochs: int = flag(10, space=True)
+    """Maximum number of epochs (ASHA may stop a trial earlier); the largest choice searched is ASHA's max_t."""
+    batch_size: int = flag(16, space=True)
     """Images per optimisation step (per worker under DDP)."""
     seed: int = 0
     """Seed of weight initialisation, shuffling and noise."""
@@ -110,7 +151,7 @@ class TrainConfig:
     val_noise_sigma: float = 0.1
     """Noise sigma of the validation set for denoising kinds (fixed, seeded)."""
     crop_size: int = 0
-    """Training augmentation (tuneae.augment): 0 = full images as they are (the seed's); c > 0 = a random c x c crop
+    """Training augmentation (tuneae.augment): 0 = full images as they are; c > 0 = a random c x c crop
     of each training image and one of its 8 flips / 90-degree rotations. c < image_size only for U-Nets (fully
     convolutional; c divisible by 2**depth); c = image_size gives full images with flips and rotations for any kind.
     Validation always uses full, untouched images."""
@@ -126,105 +167,167 @@ class TrainConfig:
     checkpoints at the scheduler's rungs and at its last epoch (``tuneae.checkpoint.checkpoint_kind``)."""
 
 
-def to_flat(*cfgs: Any) -> dict[str, Any]:
-    """Flatten dataclass configs into one dict with ``section.field`` keys (the form Ray Tune and W&B see).
-
-    Args:
-        *cfgs: ``DataConfig`` / ``ModelConfig`` / ``TrainConfig`` instances.
-
-    Returns:
-        e.g. ``{"data.image_size": 128, "model.kind": "ae", "train.lr": 5e-4, ...}``.
-    """
-    out: dict[str, Any] = {}
-    for cfg in cfgs:
-        section = _SECTIONS_BY_TYPE[type(cfg)]
-        for k, v in asdict(cfg).items():
-            out[f"{section}.{k}"] = v
-    return out
-
-
-def from_flat(flat: dict[str, Any]) -> tuple[DataConfig, ModelConfig, TrainConfig]:
-    """Rebuild the three configs from a flat ``section.field`` dict; missing keys keep defaults.
-
-    Unknown keys without a known section prefix are ignored (Tune adds its own).
-
-    Raises:
-        ValueError: a key has a known section but an unknown field, naming the key.
-    """
-    parts: dict[str, dict[str, Any]] = {s: {} for s in _TYPES_BY_SECTION}
-    for key, value in flat.items():
-        if "." not in key:
-            continue
-        section, name = key.split(".", 1)
-        if section not in _TYPES_BY_SECTION:
-            continue
-        known = {f.name for f in fields(_TYPES_BY_SECTION[section])}
-        if name not in known:
-            raise ValueError(f"unknown config key {key!r}; known {section} fields: {sorted(known)}")
-        parts[section][name] = value
-    data = DataConfig(**parts["data"])
-    model = ModelConfig(**parts["model"])
-    train = TrainConfig(**parts["train"])
-    if model.image_size != data.image_size:
-        model = replace(model, image_size=data.image_size)
-    return data, model, train
-
-
-_TYPES_BY_SECTION = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-_SECTIONS_BY_TYPE = {v: k for k, v in _TYPES_BY_SECTION.items()}
-
-
-
 SEED_SPACE: dict[str, tuple] = {
     "train.lr": (1e-3, 5e-4, 1e-4),
     "train.epochs": (10, 20, 40),
     "train.batch_size": (16, 32, 64),
     "model.latent_dim": (512, 1024, 2048),
 }
-"""The seed project's W&B sweep grid, searched as categorical choices."""
+"""The seed project's W&B sweep grid, searched as categorical choices (the default search space); the dataclass
+defaults, the seed project's recipe, are among its choices."""
 
 
 @dataclass(frozen=True)
 class SearchConfig:
     """How the search runs: budget, resources, scheduler, storage, logging."""
 
-    name: str = "search"
+    name: str = flag("search")
     """Experiment name: ``<storage_path>/<name>`` holds Tune state and checkpoints, ``results/<name>`` the summary."""
-    models: tuple[str, ...] = ("ae", "vae")
-    """Model kinds; one search per kind, since their objectives differ."""
-    num_samples: int = 10
+    models: tuple[str, ...] = flag(("ae", "vae"), "--model", choices=MODEL_KINDS)
+    """Model kinds, one search each (their objectives differ)."""
+    num_samples: int = flag(10)
     """Trials per model kind."""
-    max_concurrent: int = 0
+    max_concurrent: int = flag(0)
     """Concurrent trials; 0 derives it from the cluster's CPUs/GPUs and the per-trial resources."""
-    cpus_per_trial: float = 2.0
-    """CPUs per Train worker (torch threads)."""
-    gpus_per_trial: float = 0.0
-    """GPUs per Train worker (fractions pack several trials on one GPU)."""
-    workers_per_trial: int = 1
+    cpus_per_trial: float = flag(2.0)
+    """CPUs per Train worker (= torch threads)."""
+    gpus_per_trial: float = flag(0.0)
+    """GPUs per Train worker; fractions (0.25) pack several trials on one GPU."""
+    workers_per_trial: int = flag(1)
     """Train workers per trial (DDP when > 1)."""
-    storage_path: str = "runs"
+    storage_path: str = flag("runs")
     """Experiment storage: a local folder (outside git) or a URI such as ``s3://bucket/tuneae``."""
-    results_dir: str = "results"
+    results_dir: str = flag("results")
     """Folder of the small, committed outputs: ``<results_dir>/<name>/summary.json`` and ``trials.csv``."""
-    seed: int = 0
-    """Seed of the TPE searcher (and default seed of data split and training)."""
-    grace_period: int = 1
+    seed: int = flag(0, also=("data.seed", "train.seed"))
+    """Seed of the TPE searcher; the flag also seeds the data split and training."""
+    grace_period: int = flag(1)
     """ASHA: epochs every trial runs before it can be stopped (the first rung)."""
-    reduction_factor: float = 3.0
+    reduction_factor: float = flag(3.0)
     """ASHA: 1/reduction_factor of trials continue past each rung."""
-    wandb: bool = True
-    """Log every trial to W&B (offline unless WANDB_API_KEY is set or ``wandb_mode="online"``)."""
-    wandb_project: str = "tuneae"
+    wandb: bool = flag(True)
+    """Log every trial to W&B (offline unless WANDB_API_KEY is set or ``wandb_mode="online"``; sync later with
+    ``wandb sync``)."""
+    wandb_project: str = flag("tuneae")
     """W&B project name."""
-    wandb_mode: str = ""
+    wandb_mode: str = flag("", choices=("offline", "online"))
     """``offline``, ``online`` or empty (online when an API key is found, else offline)."""
-    address: str = ""
-    """Ray cluster address (``auto`` joins a running cluster); empty starts a local Ray."""
+    address: str = flag("")
+    """Ray cluster to join (``auto``, ``host:port`` or ``ray://...``; default ``RAY_ADDRESS``); empty starts Ray on
+    this machine."""
     space: dict = field(default_factory=lambda: dict(SEED_SPACE))
     """Search space of every kind: ``section.field`` -> tuple of categorical choices."""
     space_by_kind: dict = field(default_factory=dict)
     """Per-kind additions and overrides, ``{kind: {section.field: choices}}`` (e.g. U-Net depth). Keys a kind does
     not use (``model.latent_dim`` for U-Nets, noise settings for non-denoising kinds) are dropped for that kind."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of a search or a trial: the four sections, passed around as one object.
+
+    ``model.image_size`` always follows ``data.image_size`` (set here, on construction and on every ``replace``).
+    """
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """How the search runs (budget, resources, scheduler, storage, logging, search space)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Where the images come from and how they are prepared."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The architecture (each kind's search space is applied on top of it)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The optimisation settings (each kind's search space is applied on top of them)."""
+
+    def __post_init__(self) -> None:
+        if self.model.image_size != self.data.image_size:
+            object.__setattr__(self, "model", replace(self.model, image_size=self.data.image_size))
+
+    def flat(self) -> dict[str, Any]:
+        """The ``data``, ``model`` and ``train`` sections as one ``section.field`` dict (:func:`to_flat`)."""
+        return to_flat(self.data, self.model, self.train)
+
+    def of_kind(self, kind: str) -> Config:
+        """This config with ``model.kind`` set to ``kind``."""
+        return replace(self, model=replace(self.model, kind=kind))
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)
+"""Section name -> its dataclass, in :class:`Config`'s order: the tables of a config file besides ``[space]``."""
+FLAT_SECTIONS = ("data", "model", "train")
+"""The sections a trial's flat config holds (the search section stays with the driver)."""
+_SECTION_OF_TYPE = {cls: name for name, cls in SECTIONS.items()}
+
+
+def to_flat(*cfgs: Any) -> dict[str, Any]:
+    """Flatten section configs into one dict with ``section.field`` keys (the form Ray Tune and W&B see).
+
+    Args:
+        *cfgs: ``DataConfig`` / ``ModelConfig`` / ``TrainConfig`` instances.
+    Returns:
+        e.g. ``{"data.image_size": 128, "model.kind": "ae", "train.lr": 5e-4, ...}``.
+    """
+    out: dict[str, Any] = {}
+    for cfg in cfgs:
+        section = _SECTION_OF_TYPE[type(cfg)]
+        out.update({f"{section}.{k}": v for k, v in asdict(cfg).items()})
+    return out
+
+
+def from_flat(flat: dict[str, Any], search: SearchConfig | None = None) -> Config:
+    """Rebuild the root config from a flat ``section.field`` dict; missing keys keep their defaults.
+
+    Keys without a ``data`` / ``model`` / ``train`` prefix are ignored (Tune adds its own).
+
+    Args:
+        flat: e.g. a trial's config (:meth:`Config.flat` with some keys sampled).
+        search: the search section (default ``SearchConfig()``; a trial does not carry it).
+    Raises:
+        ValueError: a key has a known section but an unknown field, naming the key.
+    """
+    parts: dict[str, dict[str, Any]] = {s: {} for s in FLAT_SECTIONS}
+    for key, value in flat.items():
+        section, _, name = key.partition(".")
+        if section not in parts:
+            continue
+        known = {f.name for f in fields(SECTIONS[section])}
+        if name not in known:
+            raise ValueError(f"unknown config key {key!r}; known {section} fields: {sorted(known)}")
+        parts[section][name] = value
+    return Config(search or SearchConfig(), *(SECTIONS[s](**parts[s]) for s in FLAT_SECTIONS))
+
+
+def seed_recipe() -> dict[str, Any]:
+    """The seed project's recipe as flat ``model.*`` / ``train.*`` values: the dataclass defaults.
+
+    Returns:
+        ``{"model.latent_dim": 512, "train.lr": 5e-4, "train.batch_size": 16, ...}`` (every field of both sections).
+    """
+    return to_flat(ModelConfig(), TrainConfig())
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass, read from its source with :mod:`ast`.
+
+    Args:
+        cls: a dataclass defined in a module whose source is available.
+    Returns:
+        ``{field name: docstring}`` (cleaned by ``inspect.cleandoc``) for every field that has one.
+    """
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for node, after in itertools.pairwise(body):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
+
+
+def space_flags() -> dict[str, str]:
+    """``section.field`` -> its command-line flag, for the fields whose flag sets search-space choices."""
+    return {f"{section}.{f.name}": f.metadata["flag"]["name"] or "--" + f.name.replace("_", "-")
+            for section, cls in SECTIONS.items() for f in fields(cls)
+            if f.metadata.get("flag", {}).get("space")}
 
 
 ARCH_SPACE: dict[str, tuple] = {
@@ -236,8 +339,8 @@ ARCH_SPACE: dict[str, tuple] = {
     "model.residual": (False, True),
     "model.recon_loss": ("mse", "l1", "l1_ssim"),
 }
-"""Architecture hyperparameters searched by the gpu preset for every kind (the seed's future work, and issue 14's
-code layout, residual blocks and training loss); a kind searches only those it uses."""
+"""Architecture hyperparameters searched by the gpu preset for every kind (the seed project's future work: code
+layout, residual blocks, training loss); a kind searches only those it uses."""
 
 UNET_CPU_SPACE: dict[str, tuple] = {
     "model.base_channels": (8, 16),
@@ -284,8 +387,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 """Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
 reduced budget for 2 CPUs, about 35 min per kind: ae, vae, dae and the denoising U-Net, 8 trials each (TPE's
-random start-up is max(2, 8 // 4) = 2 of them, the first the seed's recipe, so 6 are TPE's), epochs {3, 6, 9}
+random start-up is max(2, 8 // 4) = 2 of them, the first the seed project's recipe, so 6 are TPE's), epochs {3, 6, 9}
 for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets; the code layout for the bottleneck kinds and MSE or
-L1 + SSIM as training loss), gpu (the seed's full grid and epochs, 1/4 GPU per trial; the same four kinds). The gpu
-preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
+L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per trial; the same four kinds).
+The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
 residual blocks, training loss) and depth for every kind. Trials are selected on val/mse whatever their loss."""
+
+
+def preset(name: str) -> Config:
+    """The root config of a preset (:data:`PRESETS`): its sections and search space over the dataclass defaults.
+
+    Raises:
+        KeyError: an unknown preset name.
+    """
+    p = PRESETS[name]
+    search = replace(SearchConfig(), **p["search"], space=dict(p["space"]),
+                     space_by_kind={k: dict(v) for k, v in p.get("space_by_kind", {}).items()})
+    return Config(search, replace(DataConfig(), **p["data"]), replace(ModelConfig(), **p.get("model", {})),
+                  TrainConfig())

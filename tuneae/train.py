@@ -21,13 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from tuneae.augment import augment_batch, check_crop_size
+from tuneae.augment import augment_batch
 from tuneae.config import ModelConfig, TrainConfig
 from tuneae.data import to_float
 from tuneae.metrics import ssim
 from tuneae.models import DENOISING, Autoencoder, build_model
-from tuneae.noise import add_noise, check_protocol
-from tuneae.precision import MEMORY_FORMATS, PRECISIONS, autocast_dtype, memory_format
+from tuneae.noise import add_noise
+from tuneae.precision import autocast_dtype, memory_format
+from tuneae.rules import check_train_config
 from tuneae.seeding import VAL_NOISE_SEED, Seed, stream_seed
 
 MIN_EVAL_BATCH = 64
@@ -61,42 +62,7 @@ def eval_batch_size(batch_size: int) -> int:
     return max(batch_size, MIN_EVAL_BATCH)
 
 
-# ------------------------------------------------------------------------------------------- checks and settings
-def check_train_config(cfg: TrainConfig, model_cfg: ModelConfig) -> None:
-    """Refuse training settings that cannot work, before any compute is spent.
-
-    Raises:
-        ValueError: naming the field and value: unknown ``precision`` / ``memory_format`` / ``noise_protocol``,
-            ``batch_size < 1``, a batch BatchNorm cannot train on (one value per channel at the bottleneck, the
-            rule of :mod:`tuneae.search.checks`), ``lr <= 0``, negative ``epochs`` / ``checkpoint_every`` / ``seed``,
-            noise sigmas outside 0 <= min <= max, or a ``crop_size`` the model cannot train on
-            (:func:`tuneae.augment.check_crop_size`).
-    """
-    check_protocol(cfg.noise_protocol, "train.noise_protocol")
-    check_crop_size(cfg.crop_size, model_cfg)
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"train.precision={cfg.precision!r}; choose one of {PRECISIONS}")
-    if cfg.memory_format not in MEMORY_FORMATS:
-        raise ValueError(f"train.memory_format={cfg.memory_format!r}; choose one of {MEMORY_FORMATS}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"train.batch_size={cfg.batch_size} must be >= 1")
-    side = (cfg.crop_size or model_cfg.image_size) // 2 ** model_cfg.depth  # the bottleneck's side in pixels
-    if model_cfg.norm == "batch" and cfg.batch_size * side * side < 2:
-        raise ValueError(f"train.batch_size={cfg.batch_size} with model.norm='batch': at a {side}x{side} bottleneck "
-                         "BatchNorm sees one value per channel in training mode; use batch_size >= 2 or model.norm "
-                         "'group' / 'none'")
-    if not cfg.lr > 0:
-        raise ValueError(f"train.lr={cfg.lr} must be > 0")
-    for name in ("epochs", "checkpoint_every", "seed"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"train.{name}={getattr(cfg, name)} must be >= 0")
-    if model_cfg.kind in DENOISING and not 0 <= cfg.noise_sigma_min <= cfg.noise_sigma_max:
-        raise ValueError(f"train.noise_sigma_min={cfg.noise_sigma_min}, noise_sigma_max={cfg.noise_sigma_max}: "
-                         "need 0 <= min <= max")
-    if model_cfg.kind in DENOISING and not cfg.val_noise_sigma >= 0:
-        raise ValueError(f"train.val_noise_sigma={cfg.val_noise_sigma} must be >= 0")
-
-
+# ------------------------------------------------------------------------------------------------- settings
 def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device | str) -> torch.optim.Optimizer:
     """Adam (Kingma & Ba 2015) at ``cfg.lr`` over ``model``'s parameters; the fused kernel on CUDA."""
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=torch.device(device).type == "cuda")

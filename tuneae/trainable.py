@@ -87,11 +87,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
         worker error from the last checkpoint (``max_failures``) and these would only happen again;
         :func:`run_trial` raises it after ``fit``.
     """
-    data_cfg, model_cfg, train_cfg = from_flat(config)
+    cfg = from_flat(config)
+    data_cfg, train_cfg = cfg.data, cfg.train
     arrays = ray.get(config[DATA_KEY]["ref"])  # {"train": (N,1,S,S) uint8, "val": (M,1,S,S) uint8}, read-only
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     device = ray.train.torch.get_device()
-    model = seeded_model(model_cfg, train_cfg)
+    model = seeded_model(cfg.model, train_cfg)
     optimizer = make_optimizer(model, train_cfg, device)
     start_epoch = 0
     resume = ray.train.get_checkpoint()

@@ -6,7 +6,7 @@ through Optuna's ask/tell API behind Ray Tune's public ``Searcher`` interface) p
 choices, ASHA (Li et al. 2020, ``ray.tune.schedulers.ASHAScheduler``) stops weak trials at rungs counted in
 epochs, and each trial trains under Ray Train (:mod:`tuneae.trainable`). Every trial is logged to W&B
 (:mod:`tuneae.tracking`; offline unless an API key is set). At the end: a summary table per model,
-``results/<name>/summary.json`` and ``results/<name>/trials.csv`` (:mod:`tuneae.results`); checkpoints stay in
+``results/<name>/summary.json`` and ``results/<name>/trials.csv`` (:mod:`tuneae.run`); checkpoints stay in
 ``<storage_path>/<name>``.
 =======
 via ``ray.tune.search.optuna.OptunaSearch``) proposes configs from categorical choices, ASHA (Li et al. 2020,

@@ -1,5 +1,6 @@
 """Checks of a search before Ray starts: the type and value of every setting and search-space choice, the relations
-between settings, the batch sizes BatchNorm can train on, and W&B's rule for project names.
+between settings, the batch sizes BatchNorm can train on, and W&B's rule for project names. The rules of a training
+setting are training's own (:mod:`tuneae.rules`), applied here to every choice of the search space.
 
 Each check raises :class:`ConfigError` (a config file's value: the message names the file, table, key and value) or
 ``ValueError`` (naming the flag or field, the value and what to change); ``python -m tuneae.search`` prints it as
@@ -16,23 +17,20 @@ from dataclasses import replace
 from typing import Any
 
 from tuneae.augment import check_crop_size
-from tuneae.config import MODEL_KINDS, DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.config import MODEL_KINDS, SECTIONS, Config, ModelConfig, SearchConfig, TrainConfig, space_flags
 from tuneae.layout import CACHE_DIR
 from tuneae.models import check_model_config
-from tuneae.noise import PROTOCOLS
-from tuneae.precision import MEMORY_FORMATS, PRECISIONS
-from tuneae.search.space import kind_space
+from tuneae.rules import TRAIN_RULES, batch_norm_problem, noise_range_problem
+from tuneae.search.space import kind_space, max_t
 
-SECTIONS = {"search": SearchConfig, "data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-"""The tables of a config file besides ``[space]``, and the dataclass of each."""
 HINTS = {section: typing.get_type_hints(cls) for section, cls in SECTIONS.items()}
 """Section -> field -> its type (``int``, ``float``, ``str``, ``bool``, ``tuple[str, ...]``, ``dict``)."""
 NOT_SEARCHED = {"model.kind": "the kind is chosen by --model (one experiment per kind)",
                 "model.image_size": "it follows [data] image_size (--image-size)"}
 """Fields of the searchable sections that a search space cannot hold, and why."""
-FLAGS = {"train.lr": "--lr", "train.epochs": "--epochs", "train.batch_size": "--batch-size",
-         "model.latent_dim": "--latent-dim"}
-"""The command-line flag that sets each key's choices for every kind."""
+FLAGS = space_flags()
+"""The command-line flag that sets each key's choices for every kind,
+declared on the field (:func:`tuneae.config.flag`)."""
 _EXPECTED = {int: "int (a whole number)", float: "float (a number)", str: "str (a quoted string)",
              bool: "bool (true or false)", dict: "a table"}
 
@@ -185,110 +183,78 @@ def _say(label: str, value: Any) -> str:
 
 
 def _check_train_values(values: dict[str, tuple[tuple, str]]) -> None:
-    """Learning rates > 0, epochs and batch sizes >= 1, checkpoint intervals and seeds >= 0, a known noise protocol,
-    precision and memory format (:mod:`tuneae.precision`), noise sigmas >= 0 with min <= max."""
-    rules = {"train.lr": (lambda v: v > 0, "must be > 0 (e.g. 1e-3)"),
-             "train.epochs": (lambda v: v >= 1, "must be >= 1"),
-             "train.batch_size": (lambda v: v >= 1, "must be >= 1"),
-             "train.checkpoint_every": (lambda v: v >= 0, "must be >= 0 (epochs between resume checkpoints; 0: none)"),
-             "train.seed": (lambda v: v >= 0, "must be >= 0"),
-             "train.noise_sigma_min": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)"),
-             "train.noise_sigma_max": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)"),
-             "train.val_noise_sigma": (lambda v: v >= 0, "must be >= 0 (sigma on the [0, 1] scale)")}
-    for key, (ok, need) in rules.items():
-        choices, label = values[key]
+    """Every searched or fixed ``train.*`` value against training's own rules (:data:`tuneae.rules.TRAIN_RULES`,
+    :func:`tuneae.rules.noise_range_problem`), named as it was given."""
+    for name, (ok, need) in TRAIN_RULES.items():
+        choices, label = values[f"train.{name}"]
         for v in choices:
             if not ok(v):
                 raise ValueError(f"{_say(label, v)}: {need}")
-    for key, known, where in (("train.noise_protocol", PROTOCOLS, "tuneae.noise"),
-                              ("train.precision", PRECISIONS, "tuneae.precision"),
-                              ("train.memory_format", MEMORY_FORMATS, "tuneae.precision")):
-        choices, label = values[key]
-        for v in choices:
-            if v not in known:
-                raise ValueError(f"{_say(label, v)}: choose one of {', '.join(known)} ({where})")
     (lows, low_label), (highs, high_label) = values["train.noise_sigma_min"], values["train.noise_sigma_max"]
-    if max(lows) > min(highs):
-        raise ValueError(f"{_say(low_label, max(lows))} exceeds {_say(high_label, min(highs))}"
-                         f": the training noise sigma is drawn from [noise_sigma_min, noise_sigma_max]")
+    problem = noise_range_problem(max(lows), min(highs))
+    if problem:
+        raise ValueError(f"{_say(low_label, max(lows))} exceeds {_say(high_label, min(highs))}: {problem}")
 
 
 def _check_batch_norm(kind: str, values: dict[str, tuple[tuple, str]], image_size: int) -> None:
-    """Refuse a batch size that BatchNorm cannot train on.
-
-    In training mode ``torch.nn.BatchNorm2d`` normalises each channel over batch x height x width and raises
-    "Expected more than 1 value per channel when training" when that is a single value. Every BatchNorm layer of
-    tuneae's models (:func:`tuneae.models.blocks.norm_layer`, in the conv stages and residual blocks; the latent
-    heads have none) sits at a side of at least ``S / 2**depth`` (the bottleneck), where ``S`` is the training
-    input's side: ``train.crop_size`` when set, else ``image_size``. A batch of ``b`` images therefore trains iff
-    ``b * (S / 2**depth)**2 >= 2``. GroupNorm and no norm train on any batch size. (Validation runs in eval mode,
-    on running statistics: any batch.)
-    """
-    norms, _ = values["model.norm"]
-    if "batch" not in norms:
+    """Refuse a batch size that BatchNorm cannot train on (:func:`tuneae.rules.batch_norm_problem`) at any searched
+    depth and crop size; the training input's side is ``train.crop_size`` when set, else ``image_size``."""
+    if "batch" not in values["model.norm"][0]:
         return
     (batches, batch_label), (depths, _) = values["train.batch_size"], values["model.depth"]
-    crops = values["train.crop_size"][0] if "train.crop_size" in values else (0,)
-    for b, depth, crop in itertools.product(batches, depths, crops):
-        size = crop or image_size
-        side = size // 2 ** depth
-        if b * side * side < 2:
-            what = f"crop size {crop}" if crop else f"image size {image_size}"
-            raise ValueError(
-                f"{_say(batch_label, b)} cannot train {kind} with model.norm 'batch': at depth {depth} "
-                f"and {what} the bottleneck is {side}x{side}, so BatchNorm would see one value per "
-                f"channel (PyTorch: 'Expected more than 1 value per channel when training'); use a batch size >= 2, "
-                f"or model.norm 'group' or 'none' ([model] norm = \"group\", or [space] \"model.norm\" = "
-                f"[\"group\", \"none\"] in a --config file)")
+    for b, depth, crop in itertools.product(batches, depths, values["train.crop_size"][0]):
+        problem = batch_norm_problem(b, "batch", depth, crop or image_size)
+        if problem:
+            raise ValueError(f"{_say(batch_label, b)} cannot train {kind} with model.norm 'batch': {problem} "
+                             f"([model] norm = \"group\", or [space] \"model.norm\" = [\"group\", \"none\"] in a "
+                             f"--config file)")
 
 
-def _check_relations(kind: str, values: dict[str, tuple[tuple, str]], search: SearchConfig) -> None:
-    """ASHA's grace period against the largest epochs of ``kind`` (ASHA asserts ``max_t >= grace_period``)."""
-    epochs, label = values["train.epochs"]
-    max_t = max(epochs)
-    if search.grace_period > max_t:
+def _check_relations(kind: str, values: dict[str, tuple[tuple, str]], space: dict[str, tuple], cfg: Config) -> None:
+    """ASHA's grace period against ASHA's max_t of ``kind`` (ASHA asserts ``max_t >= grace_period``)."""
+    search, last = cfg.search, max_t(space, cfg.train)
+    label = _say(values["train.epochs"][1], last)
+    if search.grace_period > last:
         raise ValueError(f"--grace-period {search.grace_period} exceeds the largest epochs of {kind} "
-                         f"({_say(label, max_t)}): ASHA's first rung must come before the last epoch; "
-                         f"use --grace-period {max(1, max_t // 3)} or give larger --epochs")
-    if search.grace_period == max_t and search.num_samples > 1:
+                         f"({label}): ASHA's first rung must come before the last epoch; "
+                         f"use --grace-period {max(1, last // 3)} or give larger --epochs")
+    if search.grace_period == last and search.num_samples > 1:
         warnings.warn(f"--grace-period {search.grace_period} equals the largest epochs of {kind}: ASHA will stop "
                       f"no trial early", stacklevel=3)
 
 
-def validate(search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig | None = None) -> None:
+def validate(cfg: Config) -> None:
     """Check everything that can be checked before Ray starts or any image is decoded.
 
     The search settings (:func:`check_search_settings`); for every kind, its search space (:func:`check_choices`),
-    the values of every searched or fixed ``train.*`` setting, that every combination of the ``model.*`` choices
-    builds (:func:`tuneae.models.check_model_config`, e.g. image size divisible by 2**depth) and takes every
-    ``train.crop_size`` (:func:`tuneae.augment.check_crop_size`), that BatchNorm can
-    train on every batch size, and ASHA's grace period against the largest epochs; an explicit
-    ``--max-concurrent`` above ``--num-samples`` only warns.
+    the values of every searched or fixed ``train.*`` setting by training's own rules, that every combination of the
+    ``model.*`` choices builds (:func:`tuneae.models.check_model_config`, e.g. image size divisible by 2**depth) and
+    takes every ``train.crop_size`` (:func:`tuneae.augment.check_crop_size`), that BatchNorm can train on every
+    batch size, and ASHA's grace period against the largest epochs; an explicit ``--max-concurrent`` above
+    ``--num-samples`` only warns.
 
     Args:
-        search: the resolved search config.
-        data: not read at present (the image size is checked through ``model.image_size``).
-        model: the base model config; each kind's ``model.*`` choices are applied on top of it.
-        train: the fixed training settings (default ``TrainConfig()``); the space's choices replace them.
+        cfg: the resolved root config; each kind's ``model.*`` / ``train.*`` choices are applied on top of its
+            ``model`` and ``train`` sections.
     Raises:
         ConfigError: a search-space entry of the wrong type (from a preset or a flag; a config file's entries are
             checked as it is read, naming the file).
         ValueError: naming the flag or field, the value and what to change.
     """
-    train = train or TrainConfig()
+    search, model = cfg.search, cfg.model
     check_search_settings(search)
     for kind in search.models:
         space = {k: check_choices(k, v, f"search space of {kind}" + (f" ({FLAGS[k]})" if k in FLAGS else ""))
                  for k, v in kind_space(search, kind).items()}
-        values = _values(space, model, train)
+        values = _values(space, model, cfg.train)
         _check_train_values(values)
-        _check_relations(kind, values, search)
+        _check_relations(kind, values, space, cfg)
         model_keys = [k for k in values if k.startswith("model.") and k not in NOT_SEARCHED]
         for combo in itertools.product(*(values[k][0] for k in model_keys)):
-            cfg = replace(model, kind=kind, **{k[6:]: v for k, v in zip(model_keys, combo, strict=True)})
-            check_model_config(cfg)
+            built = replace(model, kind=kind, **{k[6:]: v for k, v in zip(model_keys, combo, strict=True)})
+            check_model_config(built)
             for crop in values["train.crop_size"][0]:  # random crops fit the model (tuneae.augment)
-                check_crop_size(int(crop), cfg)
+                check_crop_size(int(crop), built)
         _check_batch_norm(kind, values, model.image_size)
     if 0 < search.num_samples < search.max_concurrent:
         warnings.warn(f"--max-concurrent {search.max_concurrent} exceeds --num-samples {search.num_samples}: at "

@@ -1,104 +1,133 @@
-"""The command line of ``python -m tuneae.search``: flags, the TOML config file, and their merge into typed configs.
+"""The command line of ``python -m tuneae.search``: flags, the TOML config file, and their merge into one config.
 
-Preset, config file and flags are merged in that order (:func:`resolve`) and checked
-(:func:`tuneae.search.checks.validate`) before Ray starts or any image is decoded; a bad file or value raises
-:class:`ConfigError` / ``ValueError`` naming it.
+The per-setting flags are derived from the config's fields: every field declared with :func:`tuneae.config.flag`
+is a flag (``--num-samples`` for ``search.num_samples``), its help the field's docstring, its type the field's.
+Preset, config file and flags are merged in that order (:func:`resolve`) into one :class:`tuneae.config.Config`
+and checked (:func:`tuneae.search.checks.validate`) before Ray starts or any image is decoded; a bad file or value
+raises :class:`ConfigError` / ``ValueError`` naming it.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import tomllib
+import typing
 import warnings
-from dataclasses import fields, replace
+from dataclasses import Field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tuneae.config import MODEL_KINDS, PRESETS, DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.config import MODEL_KINDS, PRESETS, SECTIONS, Config, DataConfig, SearchConfig, field_docs, preset
 from tuneae.layout import RunLayout, is_local, user_path
-from tuneae.search.checks import HINTS, SECTIONS, ConfigError, check_choices, check_value, validate
+from tuneae.search.checks import HINTS, ConfigError, check_choices, check_value, validate
 from tuneae.search.space import kind_space
 
-__all__ = ["ConfigError", "build_parser", "read_config_file", "resolve", "validate"]
-SEARCH_FLAGS = ("num_samples", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "workers_per_trial",
-                "storage_path", "results_dir", "name", "seed", "grace_period", "reduction_factor", "address",
-                "wandb_mode", "wandb_project")
-"""Flags copied as they are onto the ``SearchConfig`` field of the same name."""
-SPACE_FLAGS = {"lr": "train.lr", "epochs": "train.epochs", "batch_size": "train.batch_size",
-               "latent_dim": "model.latent_dim"}
-"""Flags that replace one key of the search space, for every kind."""
+__all__ = ["ConfigError", "build_parser", "flagged_fields", "read_config_file", "resolve", "validate"]
+DEFAULT_PRESET = "cpu"
+"""The preset of a run without ``--preset``."""
 PATH_FIELDS = {"search": ("storage_path", "results_dir"), "data": ("source", "cache_dir", "manifest")}
-"""Fields that hold a user's path, expanded by :func:`tuneae.layout.user_path` wherever they come from (a field
-missing from a dataclass is skipped)."""
+"""Fields that hold a user's path, expanded by :func:`tuneae.layout.user_path` wherever they come from."""
+EPILOG = (
+    "Presets: smoke = synthetic 32 px phantoms, 4 trials per model of 3 epochs, ~2 min per model on 2 CPUs (the "
+    "tests use it); cpu = the real data at 128x128 with a reduced budget for 2 CPUs (ae, vae, dae and the denoising "
+    "U-Net dunet, 8 trials each; epochs {3, 6, 9} for the bottleneck models, {4, 8} for dunet with base channels "
+    "{8, 16} and depth {3, 4}; ASHA grace 1 / reduction 3; about 35 min per model on 2 CPUs); gpu = the seed "
+    "project's full grid (lr {1e-3,5e-4,1e-4}, epochs {10,20,40}, batch {16,32,64}, latent {512,1024,2048}) plus "
+    "base channels, kernel size, normalization and depth, the same four kinds, 27 trials each, 1/4 GPU per trial. "
+    "Flags override the preset; a --config TOML file sits between the two. Every setting of the [search], [data], "
+    "[model] and [train] tables of a config file is documented in tuneae/config.py.")
+
+
+def flagged_fields() -> list[tuple[str, Field]]:
+    """(section, field) of every config field that has a command-line flag (:func:`tuneae.config.flag`)."""
+    return [(section, f) for section, cls in SECTIONS.items() for f in fields(cls) if "flag" in f.metadata]
+
+
+def flag_name(section: str, f: Field) -> str:
+    """The flag of a field: its declared name, else ``--<name>`` (``--no-<name>`` for a bool that defaults to
+    True), with ``_`` as ``-``."""
+    declared = f.metadata["flag"]["name"]
+    if declared:
+        return declared
+    dashed = f.name.replace("_", "-")
+    return f"--no-{dashed}" if HINTS[section][f.name] is bool and f.default is True else f"--{dashed}"
+
+
+def _shown(value: Any) -> str:
+    """A default as ``--help`` shows it."""
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
+    return repr(value) if value == "" else str(value)
+
+
+def _help(section: str, f: Field) -> str:
+    """The flag's help: the field's docstring as plain text, then its default and the presets' values."""
+    doc = field_docs(SECTIONS[section]).get(f.name, "")
+    doc = re.sub(r":\w+:`~?([^`]*)`", r"\1", re.sub(r"``([^`]*)``", r"'\1'", doc))
+    text = " ".join(doc.split())
+    if f.metadata["flag"]["space"]:
+        text += " Searched: the values given are the choices of every kind (default: the preset's choices)."
+    elif HINTS[section][f.name] is bool:
+        text = ("turn off: " if f.default is True else "turn on: ") + text[:1].lower() + text[1:]
+    else:
+        by_preset = {name: getattr(getattr(preset(name), section), f.name)
+                     for name in sorted(PRESETS, key=lambda n: n != DEFAULT_PRESET)}
+        if len(set(map(_shown, by_preset.values()))) == 1:
+            text += f" (default: {_shown(by_preset[DEFAULT_PRESET])})"
+        else:
+            text += " (default by --preset: " + ", ".join(f"{n} {_shown(v)}" for n, v in by_preset.items()) + ")"
+    return text.replace("%", "%%")
+
+
+def _add_flag(group: argparse._ArgumentGroup, section: str, f: Field) -> None:
+    """One field's flag; its value lands in ``args.<section>.<field>`` (None when the flag is not given)."""
+    spec, hint = f.metadata["flag"], HINTS[section][f.name]
+    kw: dict[str, Any] = {"dest": f"{section}.{f.name}", "default": None, "help": _help(section, f)}
+    if hint is bool:
+        kw.update(action="store_const", const=not f.default)
+    else:
+        many = spec["space"] or typing.get_origin(hint) is tuple
+        kw.update(type=typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint,
+                  metavar=spec["metavar"] or (None if spec["choices"] else f.name.upper()))
+        if many:
+            kw["nargs"] = "+"
+        if spec["choices"]:
+            kw["choices"] = spec["choices"]
+    group.add_argument(flag_name(section, f), **kw)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface (every flag documented in ``--help``)."""
+    """The command-line interface: the run's own flags, then one flag per flagged config field, each documented in
+    ``--help`` by the field's docstring."""
     p = argparse.ArgumentParser(
         prog="python -m tuneae.search",
         description="Find the best autoencoder for brain-tumour MRI reconstruction by distributed hyperparameter "
                     "search: Ray Tune + Optuna TPE + ASHA, each trial trained under Ray Train, logged to W&B.",
-        epilog="Presets: smoke = synthetic 32 px phantoms, 4 trials per model of 3 epochs, ~2 min per model on 2 CPUs "
-               "(the tests use it); cpu = the real data at 128x128 with a reduced budget for 2 CPUs "
-               "(ae, vae, dae and the denoising U-Net dunet, 8 trials each; epochs {3, 6, 9} for the bottleneck "
-               "models, {4, 8} for dunet with base channels {8, 16} and depth {3, 4}; ASHA grace 1 / reduction 3; "
-               "about 35 min per model on 2 CPUs); "
-               "gpu = the seed's full grid (lr {1e-3,5e-4,1e-4}, epochs {10,20,40}, batch {16,32,64}, latent "
-               "{512,1024,2048}) plus base channels, kernel size, normalization and depth, the same four kinds, "
-               "27 trials each, 1/4 GPU per trial. Flags override the preset; a --config TOML file sits between "
-               "the two.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG)
     a = p.add_argument
-    a("--preset", choices=sorted(PRESETS), default="cpu", help="budget preset (default: cpu)")
+    a("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET, help=f"budget preset (default: {DEFAULT_PRESET})")
     a("--config", metavar="FILE.toml", help="TOML file with [search], [data], [model], [train] and [space] tables "
-                                            "(space: e.g. 'train.lr' = [1e-3, 1e-4])")
-    a("--data", metavar="SOURCE", help="a Hugging Face hub id (default benschill/brain-tumor-collection, read from "
-                                       "its parquet export), a local folder, or 'phantom' (synthetic). A folder "
-                                       "may be split folders (train/<class>/<image>, test/<class>/<image>, val/ "
-                                       "optional), class folders without a split (<class>/<image>), or one flat "
-                                       "folder of unlabeled images; files: PNG, JPEG, TIFF and other rasters, "
-                                       "DICOM, NIfTI (.nii / .nii.gz, every non-empty axial slice)")
-    a("--model", nargs="+", choices=MODEL_KINDS,
-      help="model kinds, one search each (default: the preset's; cpu and gpu: ae vae dae dunet)")
-    a("--num-samples", type=int, help="trials per model kind")
-    a("--max-concurrent", type=int, help="concurrent trials (default: as many as the cluster's CPUs/GPUs hold)")
-    a("--cpus-per-trial", type=float, help="CPUs per Train worker (= torch threads)")
-    a("--gpus-per-trial", type=float, help="GPUs per Train worker; fractions (0.25) pack trials on one GPU")
-    a("--workers-per-trial", type=int, help="Train workers per trial (DDP when > 1)")
-    a("--storage-path", help="experiment storage for Tune state and checkpoints (local folder outside git, or "
-                             "s3://...); default ./runs")
-    a("--results-dir", help="where summary.json and trials.csv go (default ./results)")
-    a("--name", help="experiment name (default: the preset's name)")
+                                            "(space: e.g. 'train.lr' = [1e-3, 1e-4], or a [space.dunet] table)")
     a("--resume", action="store_true", help="resume the experiment --name from its storage (finished trials are "
                                             "kept, the searcher keeps its history)")
     a("--overwrite", action="store_true", help="replace the run --name (its experiment and results folders are "
                                                "removed first); without it a name that a finished run holds gets "
                                                "a new one (<name>-2), and an unfinished one must be --resume'd")
-    a("--seed", type=int, help="seed of the searcher, the data split and training (default 0)")
-    a("--image-size", type=int, help="input side in pixels, divisible by 2**depth of every model searched (32 for the "
-                                           "seed's depth 5; default 128, smoke: 32)")
-    a("--grace-period", type=int, help="ASHA grace period in epochs (first rung)")
-    a("--reduction-factor", type=float, help="ASHA reduction factor")
-    a("--lr", type=float, nargs="+", help="learning-rate choices (search space override)")
-    a("--epochs", type=int, nargs="+", help="epoch choices; the largest is ASHA's max_t")
-    a("--batch-size", type=int, nargs="+", help="batch-size choices")
-    a("--latent-dim", type=int, nargs="+", help="latent-dimension choices")
-    a("--address", help="Ray cluster to join ('auto' or RAY_ADDRESS); default: start Ray on this machine")
-    a("--no-wandb", action="store_true", help="do not log to W&B")
-    a("--wandb-mode", choices=["offline", "online"], help="W&B mode (default: online if WANDB_API_KEY is set, "
-                                                          "else offline; sync later with `wandb sync`)")
-    a("--wandb-project", help="W&B project (default tuneae)")
-    a("--skip-unreadable", action="store_true", help="count and skip unreadable images instead of failing")
-    a("--split", choices=["group", "original"], help="group: leakage-free split of the duplicate groups (default); "
-                                                     "original: the folders' own split, cross-split copies removed")
     a("--report", action="store_true", help="run the best-trial report (python -m tuneae.report) afterwards")
+    groups = {"search": p.add_argument_group("search settings ([search] table)"),
+              "data": p.add_argument_group("data settings ([data] table)"),
+              "space": p.add_argument_group("search space ([space] table): choices for every kind")}
+    for section, f in flagged_fields():
+        group = groups["space" if f.metadata["flag"]["space"] else section]
+        _add_flag(group, section, f)
     return p
 
 
-def _merge(cls, base, updates: dict[str, Any], where: str):
-    """``base`` (a ``cls`` dataclass) with ``updates`` applied, each value checked against the field's type."""
-    section = next(sec for sec, c in SECTIONS.items() if c is cls)
-    known = {f.name for f in fields(cls)} - {"space", "space_by_kind"}  # the search space has its own [space] table
+def _merge(section: str, base: Any, updates: dict[str, Any], where: str) -> Any:
+    """``base`` (the ``section``'s dataclass) with ``updates`` applied, each value checked against the field's
+    type."""
+    known = {f.name for f in fields(SECTIONS[section])} - {"space", "space_by_kind"}  # the space: a [space] table
     bad = sorted(set(updates) - known)
     if bad:
         raise ConfigError(f"unknown field(s) {bad} in {where}; known: {sorted(known)}"
@@ -121,24 +150,15 @@ def _override_space(search: SearchConfig, common: dict[str, tuple],
     return replace(search, space=space, space_by_kind=kinds)
 
 
-def _preset(name: str) -> dict[str, Any]:
-    """The configs of a preset: ``{"search", "data", "model", "train"}``."""
-    preset = PRESETS[name]
-    return {"search": replace(SearchConfig(), **preset["search"], space=dict(preset["space"]),
-                              space_by_kind={k: dict(v) for k, v in preset.get("space_by_kind", {}).items()}),
-            "data": replace(DataConfig(), **preset["data"]), "model": replace(ModelConfig(), **preset.get("model", {})),
-            "train": TrainConfig()}
-
-
-def read_config_file(path: Path, cfgs: dict[str, Any]) -> tuple[dict[str, Any], dict]:
-    """Apply a TOML config file to ``cfgs`` (``{"search", "data", "model", "train"}``).
+def read_config_file(path: Path, cfg: Config) -> tuple[Config, dict]:
+    """Apply a TOML config file to ``cfg``.
 
     Args:
         path: the file; tables ``[search]``, ``[data]``, ``[model]``, ``[train]`` (fields of the dataclasses) and
             ``[space]`` (``"section.field" = [choices]``, or a ``[space.<kind>]`` table for one kind).
-        cfgs: the configs so far (the preset's).
+        cfg: the config so far (the preset's).
     Returns:
-        (the updated configs, the parsed document).
+        (the updated config, the parsed document).
     Raises:
         ConfigError: the file cannot be read, or an unknown table, field or badly typed value, or a ``[space]``
             entry that is not a non-empty list of distinct choices of its field's type, naming the file, table,
@@ -154,7 +174,7 @@ def read_config_file(path: Path, cfgs: dict[str, Any]) -> tuple[dict[str, Any], 
     not_tables = sorted(k for k, v in doc.items() if not isinstance(v, dict))
     if not_tables:
         raise ConfigError(f"{path}: {not_tables} must be tables ([name] headers), not plain values")
-    cfgs = {sec: _merge(cls, cfgs[sec], dict(doc.get(sec, {})), f"{path} [{sec}]") for sec, cls in SECTIONS.items()}
+    cfg = Config(**{sec: _merge(sec, getattr(cfg, sec), dict(doc.get(sec, {})), f"{path} [{sec}]") for sec in SECTIONS})
     common, by_kind = {}, {}
     for key, choices in doc.get("space", {}).items():
         if isinstance(choices, dict):  # a [space.dunet] table: that kind only
@@ -163,8 +183,7 @@ def read_config_file(path: Path, cfgs: dict[str, Any]) -> tuple[dict[str, Any], 
             by_kind[key] = {sub: check_choices(sub, c, f"{path} [space.{key}]") for sub, c in choices.items()}
         else:
             common[key] = check_choices(key, choices, f"{path} [space]")
-    cfgs["search"] = _override_space(cfgs["search"], common, by_kind)
-    return cfgs, doc
+    return replace(cfg, search=_override_space(cfg.search, common, by_kind)), doc
 
 
 def _warn_shadowed(path: str, doc: dict, search: SearchConfig) -> None:
@@ -176,55 +195,52 @@ def _warn_shadowed(path: str, doc: dict, search: SearchConfig) -> None:
                               f"set it under [space] as a one-element list to fix it", stacklevel=3)
 
 
-def _apply_search_flags(args: argparse.Namespace, search: SearchConfig) -> SearchConfig:
-    """``search`` with the flags that set its fields and the search-space flags applied."""
-    s: dict[str, Any] = {f: getattr(args, f) for f in SEARCH_FLAGS if getattr(args, f) is not None}
-    if args.model:
-        s["models"] = tuple(dict.fromkeys(args.model))
-    if args.no_wandb:
-        s["wandb"] = False
-    if not args.address and os.environ.get("RAY_ADDRESS"):
-        s["address"] = os.environ["RAY_ADDRESS"]
-    space = {key: tuple(getattr(args, flag)) for flag, key in SPACE_FLAGS.items() if getattr(args, flag)}
-    return _override_space(replace(search, **s), space)  # a flag overrides every kind
+def _apply_flags(args: argparse.Namespace, cfg: Config) -> Config:
+    """``cfg`` with every given field flag applied: a search-space flag replaces that key's choices for every
+    kind, any other sets its field (and the fields it ``also`` sets); ``RAY_ADDRESS`` when ``--address`` is not
+    given."""
+    updates: dict[str, dict[str, Any]] = {section: {} for section in SECTIONS}
+    space: dict[str, tuple] = {}
+    for section, f in flagged_fields():
+        value = getattr(args, f"{section}.{f.name}")
+        if value is None:
+            continue
+        if f.metadata["flag"]["space"]:
+            space[f"{section}.{f.name}"] = tuple(value)
+            continue
+        if isinstance(value, list):
+            value = tuple(dict.fromkeys(value))  # --model ae ae: once
+        for key in (f"{section}.{f.name}", *f.metadata["flag"]["also"]):
+            sec, _, name = key.partition(".")
+            updates[sec][name] = value
+    if "address" not in updates["search"] and os.environ.get("RAY_ADDRESS"):
+        updates["search"]["address"] = os.environ["RAY_ADDRESS"]
+    cfg = replace(cfg, **{sec: replace(getattr(cfg, sec), **u) for sec, u in updates.items()})
+    return replace(cfg, search=_override_space(cfg.search, space))  # a flag overrides every kind
 
 
-def _apply_data_flags(args: argparse.Namespace, search: SearchConfig, data: DataConfig,
-                      train: TrainConfig) -> tuple[DataConfig, TrainConfig]:
-    """``data`` and ``train`` with ``--data``, ``--image-size``, ``--seed``, ``--skip-unreadable`` and ``--split``
-    applied, the cache folder of the run layout (unless a config file set one), and a local data folder and a
-    ``[data] manifest`` made absolute."""
-    d: dict[str, Any] = {}
-    if args.data:
-        d["source"] = user_path(args.data)
-    if args.image_size is not None:
-        d["image_size"] = args.image_size
-    if args.seed is not None:
-        d["seed"] = args.seed
-        train = replace(train, seed=args.seed)
-    if args.skip_unreadable:
-        d["skip_unreadable"] = True
-    if args.split:
-        d["split"] = args.split
-    if data.manifest:  # like the source: valid from any folder
-        d["manifest"] = str(Path(data.manifest).resolve())  # already expanded (PATH_FIELDS)
-    if is_local(search.storage_path) and data.cache_dir == DataConfig().cache_dir:  # a [data] cache_dir wins
+def _place_data(cfg: Config) -> DataConfig:
+    """``cfg.data`` made valid from any folder (checkpoints store it): a local data folder and a manifest made
+    absolute, and the cache folder of the run layout (unless a config file or flag set one)."""
+    data, search, d = cfg.data, cfg.search, {}
+    if data.manifest:
+        d["manifest"] = str(Path(data.manifest).resolve())
+    if is_local(search.storage_path) and data.cache_dir == DataConfig().cache_dir:
         d["cache_dir"] = str(RunLayout.of(search).cache_dir)
-    source = d.get("source", data.source)
-    if Path(source).is_dir():  # checkpoints store the data config: make it valid from any folder
-        d["source"] = str(Path(source).resolve())
-    return replace(data, **d), train
+    if Path(data.source).is_dir():
+        d["source"] = str(Path(data.source).resolve())
+    return replace(data, **d)
 
 
-def _expand_paths(cfg, section: str):
+def _expand_paths(cfg: Config) -> Config:
     """``cfg`` with its user paths (:data:`PATH_FIELDS`) expanded by :func:`tuneae.layout.user_path`."""
-    present = {f.name for f in fields(cfg)}
-    return replace(cfg, **{n: user_path(getattr(cfg, n)) for n in PATH_FIELDS[section] if n in present})
+    return replace(cfg, **{sec: replace(getattr(cfg, sec), **{n: user_path(getattr(getattr(cfg, sec), n))
+                                                               for n in names})
+                           for sec, names in PATH_FIELDS.items()})
 
 
-def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, ModelConfig, TrainConfig,
-                                                     argparse.Namespace]:
-    """Merge preset, config file and command line (in that order) into typed configs. Starts nothing, reads no data.
+def resolve(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
+    """Merge preset, config file and command line (in that order) into one config. Starts nothing, reads no data.
 
     Also: ``--seed`` seeds the data split and training too; a local ``storage_path`` sets the default
     ``data.cache_dir`` to ``<storage_path>/cache`` (absolute); a local data folder is made absolute (checkpoints
@@ -236,7 +252,7 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
     Args:
         argv: command-line arguments without the program name; None reads ``sys.argv[1:]``.
     Returns:
-        (search, data, model, train, parsed arguments); ``search.space`` / ``search.space_by_kind`` map
+        (the root config, the parsed arguments); ``search.space`` / ``search.space_by_kind`` map
         ``"section.field"`` to a tuple of choices.
     Raises:
         ConfigError: a config file that cannot be read, or an unknown table, field or badly typed value, or a
@@ -244,14 +260,11 @@ def resolve(argv: list[str] | None = None) -> tuple[SearchConfig, DataConfig, Mo
         SystemExit: bad command-line flags (argparse prints the error and exits with status 2), or ``--help``.
     """
     args = build_parser().parse_args(argv)
-    cfgs, doc = _preset(args.preset), {}
+    cfg, doc = preset(args.preset), {}
     if args.config:
         args.config = user_path(args.config)
-        cfgs, doc = read_config_file(Path(args.config), cfgs)
-    search = _expand_paths(_apply_search_flags(args, cfgs["search"]), "search")
-    cfgs["data"] = _expand_paths(cfgs["data"], "data")
+        cfg, doc = read_config_file(Path(args.config), cfg)
+    cfg = _expand_paths(_apply_flags(args, cfg))
     if args.config:
-        _warn_shadowed(args.config, doc, search)
-    data, train = _apply_data_flags(args, search, cfgs["data"], cfgs["train"])
-    model = replace(cfgs["model"], image_size=data.image_size)
-    return search, data, model, train, args
+        _warn_shadowed(args.config, doc, cfg.search)
+    return replace(cfg, data=_place_data(cfg)), args

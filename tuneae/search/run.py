@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneae import tracking
-from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig
+from tuneae.config import Config, DataConfig, SearchConfig
 from tuneae.data import DataError, Splits, check_source, load_splits, write_manifest
 from tuneae.layout import RunLayout, portable, portable_command
 from tuneae.run.best import METRIC, MODE
@@ -43,8 +43,7 @@ def _load_data(data: DataConfig) -> Splits:
     return splits
 
 
-def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig, splits: Splits,
-               resume: bool) -> dict[str, Any]:
+def search_all(cfg: Config, splits: Splits, resume: bool) -> dict[str, Any]:
     """Run one Tune experiment per kind in ``search.models`` on the running Ray session; stop at an interruption.
 
     Returns:
@@ -54,6 +53,7 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
     """
     import ray
 
+    search = cfg.search
     cluster = ray.cluster_resources()
     max_concurrent = derive_max_concurrent(cluster, search)
     print(f"[tuneae] cluster {cluster.get('CPU', 0):g} CPU / {cluster.get('GPU', 0):g} GPU -> {max_concurrent} "
@@ -64,7 +64,7 @@ def search_all(search: SearchConfig, data: DataConfig, model: ModelConfig, train
                            "cluster": {"CPU": cluster.get("CPU", 0.0), "GPU": cluster.get("GPU", 0.0)}}
     for kind in search.models:
         try:
-            grid = run_one(kind, search, data, model, train, data_box, max_concurrent, resume)
+            grid = run_one(kind, cfg, data_box, max_concurrent, resume)
         except KeyboardInterrupt:  # a second Ctrl-C skips Tune's last save; the periodic one remains
             out["interrupted"] = kind
             print(f"[tuneae] interrupted during {kind}; resume with --resume", flush=True)
@@ -101,8 +101,8 @@ def _wandb_record(search: SearchConfig, env: dict[str, str], started: float, lay
     return {**record, "dir": portable(env["WANDB_DIR"], layout.results)}
 
 
-def make_summary(argv: list[str] | None, preset: str, started: float, search: SearchConfig, data: DataConfig,
-                 train: TrainConfig, splits: Splits, env: dict[str, str], outcome: dict[str, Any]) -> Summary:
+def make_summary(argv: list[str] | None, preset: str, started: float, cfg: Config, splits: Splits,
+                 env: dict[str, str], outcome: dict[str, Any]) -> Summary:
     """The search's ``summary.json``: command, versions, wall time, settings, data counts, per-kind results.
 
     No absolute path of this machine: the experiment folder, the W&B folder and a local data folder are recorded
@@ -112,13 +112,14 @@ def make_summary(argv: list[str] | None, preset: str, started: float, search: Se
         argv: the command-line arguments (None: ``sys.argv[1:]``), recorded as the command.
         preset: the preset's name.
         started: the search's start, seconds since the epoch.
-        search, data, train: the resolved settings.
+        cfg: the resolved settings.
         splits: the data splits (their counts are recorded).
         env: the W&B environment (:func:`tuneae.tracking.wandb_env`), {} without W&B.
         outcome: :func:`search_all`'s result.
     Returns:
         The summary.
     """
+    search, data, train = cfg.search, cfg.data, cfg.train
     layout = RunLayout.of(search)
     return Summary(
         command=portable_command("python -m tuneae.search", list(argv or sys.argv[1:])),
@@ -166,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     """
     started = time.time()
     try:
-        search, data, model, train, args = resolve(argv)
-        validate(search, data, model, train)
+        cfg, args = resolve(argv)
+        validate(cfg)
+        search, data, train = cfg.search, cfg.data, cfg.train
         check_source(data)
         if not search.address:  # a local Ray has no autoscaler: a trial that cannot fit would wait forever
             check_machine(search)
         search = claim_name(search, args.resume, args.overwrite)
+        cfg = replace(cfg, search=search)
         layout = RunLayout.of(search)
         if args.resume:  # Tune's restore keeps the saved budget and space: refuse a change now, not loop later
             for kind in search.models:
@@ -194,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        outcome = search_all(search, data, model, train, splits, args.resume)
+        outcome = search_all(cfg, splits, args.resume)
     finally:
         ray.shutdown()
 
-    write_results(layout.results, make_summary(argv, args.preset, started, search, data, train, splits, env, outcome),
+    write_results(layout.results, make_summary(argv, args.preset, started, cfg, splits, env, outcome),
                   outcome["rows"])
     write_manifest(splits, layout.manifest_file)
     print("\n" + format_table(outcome["models"]))

@@ -4,7 +4,7 @@ experiment folder. What differs from a bare ``OptunaSearch(sampler=TPESampler(se
 
 - **Start-up scaled to the budget.** TPE samples at random until ``n_startup_trials`` trials have finished (Optuna's
   default 10 made every trial of a 4-trial search random). Here ``max(2, num_samples // 4)`` (:func:`startup_trials`):
-  a quarter of the budget explores, the rest is modelled; the seed's recipe (below) is the first start-up trial.
+  a quarter of the budget explores, the rest is modelled; the seed project's recipe is the first start-up trial.
 - **Constant liar** (``TPESampler(constant_liar=True)``) when trials run in parallel: a running trial counts as a
   bad result, so parallel proposals spread out instead of repeating one guess.
 - **ASHA-stopped trials are PRUNED, failed trials FAIL**, each epoch's value reported
@@ -13,7 +13,7 @@ experiment folder. What differs from a bare ``OptunaSearch(sampler=TPESampler(se
   (:class:`tuneae.search.optuna_search.PruningOptunaSearch`).
 - **No repeated configuration**: training is seeded, so a repeat would only reproduce a result; a proposal that
   repeats a tried configuration is replaced by the nearest untried one (:func:`nearest_unseen`).
-- **The seed's recipe first** (:func:`seed_point`, enqueued with ``optuna.Study.enqueue_trial``, which is what
+- **The seed project's recipe first** (:func:`seed_point`, enqueued with ``optuna.Study.enqueue_trial``, which is what
   ``OptunaSearch(points_to_evaluate=...)`` does): a search never ends below the recipe it set out to improve.
 - **A persistent study**: ``optuna.storages.RDBStorage`` on ``<experiment>/optuna.db``
   (:attr:`tuneae.layout.RunLayout.study_file`), one study per model kind named after it;
@@ -30,20 +30,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from tuneae.config import seed_recipe
 from tuneae.search.repeats import config_key, nearest_unseen
 from tuneae.search.study import STEP_KEY, jsonable_space, study_storage
 
-__all__ = ["SEED_RECIPE", "asha_rungs", "config_key", "make_searcher", "nearest_choice", "nearest_unseen", "seed_point",
-           "startup_trials"]
-
-SEED_RECIPE: dict[str, Any] = {
-    "train.lr": 5e-4, "train.batch_size": 16, "model.latent_dim": 512,
-    "model.base_channels": 32, "model.depth": 5, "model.kernel_size": 3, "model.norm": "batch",
-    "model.input_norm": "none", "model.latent_layout": "dense", "model.recon_loss": "mse",
-}
-"""The seed project's recipe: its sweep's best AE (lr 5e-4, batch 16, latent 512) on its own stack (base 32 channels,
-depth 5, 3x3 kernels, BatchNorm, raw input, a dense latent vector, MSE); ``train.epochs`` is the largest choice of
-the space."""
+__all__ = ["config_key", "make_searcher", "nearest_choice", "nearest_unseen", "seed_point", "startup_trials"]
 
 
 def startup_trials(num_samples: int) -> int:
@@ -56,25 +47,9 @@ def startup_trials(num_samples: int) -> int:
     Args:
         num_samples: trials per model kind, >= 1.
     Returns:
-        The number of start-up trials (the seed's recipe is the first of them).
+        The number of start-up trials (the seed project's recipe is the first of them).
     """
     return max(2, int(num_samples) // 4)
-
-
-def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> list[float]:
-    """The epochs at which ASHA may stop a trial: :func:`tuneae.checkpoint.asha_rungs` (Ray's own rule, the one
-    place it is computed) without the rung at ``max_t``, which ends every trial anyway.
-
-    Args:
-        grace_period: ASHA's ``grace_period`` in epochs (>= 1).
-        reduction_factor: ASHA's ``reduction_factor`` (> 1).
-        max_t: the largest number of epochs (ASHA's ``max_t``).
-    Returns:
-        Rung epochs in increasing order, each < ``max_t`` (e.g. ``[1, 3]`` for grace 1, factor 3, 9 epochs).
-    """
-    from tuneae.checkpoint import asha_rungs as epochs_of_rungs
-
-    return [float(r) for r in epochs_of_rungs(grace_period, reduction_factor, max_t) if r < max_t]
 
 
 def nearest_choice(value: Any, choices: tuple | list) -> Any:
@@ -105,28 +80,23 @@ def nearest_choice(value: Any, choices: tuple | list) -> Any:
     return choices[0]
 
 
-def seed_point(space: dict[str, tuple], defaults: dict[str, Any]) -> dict[str, Any]:
-    """The seed's recipe expressed in one kind's space: every searched key set to a value of its choices.
+def seed_point(space: dict[str, tuple]) -> dict[str, Any]:
+    """The seed project's recipe expressed in one kind's space: every searched key set to one of its choices.
 
-    ``train.epochs`` is the largest choice; other keys take :data:`SEED_RECIPE`'s value, else the fixed config's
-    (``defaults``), each mapped to the nearest choice (:func:`nearest_choice`) when it is not one.
+    ``train.epochs`` is the largest choice; every other key takes the recipe's value (the dataclass defaults,
+    :func:`tuneae.config.seed_recipe`), mapped to the nearest choice (:func:`nearest_choice`) when it is not one.
 
     Args:
         space: ``kind_space(search, kind)``: ``{"section.field": (choice, ...)}``.
-        defaults: the kind's flat fixed config (``tuneae.config.to_flat``), for keys the recipe does not name.
     Returns:
         ``{"section.field": choice}`` for every key of ``space``.
     """
-    point = {}
-    for key, choices in space.items():
-        if key == "train.epochs":
-            point[key] = max(choices)
-        else:
-            point[key] = nearest_choice(SEED_RECIPE.get(key, defaults.get(key)), tuple(choices))
-    return point
+    recipe = seed_recipe()
+    return {key: max(choices) if key == "train.epochs" else nearest_choice(recipe.get(key), tuple(choices))
+            for key, choices in space.items()}
 
 
-def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], *, num_samples: int,
+def make_searcher(kind: str, space: dict[str, tuple], planned_epochs: int, *, num_samples: int,
                   max_concurrent: int, seed: int, study_file: str | Path, rungs: list[float] | None = None,
                   mode: str = "min"):
     """A new searcher for one kind's experiment, its study created afresh in ``study_file`` (a resumed experiment
@@ -136,14 +106,14 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
         kind: the model kind: the study's name.
         space: ``kind_space(search, kind)``; Tune passes the same space as ``tune.choice`` domains in ``param_space``,
             which ``OptunaSearch`` turns into ``CategoricalDistribution``\\ s.
-        defaults: the kind's flat fixed config (``to_flat(data, model, train)``): the planned epochs when
-            ``train.epochs`` is not searched, and values for :func:`seed_point`.
+        planned_epochs: the epochs of a trial when ``train.epochs`` is not searched (the fixed ``train.epochs``).
         num_samples: trials of this kind (sets :func:`startup_trials`; saved for
             :func:`tuneae.search.study.check_resume`).
         max_concurrent: trials running at once; > 1 turns on the constant liar.
         seed: seed of the sampler.
         study_file: the SQLite file (``<experiment>/optuna.db``); an older study of this kind in it is replaced.
-        rungs: ASHA's rung epochs (:func:`asha_rungs`), saved with the study for the report's learning curves.
+        rungs: the epochs at which ASHA may stop a trial (:func:`tuneae.checkpoint.asha_rungs` below max_t),
+            saved with the study for the report's learning curves.
         mode: ``min`` or ``max``, as ``TuneConfig(mode=...)``.
     Returns:
         A :class:`tuneae.search.optuna_search.PruningOptunaSearch` (space, metric and mode arrive from
@@ -165,7 +135,7 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
         optuna.delete_study(study_name=kind, storage=storage)
     study = optuna.create_study(storage=storage, study_name=kind, direction=direction)
     n_startup, liar = startup_trials(num_samples), max_concurrent > 1
-    point = seed_point(space, defaults)
+    point = seed_point(space)
     for key, value in {"num_samples": num_samples, "space": jsonable_space(space), "seed": seed,
                        "n_startup_trials": n_startup, "constant_liar": liar, "multivariate": True,
                        "rungs": list(rungs or []), "step": STEP_KEY, "mode": mode,
@@ -176,4 +146,4 @@ def make_searcher(kind: str, space: dict[str, tuple], defaults: dict[str, Any], 
     sampler = optuna.samplers.TPESampler(n_startup_trials=n_startup, constant_liar=liar, multivariate=True,
                                          seed=seed)
     return PruningOptunaSearch(sampler=sampler, study_name=kind, storage=storage,
-                               planned_epochs=int(defaults.get("train.epochs", 1)))
+                               planned_epochs=int(planned_epochs))

@@ -6,10 +6,9 @@ models a parameter that has no effect (Optuna's conditional spaces, done per exp
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
+from tuneae.config import Config, SearchConfig, TrainConfig
 from tuneae.models import UNUSED_BY_KIND
 
 
@@ -27,20 +26,28 @@ def kind_space(search: SearchConfig, kind: str) -> dict[str, tuple]:
     return {k: tuple(v) for k, v in space.items() if k not in UNUSED_BY_KIND.get(kind, ())}
 
 
-def param_space(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig,
-                train: TrainConfig) -> dict[str, Any]:
-    """Tune's ``param_space`` of one kind: the flat configs (:func:`tuneae.config.to_flat`), each searched key a
+def max_t(space: dict[str, tuple], train: TrainConfig) -> int:
+    """ASHA's ``max_t`` of one kind, in epochs: the largest ``train.epochs`` choice, else the fixed ``train.epochs``.
+
+    Args:
+        space: ``kind_space(search, kind)``.
+        train: the fixed training settings.
+    """
+    return int(max(space.get("train.epochs", (train.epochs,))))
+
+
+def param_space(kind: str, cfg: Config) -> dict[str, Any]:
+    """Tune's ``param_space`` of one kind: the flat config (:meth:`tuneae.config.Config.flat`), each searched key a
     ``ray.tune.choice`` of its choices (upstream: ``ray.tune.search.sample.choice``), plus the search's ASHA
-    settings (:func:`tuneae.trainable.asha_config`; max_t as the scheduler's, the largest ``train.epochs`` choice),
-    from which each trial derives the rung epochs it checkpoints."""
+    settings (:func:`tuneae.trainable.asha_config`, with :func:`max_t`), from which each trial derives the rung
+    epochs it checkpoints."""
     from ray import tune
 
     from tuneae.trainable import asha_config
 
-    flat = to_flat(data, replace(model, kind=kind), train)
-    space = kind_space(search, kind)
+    flat = cfg.of_kind(kind).flat()
+    space = kind_space(cfg.search, kind)
     for key, choices in space.items():
         flat[key] = tune.choice(list(choices))
-    max_t = int(max(space.get("train.epochs", (train.epochs,))))  # as tuneae.search.tune.run_one's ASHA max_t
-    flat.update(asha_config(search.grace_period, search.reduction_factor, max_t))
+    flat.update(asha_config(cfg.search.grace_period, cfg.search.reduction_factor, max_t(space, cfg.train)))
     return flat

@@ -8,14 +8,14 @@ trains under Ray Train (:func:`tuneae.trainable.run_trial`). The only module tha
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from tuneae import tracking
-from tuneae.config import DataConfig, ModelConfig, SearchConfig, TrainConfig, to_flat
+from tuneae.checkpoint import asha_rungs
+from tuneae.config import Config, SearchConfig
 from tuneae.layout import RunLayout
 from tuneae.run.best import METRIC, MODE
-from tuneae.search.searcher import asha_rungs, make_searcher
-from tuneae.search.space import kind_space, param_space
+from tuneae.search.searcher import make_searcher
+from tuneae.search.space import kind_space, max_t, param_space
 from tuneae.search.study import STEP_KEY
 
 
@@ -62,18 +62,17 @@ def _trainable(layout: RunLayout, search: SearchConfig, data_box: dict):
     return tune.with_resources(trainable, {"CPU": 0, "node:__internal_head__": 0.001})
 
 
-def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfig, train: TrainConfig,
-            data_box: dict, max_concurrent: int, resume: bool):
+def run_one(kind: str, cfg: Config, data_box: dict, max_concurrent: int, resume: bool):
     """Run (or resume) the Tune experiment of one model kind under ``RunLayout.of(search).kind_dir(kind)``.
 
     Optuna TPE (Bergstra et al. 2011; :func:`tuneae.search.searcher.make_searcher`, its study in
     ``RunLayout.study_file``) proposes configs, ASHA (Li et al. 2020) stops trials at rungs counted by the
-    reported ``epoch`` (max_t: the largest ``train.epochs`` choice), each trial is :func:`tuneae.trainable.run_trial`
+    reported ``epoch`` (:func:`tuneae.search.space.max_t`), each trial is :func:`tuneae.trainable.run_trial`
     (upstream API: ``ray.tune.Tuner``, ``ray.tune.search.optuna.OptunaSearch``, ``ray.tune.schedulers.ASHAScheduler``).
 
     Args:
         kind: the model kind searched.
-        search, data, model, train: the resolved configs; ``kind_space(search, kind)`` is searched.
+        cfg: the resolved root config; ``kind_space(cfg.search, kind)`` is searched.
         data_box: ``{"ref": ObjectRef}`` of the uint8 train/val arrays in the Ray object store.
         max_concurrent: trials running at once (:func:`derive_max_concurrent`).
         resume: continue a saved experiment at that path when one exists (finished trials are kept, errored ones
@@ -88,10 +87,11 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    search = cfg.search
     layout = RunLayout.of(search)
     trainable = _trainable(layout, search, data_box)
     path = layout.kind_dir(kind)
-    space = param_space(kind, search, data, model, train)
+    space = param_space(kind, cfg)
     callback = tracking.tune_callback(search.wandb_project, f"{search.name}-{kind}") if search.wandb else None
     if resume and tune.Tuner.can_restore(path):
         from tuneae.search.optuna_search import study_file_now
@@ -109,15 +109,16 @@ def run_one(kind: str, search: SearchConfig, data: DataConfig, model: ModelConfi
                 return done
             print(f"[tuneae] resuming {kind} from {path}", flush=True)
             return tuner.fit()
-    max_t = int(max(kind_space(search, kind).get("train.epochs", (train.epochs,))))
+    choices = kind_space(search, kind)
+    last = max_t(choices, cfg.train)
     # Rungs count the reported `epoch`, not Tune's iterations: a trial resumed after a driver restart
     # continues from its Train checkpoint at epoch k + 1 while its iteration count starts again at 1.
-    scheduler = ASHAScheduler(time_attr=STEP_KEY, max_t=max_t, grace_period=search.grace_period,
+    scheduler = ASHAScheduler(time_attr=STEP_KEY, max_t=last, grace_period=search.grace_period,
                               reduction_factor=search.reduction_factor)
-    searcher = make_searcher(kind, kind_space(search, kind), to_flat(data, replace(model, kind=kind), train),
-                             num_samples=search.num_samples, max_concurrent=max_concurrent, seed=search.seed,
-                             study_file=layout.study_file, mode=MODE,
-                             rungs=asha_rungs(search.grace_period, search.reduction_factor, max_t))
+    rungs = asha_rungs(search.grace_period, search.reduction_factor, last, below_max_t=True)
+    searcher = make_searcher(kind, choices, cfg.train.epochs, num_samples=search.num_samples,
+                             max_concurrent=max_concurrent, seed=search.seed, study_file=layout.study_file, mode=MODE,
+                             rungs=[float(r) for r in rungs])
     tuner = tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
