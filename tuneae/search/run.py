@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, args = resolve(argv)
         validate(cfg)
-        search, data, train = cfg.search, cfg.data, cfg.train
+        search, data = cfg.search, cfg.data
         check_source(data)
         if not search.address:  # a local Ray has no autoscaler: a trial that cannot fit would wait forever
             check_machine(search)
