@@ -275,7 +275,8 @@ def test_manifest_reproduces_the_split(tmp_path):
     path = write_manifest(s, tmp_path / "out/manifest.csv")
     with open(path, newline="") as f:
         header = next(csv.reader(f))
-    assert header == ["path", "slice", "class", "group", "split", "status", "duplicate", "copy_of", "sha256"]
+    assert header == ["path", "slice", "class", "group", "split", "status", "duplicate", "copy_of", "sha256", "scan",
+                      "reason"]
     assert len(read_manifest(path)) == 21
     again = load_splits(_cfg(tmp_path, root, seed=99, manifest=str(path)))  # the seed no longer matters
     for name in ("train", "val", "test"):
@@ -322,11 +323,13 @@ def test_cli_writes_manifest_and_summary(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------------------------------------------- decoding
 def test_cache_reused_and_padding(tmp_path, monkeypatch):
     root = _classes_folder(tmp_path / "d", n_per_class=3, classes=("x", "y"))
-    Image.new("L", (64, 32), 255).save(root / "x/white.png")  # wide: 64 x 32 -> black bands above and below
+    white = Image.new("L", (64, 32), 255)  # wide: 64 x 32 -> black bands above and below
+    white.putpixel((0, 0), 128)  # not constant (a constant image is left out as blank)
+    white.save(root / "x/white.png")
     s = load_splits(_cfg(tmp_path, root))
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     white = [im[0] for im in np.concatenate([s.train, s.val, s.test]) if im[0, 16, 16] == 255]
-    assert len(white) == 1 and white[0][:7].max() == 0 and white[0][-7:].max() == 0 and white[0][10:22].min() == 255
+    assert len(white) == 1 and white[0][:7].max() == 0 and white[0][-7:].max() == 0 and white[0][10:22, 4:].min() == 255
 
     def boom(*args, **kwargs):
         raise AssertionError("decoded although cached")
