@@ -466,11 +466,13 @@ def test_real_data_counts(tmp_path):
     # strings, 2870 distinct decoded grey images.
     assert (c["files"], c["non_image_skipped"], c["slices"]) == (3266, 2, 3264)
     assert (c["distinct_files"], c["distinct_pixels"]) == (3027, 2870)
-    assert c["distinct_images"] < 2870 and c["cross_label_groups"] >= 1 and c["groups_across_folder_splits"] > 200
+    assert c["distinct_images"] < 2870 and c["cross_label_groups"] == 2 and c["groups_across_folder_splits"] > 150
     assert all(n > 0 for split in c["per_class"].values() for n in split.values())
     _check_groups(s)
     at6 = load_splits(DataConfig(source=str(REAL), image_size=32, cache_dir=str(tmp_path), near_distance=6)).counts
-    assert (at6["distinct_images"], at6["groups_across_folder_splits"], at6["cross_label_groups"]) == (2834, 208, 2)
+    # near copies confirmed by pixels and scan groups joined: 2825 distinct images at 6 bits (the README's hash-only
+    # count is 2834); units spanning the folders' train and test: 181
+    assert (at6["distinct_images"], at6["groups_across_folder_splits"], at6["cross_label_groups"]) == (2825, 181, 2)
 
 
 def test_search_split_flag_and_manifest_path(tmp_path, monkeypatch):

@@ -196,5 +196,5 @@ def test_mostly_dropped_refused_unless_allowed(tmp_path):
             _save(_dark(10 * c + k), root / cls / f"dark{chr(97 + k)}.png")
     with pytest.raises(DataError, match=r"8 of 14 images \(57%\) would be left out: 8 blank"):
         load_splits(_cfg(tmp_path, root))
-    s = load_splits(_cfg(tmp_path, root))
+    s = load_splits(_cfg(tmp_path, root, allow_mostly_dropped=True))
     assert s.counts["left_out"]["blank"] == 8 and len(s.train) + len(s.val) + len(s.test) == 6

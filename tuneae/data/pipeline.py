@@ -216,7 +216,7 @@ def check_dropped(items: Items, cfg: DataConfig, status: np.ndarray) -> None:
     rel = items.rel
     names, first = np.unique(status[status != "kept"], return_index=True)
     where = np.flatnonzero(status != "kept")
-    parts = [f"{int((status == k).sum())} {k} (e.g. {rel[where[f]]!r})" for k, f in zip(names, first)]
+    parts = [f"{int((status == k).sum())} {k} (e.g. {str(rel[where[f]])!r})" for k, f in zip(names, first)]
     parts += [f"{unreadable} unreadable"] if unreadable else []
     raise DataError(f"{total - kept} of {total} images ({(total - kept) / total:.0%}) would be left out: "
                     + ", ".join(parts) + f"; {kept} kept. Check the data (blank: fewer than min_signal="
