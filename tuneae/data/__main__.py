@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--near-distance", type=int, default=d.near_distance,
       help=f"largest Hamming distance (bits of 256) of two difference hashes that count as one image (default "
            f"{d.near_distance}); -1: equal pixels only")
+    a("--group-by", choices=("patient", "study", "series"), default=d.group_by,
+      help=f"DICOM level whose slices stay in one split (default {d.group_by})")
+    a("--groups", default="", help="a CSV with columns path,group (paths relative to the data folder): files with "
+                                   "one group stay in one split")
+    a("--allow-mostly-dropped", action="store_true",
+      help="accept a data set in which more than half of the images are left out")
     a("--manifest", default="", help="reproduce the split of this manifest.csv instead of splitting")
     a("--cache-dir", default=d.cache_dir, help=f"decoded-image cache (default {d.cache_dir})")
     a("--skip-unreadable", action="store_true", help="count and skip image files that cannot be decoded")
@@ -56,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(DataConfig(), source=user_path(args.source), image_size=args.image_size, split=args.split,
                   seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                   manifest=user_path(args.manifest), near_distance=args.near_distance,
-                  cache_dir=user_path(args.cache_dir), skip_unreadable=args.skip_unreadable)
+                  cache_dir=user_path(args.cache_dir), skip_unreadable=args.skip_unreadable, group_by=args.group_by,
+                  groups=user_path(args.groups), allow_mostly_dropped=args.allow_mostly_dropped)
     started = time.time()
     try:
         splits = load_splits(cfg)

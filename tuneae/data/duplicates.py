@@ -1,24 +1,42 @@
-"""Duplicates by content: exact (equal decoded pixels) and near (perceptual hash), grouped as connected components.
+"""Duplicates by content: exact (equal decoded pixels) and near (perceptual hash confirmed by pixels), grouped as
+connected components.
 
 Two slices are *copies* of one image when
 
 * their decoded grey pixels are equal (same shape, same 16-bit values): byte copies, lossless re-encodes and
   mode changes (``RGB`` with equal channels vs ``L``); or
-* their 256-bit difference hashes (``imagehash.dhash``, ``hash_size=16``) differ in at most ``max_distance`` bits
-  (``DataConfig.near_distance``, default ``MAX_DISTANCE``): resized, slightly cropped, recompressed copies.
-  Constant slices (all one grey) have an all-zero hash and are only matched exactly; near matches between slices
-  of one file (neighbouring slices of a volume) are not copies.
+* they are *near copies*: a hash candidate confirmed by pixels. Candidates are pairs whose 256-bit difference
+  hashes (``imagehash.dhash``, ``hash_size=16``) differ in at most ``max_distance`` bits
+  (``DataConfig.near_distance``, default ``MAX_DISTANCE``), on the whole slice or on its *content crop*
+  (:func:`content_crop`: the model input cropped to the box holding the central 98% of its foreground intensity,
+  so padding, a shift or a rescale of the head does not move the hash) with ``CROP_SLACK`` more bits allowed.
+  A candidate is confirmed when the two images' 32 x 32 thumbnails correlate at least ``min_corr``
+  (``DataConfig.near_min_corr``, default 0.95), whole or cropped, whichever is higher.
 
-Copy groups are the connected components of these links (so a chain of near copies forms one group). Split
-*units* join the copy groups of slices of one file as well (the slices of one volume, one patient, must not
-straddle two splits). Components come from :func:`scipy.sparse.csgraph.connected_components`.
+Near-blank slices (:func:`signal_fraction` below ``DataConfig.min_signal``) and constant slices take part in no
+near match: their hashes are noise, and on a set of almost-black images chained hash links once joined most of
+the set into one group. Near matches between slices of one file (neighbouring slices of a volume) are not copies.
 
-Why ``MAX_DISTANCE = 9`` of 256 bits: on the brain-tumour MRI folder (3264 files, 2870 distinct pixel images),
-every pair of distinct pixel images at distance 1-9 that was looked at is one scan slice resized, shifted or
-cropped by a few pixels, or recompressed (8 of 8 pairs at 7-9, decoded PSNR 25-41 dB); at distance 10 the first
-pair of different slices appears (two neighbouring slices of one scan, ``p (802)`` / ``p (803)``). The data
-README's count at 6 bits, 2834 groups, is reproduced at 6. Registered volumes (slices of different subjects at one
-position) may need a smaller distance: ``DataConfig.near_distance``.
+Copy groups are the connected components of these links. Split *units* join the copy groups with the scan groups
+(:mod:`tuneae.data.scans`: the slices of one file, patient, series or numbered scan), so that no scan straddles
+two splits. Components come from :func:`scipy.sparse.csgraph.connected_components` (union-find in effect).
+
+Why these numbers, measured on the brain-tumour MRI folder (3264 files, 2870 distinct pixel images, model input
+128 x 128):
+
+* ``MAX_DISTANCE = 9`` of 256 bits on the whole slice: every pair of distinct pixel images at distance 1-9 that
+  was looked at is one slice resized, shifted or cropped by a few pixels, or recompressed (8 of 8 pairs at 7-9,
+  decoded PSNR 25-41 dB); at 10 the first pair of different slices appears (``p (802)`` / ``p (803)``). The 160
+  such pairs with distinct pixels have whole-image thumbnails correlating >= 0.991; for 11 of them the content
+  crop differs (a faint background moves the box), hence the higher of the two correlations.
+* The content crop: ``test/meningioma/image(112).jpg`` (206 x 249) and ``image(30).jpg`` (204 x 249) are one
+  slice rescaled and shifted: whole-slice hashes 25 bits apart, content-crop hashes 1, cropped thumbnails
+  correlate 0.9999 (a plain bounding box of the pixels above 0.05 is fragile: 10 or 19 bits, depending on one
+  grey level of the threshold). Crop hashes within 16 bits (9 + ``CROP_SLACK``): 244 pairs with distinct pixels,
+  all correlating >= 0.951 when cropped; of 3217 pairs of slices numbered 1 apart, 3 are within 16 bits (0.5%
+  within 26).
+* ``min_corr = 0.95``: below every candidate pair above (a copy); 1-apart slices of one scan, never candidates,
+  would pass it in 5% of pairs (cropped), so it guards against chance hash matches, not neighbours.
 
 The near-duplicate search compares every pair of hashes (XOR and popcount in numpy), O(M^2) in time and O(M) in
 memory: about half a second for 3300 slices.
@@ -28,11 +46,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from tuneae.data.decode import HASH_SIZE
+from tuneae.images import FOREGROUND_LEVEL
+
 MAX_DISTANCE = 9
 """Default largest Hamming distance (bits of 256) between the difference hashes of two near copies."""
+
+CROP_SLACK = 7
+"""Extra bits allowed between content-crop hashes (``max_distance + CROP_SLACK``; 16 at the default)."""
+
+MIN_CORR = 0.95
+"""Default thumbnail correlation that confirms a near-copy candidate (``DataConfig.near_min_corr``)."""
+
+CROP_MASS = 0.01
+"""Share of the foreground intensity cut off at each side by :func:`content_crop`."""
+
+_LEVEL = FOREGROUND_LEVEL * 255  # foreground grey level of a uint8 model input
+_THUMB = 32
 
 KINDS = ("byte", "pixel", "near")
 """How a copy relates to the image kept from its group: the same file bytes (and slice), equal decoded pixels
@@ -46,7 +80,84 @@ class Groups:
     copy: np.ndarray
     """(M,) int64: copy group, a connected component of equal-pixel and near-hash links."""
     unit: np.ndarray
-    """(M,) int64: split unit, copy groups joined with the other slices of their file."""
+    """(M,) int64: split unit, copy groups joined with the scan groups (at least: the other slices of their file)."""
+
+
+@dataclass(frozen=True)
+class Features:
+    """Content features of M model inputs for the near-copy test."""
+
+    thumbs: np.ndarray
+    """(M, 1024) float32 zero-mean unit-norm 32 x 32 thumbnails of the whole input."""
+    crop_thumbs: np.ndarray
+    """(M, 1024) float32 the same of the content crop."""
+    crop_hash: np.ndarray
+    """(M, 32) uint8 packed 256-bit difference hash of the content crop."""
+    signal: np.ndarray
+    """(M,) float: fraction of pixels above 0.05 (see :func:`signal_fraction`)."""
+
+
+def signal_fraction(images: np.ndarray) -> np.ndarray:
+    """Fraction of each image's pixels above ``FOREGROUND_LEVEL`` (0.05 of full scale).
+
+    Args:
+        images: (M, 1, S, S) uint8 in [0, 255].
+
+    Returns:
+        (M,) float64 in [0, 1].
+    """
+    return (images > _LEVEL).reshape(len(images), -1).mean(axis=1) if len(images) else np.zeros(0)
+
+
+def _thumb(a: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(a).resize((_THUMB, _THUMB), Image.Resampling.BILINEAR), np.float32).ravel()
+
+
+def _normalise(t: np.ndarray) -> np.ndarray:
+    t = t - t.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(t, axis=1, keepdims=True)
+    return np.divide(t, norm, out=np.zeros_like(t), where=norm > 1e-6)
+
+
+def content_crop(image: np.ndarray, mass: float = CROP_MASS) -> np.ndarray:
+    """The box holding the central part of an image's foreground: rows (and columns) between the ``mass`` and
+    ``1 - mass`` quantiles of the intensity of pixels above 0.05 of full scale, so a stray bright pixel or a faint
+    background does not move it.
+
+    Args:
+        image: (H, W) uint8.
+        mass: the share of foreground intensity cut off at each side.
+
+    Returns:
+        A view of ``image`` (the whole image if it has no foreground).
+    """
+    w = np.where(image > _LEVEL, image, 0).astype(np.float64)
+    total = w.sum()
+    if total <= 0:
+        return image
+    rows, cols = np.cumsum(w.sum(axis=1)) / total, np.cumsum(w.sum(axis=0)) / total
+    y0, y1 = np.searchsorted(rows, mass), np.searchsorted(rows, 1 - mass)
+    x0, x1 = np.searchsorted(cols, mass), np.searchsorted(cols, 1 - mass)
+    return image[y0:y1 + 1, x0:x1 + 1]
+
+
+def features(images: np.ndarray) -> Features:
+    """Thumbnails, content-crop thumbnails and hashes, and signal fraction of (M, 1, S, S) uint8 model inputs.
+
+    About 1 s for 3300 inputs of 128 x 128 pixels.
+    """
+    import imagehash
+
+    m = len(images)
+    if m == 0:
+        z = np.zeros((0, _THUMB * _THUMB), np.float32)
+        return Features(z, z, np.zeros((0, HASH_SIZE * HASH_SIZE // 8), np.uint8), np.zeros(0))
+    crops = [content_crop(im[0]) for im in images]
+    thumbs = _normalise(np.stack([_thumb(im[0]) for im in images]))
+    crop_thumbs = _normalise(np.stack([_thumb(c) for c in crops]))
+    crop_hash = np.stack([np.packbits(imagehash.dhash(Image.fromarray(c), hash_size=HASH_SIZE).hash.ravel())
+                          for c in crops])
+    return Features(thumbs, crop_thumbs, crop_hash, signal_fraction(images))
 
 
 def near_pairs(dhash: np.ndarray, usable: np.ndarray, max_distance: int = MAX_DISTANCE) -> np.ndarray:
@@ -89,25 +200,49 @@ def _same_value_pairs(values: np.ndarray) -> np.ndarray:
     return np.stack([np.arange(len(values)), first[inverse.ravel()]], axis=1)
 
 
-def find_groups(pixel_hash: np.ndarray, dhash: np.ndarray, informative: np.ndarray, file_id: np.ndarray,
-                max_distance: int = MAX_DISTANCE) -> Groups:
+def near_copy_pairs(dhash: np.ndarray, feats: Features, usable: np.ndarray, file_id: np.ndarray,
+                    max_distance: int = MAX_DISTANCE, min_corr: float = MIN_CORR) -> np.ndarray:
+    """Near copies: hash candidates (whole slice or content crop) confirmed by thumbnail correlation.
+
+    Args:
+        dhash: (M, 32) uint8 packed 256-bit difference hashes of the whole slices.
+        feats: :func:`features` of the model inputs.
+        usable: (M,) bool; False (near-blank, constant) items take part in no pair.
+        file_id: (M,) int; pairs within one file are not copies.
+        max_distance: see ``MAX_DISTANCE``; negative: no near copies.
+        min_corr: the confirming correlation.
+
+    Returns:
+        (P, 2) int64 pairs ``(i, j)``, ``i < j``.
+    """
+    if max_distance < 0:
+        return np.zeros((0, 2), np.int64)
+    cand = np.concatenate([near_pairs(dhash, usable, max_distance),
+                           near_pairs(feats.crop_hash, usable, max_distance + CROP_SLACK)])
+    cand = np.unique(cand, axis=0) if len(cand) else cand
+    cand = cand[file_id[cand[:, 0]] != file_id[cand[:, 1]]]
+    a, b = cand[:, 0], cand[:, 1]
+    corr = np.maximum(np.einsum("ij,ij->i", feats.thumbs[a], feats.thumbs[b]),
+                      np.einsum("ij,ij->i", feats.crop_thumbs[a], feats.crop_thumbs[b]))
+    return cand[corr >= min_corr]
+
+
+def find_groups(pixel_hash: np.ndarray, near: np.ndarray, scan_pairs: np.ndarray) -> Groups:
     """Copy groups and split units of M slices (see the module docstring for the rule).
 
     Args:
         pixel_hash: (M,) str fingerprints of the decoded pixels (equal = same image).
-        dhash: (M, 32) uint8 packed 256-bit difference hashes.
-        informative: (M,) bool; constant slices are matched only by ``pixel_hash``.
-        file_id: (M,) int; slices with the same id come from one file.
-        max_distance: see ``MAX_DISTANCE``; -1 (any negative) links equal pixels only.
+        near: (P, 2) int near-copy pairs (:func:`near_copy_pairs`).
+        scan_pairs: (Q, 2) int links of slices of one scan, at least every slice to the others of its file
+            (:attr:`tuneae.data.scans.ScanGroups.pairs`).
 
     Returns:
         :class:`Groups`.
     """
     m = len(pixel_hash)
-    near = near_pairs(dhash, informative & (max_distance >= 0), max_distance)
-    near = near[file_id[near[:, 0]] != file_id[near[:, 1]]]
-    links = np.concatenate([_same_value_pairs(pixel_hash), near])
-    return Groups(copy=components(m, links), unit=components(m, np.concatenate([links, _same_value_pairs(file_id)])))
+    links = np.concatenate([_same_value_pairs(pixel_hash), np.asarray(near, np.int64).reshape(-1, 2)])
+    return Groups(copy=components(m, links),
+                  unit=components(m, np.concatenate([links, np.asarray(scan_pairs, np.int64).reshape(-1, 2)])))
 
 
 def representatives(group: np.ndarray, eligible: np.ndarray, order: np.ndarray) -> np.ndarray:

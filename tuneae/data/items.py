@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from tuneae.data.decode import HASH_SIZE, Decoded
 from tuneae.data.errors import DataError
-from tuneae.data.sources import Record
+from tuneae.data.sources import Record, is_dicomdir
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,9 @@ class Items:
     informative: np.ndarray
     """(M,) bool: not a constant slice."""
     skipped: dict[int, str]
-    """``{record index: "not_image" | "unreadable"}`` for files that gave no item."""
+    """``{record index: "not_image" | "dicomdir" | "unreadable"}`` for files that gave no item."""
+    skip_detail: dict[int, str] = field(default_factory=dict)
+    """``{record index: why}`` for skipped files: the decoder's message for unreadable ones."""
 
     @property
     def rel(self) -> np.ndarray:
@@ -74,12 +76,14 @@ def build_items(records: list[Record], decoded: Decoded, skip_unreadable: bool) 
     for row, u in enumerate(decoded.owner):
         rows_of[u].append(row)
     skipped: dict[int, str] = {}
+    detail: dict[int, str] = {}
     files, rows = [], []
     for f, rec in enumerate(records):
         if not rec.image:
-            skipped[f] = "not_image"
+            skipped[f] = "dicomdir" if is_dicomdir(rec.rel) else "not_image"
         elif decoded.error[index[rec.sha]]:
             skipped[f] = "unreadable"
+            detail[f] = str(decoded.error[index[rec.sha]])
         else:
             files += [f] * len(rows_of[index[rec.sha]])
             rows += rows_of[index[rec.sha]]
@@ -97,7 +101,7 @@ def build_items(records: list[Record], decoded: Decoded, skip_unreadable: bool) 
                  label=np.array([classes.index(records[f].label) for f in files], dtype=np.int64),
                  classes=classes, images=decoded.images[rows_a], pixel_hash=decoded.pixel_hash[rows_a],
                  dhash=decoded.dhash[rows_a], hw=decoded.hw[rows_a], informative=decoded.informative[rows_a],
-                 skipped=skipped)
+                 skipped=skipped, skip_detail=detail)
 
 
 def phantom_items(images: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> Items:

@@ -6,18 +6,24 @@ Columns (``MANIFEST_COLUMNS``):
   ``phantom[<i>]``).
 * ``slice``: the slice's index within its file (0 for a 2D image); empty for a file that gave no slice.
 * ``class``: canonical class name.
-* ``group``: the split unit (duplicate group joined with the other slices of its file); no group has members in
-  two splits. Empty for a file that gave no slice.
+* ``group``: the split unit (copy groups joined with scan groups); no group has members in two splits. Empty for a
+  file that gave no slice.
 * ``split``: ``train``, ``val`` or ``test`` for ``kept`` and ``copy`` rows (a copy carries its group's split),
   else empty.
-* ``status``: ``kept`` (in the split's images), ``copy`` (a duplicate of a kept image, left out), ``cross_label``
-  (its group holds two classes: left out), ``cross_split`` (``--split original``: found in an earlier folder
-  split, left out), ``unreadable`` (skipped with ``skip_unreadable``), ``not_image`` (no image ending: skipped),
-  ``unlisted`` (not in the manifest a split was read from).
+* ``status``: ``kept`` (in the split's images), ``copy`` (a duplicate of a kept image, left out), ``blank``
+  (near-blank: fewer than ``min_signal`` of its pixels above 0.05; left out), ``cross_label`` (its group holds
+  two classes: left out), ``cross_split`` (``--split original``: found in an earlier folder split, left out),
+  ``unreadable`` (skipped with ``skip_unreadable``), ``not_image`` (no image ending: skipped), ``dicomdir`` (a
+  DICOM media index: skipped), ``unlisted`` (not in the manifest a split was read from).
 * ``duplicate``: for a copy, how it relates to the kept image (``byte``, ``pixel`` or ``near``, see
   :mod:`tuneae.data.duplicates`); ``""`` otherwise.
 * ``copy_of``: the kept image a copy duplicates (``path``, with ``#<slice>`` for a multi-slice file).
 * ``sha256``: of the file's bytes, so a split read back from the manifest is checked against the files.
+* ``scan``: the scan group (:mod:`tuneae.data.scans`: one file, DICOM patient / study / series, numbered slices
+  alike, or a groups CSV's group); every scan lies within one ``group``. Empty for a file that gave no slice.
+* ``reason``: why a row is not ``kept``, in words (e.g. ``near copy of train/a/x.png``); empty for kept rows.
+
+Manifests written before ``scan`` and ``reason`` existed are read with both empty.
 
 Setting ``DataConfig.manifest`` to such a file reproduces its split: the ``kept`` rows give each image its split.
 """
@@ -31,10 +37,14 @@ from tuneae.data.errors import DataError
 from tuneae.data.splits import SPLITS, Splits
 from tuneae.files import atomic_write
 
-MANIFEST_COLUMNS = ("path", "slice", "class", "group", "split", "status", "duplicate", "copy_of", "sha256")
+MANIFEST_COLUMNS = ("path", "slice", "class", "group", "split", "status", "duplicate", "copy_of", "sha256", "scan",
+                    "reason")
 """The manifest's header, in order."""
 
-STATUSES = ("kept", "copy", "cross_label", "cross_split", "unreadable", "not_image", "unlisted")
+OPTIONAL_COLUMNS = ("scan", "reason")
+"""Columns a manifest may lack (written before they existed); read as empty."""
+
+STATUSES = ("kept", "copy", "blank", "cross_label", "cross_split", "unreadable", "not_image", "dicomdir", "unlisted")
 """Values of the ``status`` column."""
 
 
@@ -63,7 +73,7 @@ def write_manifest(splits: Splits, path: str | Path) -> Path:
 
 
 def _row(raw: dict, where: str) -> dict:
-    """Check and type one CSV row: ``slice`` and ``group`` as int (or None when empty)."""
+    """Check and type one CSV row: ``slice``, ``group`` and ``scan`` as int (or None when empty)."""
     row = {k: (raw.get(k) or "") for k in MANIFEST_COLUMNS}
     if not row["path"]:
         raise DataError(f"{where}: empty path")
@@ -72,7 +82,7 @@ def _row(raw: dict, where: str) -> dict:
     if row["split"] not in ("", *SPLITS) or (row["status"] in ("kept", "copy")) != bool(row["split"]):
         raise DataError(f"{where}: split {row['split']!r} with status {row['status']!r} (kept and copy rows need "
                         f"one of {list(SPLITS)}, others none)")
-    for key in ("slice", "group"):
+    for key in ("slice", "group", "scan"):
         try:
             row[key] = int(row[key]) if row[key] != "" else None
         except ValueError:
@@ -89,7 +99,7 @@ def read_manifest(path: str | Path) -> list[dict]:
         path: the CSV file.
 
     Returns:
-        One dict per row with the ``MANIFEST_COLUMNS`` keys; ``slice`` and ``group`` as int or None.
+        One dict per row with the ``MANIFEST_COLUMNS`` keys; ``slice``, ``group`` and ``scan`` as int or None.
 
     Raises:
         DataError: the file is missing or unreadable, lacks a column, repeats a (path, slice) or has a bad value;
@@ -101,7 +111,7 @@ def read_manifest(path: str | Path) -> list[dict]:
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"cannot read manifest {str(path)!r}: {e}") from e
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+    missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL_COLUMNS]
     if missing:
         raise DataError(f"manifest {str(path)!r} lacks column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")
     rows, seen = [], set()

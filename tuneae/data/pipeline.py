@@ -1,10 +1,11 @@
-"""The data pipeline: check the settings, list, decode (cached), group duplicates, split, and report.
+"""The data pipeline: check the settings, list, decode (cached), find scans and duplicates, split, and report.
 
-``load_splits`` wires the steps; each step's concept lives in its own module (sources, decode, duplicates,
+``load_splits`` wires the steps; each step's concept lives in its own module (sources, decode, scans, duplicates,
 splits, manifest, summary).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +13,19 @@ import numpy as np
 
 from tuneae.config import DataConfig
 from tuneae.data.decode import decode_files
-from tuneae.data.duplicates import copy_kinds, find_groups, mixed_label_groups, representatives
+from tuneae.data.duplicates import (
+    copy_kinds,
+    features,
+    find_groups,
+    mixed_label_groups,
+    near_copy_pairs,
+    representatives,
+)
 from tuneae.data.errors import DataError
 from tuneae.data.items import Items, build_items, phantom_items
 from tuneae.data.manifest import read_manifest
 from tuneae.data.phantoms import phantom_images
+from tuneae.data.scans import GROUP_LEVELS, scan_groups
 from tuneae.data.sources import LAYOUTS, folder_listing, hub_listing, scan_folder, source_kind
 from tuneae.data.splits import SPLITS, Splits, carve_val, group_split, original_split
 from tuneae.data.summary import make_counts, manifest_rows
@@ -24,6 +33,10 @@ from tuneae.images import check_read_options
 
 SPLIT_RULES = ("group", "original")
 """Values of ``DataConfig.split``."""
+
+MOSTLY_DROPPED = 0.5
+"""Share of the images (decoded slices and unreadable files) left out above which loading stops, unless
+``DataConfig.allow_mostly_dropped``."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,10 @@ class Decision:
     """(M,) str: the kept item a copy duplicates (``path`` or ``path#slice``), else ``""``."""
     group: np.ndarray
     """(M,) int64: split unit, -1 where unknown."""
+    scan: np.ndarray
+    """(M,) int64: scan group, -1 where unknown."""
+    reason: np.ndarray
+    """(M,) str: why an item is not kept, in words; ``""`` for kept items."""
     distinct_images: int | None
     """Number of copy groups (None when the split was read from a manifest)."""
 
@@ -63,6 +80,20 @@ def check_source(cfg: DataConfig) -> None:
             or not -1 <= cfg.near_distance < 256:
         raise DataError(f"near_distance={cfg.near_distance!r}: a whole number of bits from 0 to 255, or -1 (equal "
                         f"pixels only)")
+    if cfg.group_by not in GROUP_LEVELS:
+        raise DataError(f"group_by={cfg.group_by!r}: choose one of {list(GROUP_LEVELS)}")
+    for name in ("scan_min_corr", "near_min_corr"):
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 2.0:
+            raise DataError(f"{name}={value!r}: a correlation from -1 to 1 (above 1 turns the rule off)")
+    if isinstance(cfg.min_signal, bool) or not isinstance(cfg.min_signal, (int, float)) \
+            or not 0.0 <= cfg.min_signal < 1.0:
+        raise DataError(f"min_signal={cfg.min_signal!r}: a fraction of pixels from 0 (keep every image) to below 1")
+    if cfg.groups and not Path(cfg.groups).expanduser().is_file():
+        raise DataError(f"groups={cfg.groups!r}: no such file (a CSV with columns path,group)")
+    if cfg.groups and source_kind(cfg.source) != "folder":
+        raise DataError(f"groups={cfg.groups!r}: a groups CSV needs a local data folder (its paths are relative "
+                        f"to it); the source is {cfg.source!r}")
     if cfg.split not in SPLIT_RULES:
         raise DataError(f"split={cfg.split!r}: choose one of {list(SPLIT_RULES)}")
     for name in ("val_fraction", "test_fraction"):
@@ -105,31 +136,43 @@ def _unit_keys(unit: np.ndarray, pixel_hash: np.ndarray) -> np.ndarray:
     return pixel_hash[order[first]]
 
 
-def decide(items: Items, cfg: DataConfig, copy: np.ndarray, unit: np.ndarray) -> Decision:
-    """Keep one image per copy group, leave out mixed-label (and cross-split) groups, and split the units.
+def decide(items: Items, cfg: DataConfig, copy: np.ndarray, unit: np.ndarray, scan: np.ndarray | None = None,
+           blank: np.ndarray | None = None, signal: np.ndarray | None = None) -> Decision:
+    """Leave out near-blank images and mixed-label (and cross-split) groups, keep one image per copy group, and
+    split the units.
 
     The image kept from a copy group is its largest slice (most pixels), then the first by path.
 
     Args:
         items: the decoded slices.
-        cfg: ``split``, ``val_fraction``, ``test_fraction`` and ``seed`` are read.
+        cfg: ``split``, ``val_fraction``, ``test_fraction``, ``seed`` and ``min_signal`` are read.
         copy: (M,) int copy group of each item.
-        unit: (M,) int split unit of each item.
+        unit: (M,) int split unit of each item (copy and scan groups united).
+        scan: (M,) int scan group of each item (default: one per item).
+        blank: (M,) bool near-blank or constant items, left out (default: none).
+        signal: (M,) float fraction of each item's pixels above 0.05, for the reason of blank items.
 
     Returns:
         :class:`Decision`.
 
     Raises:
-        DataError: (group split) a class has fewer than 3 units.
+        DataError: more than half of the images left out (:func:`check_dropped`); (group split) a class has fewer
+            than 3 units.
     """
-    idx, fsplit = np.arange(len(unit)), items.folder_split
+    m = len(unit)
+    scan = np.arange(m) if scan is None else scan
+    blank = np.zeros(m, bool) if blank is None else blank
+    idx, fsplit = np.arange(m), items.folder_split
     mixed = mixed_label_groups(unit, items.label)
-    eligible = ~mixed
+    eligible = ~mixed & ~blank
     if cfg.split == "original":
         eligible &= fsplit == original_split(fsplit, unit)[unit]
     order = np.lexsort((items.slice, items.rel, -(items.hw[:, 0] * items.hw[:, 1])))
     rep = representatives(copy, eligible, order)[copy]
     kept = rep == idx
+    status = np.select([blank, mixed, ~eligible, kept], ["blank", "cross_label", "cross_split", "kept"],
+                       "copy").astype("U11")
+    check_dropped(items, cfg, status)
     n_units = int(unit.max()) + 1
     size = np.bincount(unit[kept], minlength=n_units)
     ulabel = np.zeros(n_units, np.int64)
@@ -145,12 +188,66 @@ def decide(items: Items, cfg: DataConfig, copy: np.ndarray, unit: np.ndarray) ->
         unit_split = np.full(n_units, "", dtype="U5")
         unit_split[live] = group_split(ulabel[live], size[live], key, items.classes, cfg.val_fraction,
                                        cfg.test_fraction, cfg.seed)
-    status = np.select([mixed, ~eligible, kept], ["cross_label", "cross_split", "kept"], "copy").astype("U11")
     split = np.where((status == "kept") | (status == "copy"), unit_split[unit], "").astype("U5")
     duplicate = np.where(status == "copy", copy_kinds(rep, items.file_sha, items.slice, items.pixel_hash), "")
     copy_of = np.where(status == "copy", _names(items)[np.maximum(rep, 0)], "")
+    reason = _reasons(items, cfg, status, unit, duplicate, copy_of, unit_split, signal)
     return Decision(split=split, status=status, duplicate=duplicate.astype("U5"), copy_of=copy_of, group=unit,
-                    distinct_images=int(copy.max()) + 1)
+                    scan=scan, reason=reason, distinct_images=int(copy.max()) + 1)
+
+
+def check_dropped(items: Items, cfg: DataConfig, status: np.ndarray) -> None:
+    """Stop when more than ``MOSTLY_DROPPED`` of the images (slices and unreadable files) are left out, unless
+    ``cfg.allow_mostly_dropped``.
+
+    Args:
+        items: the decoded slices (and the files skipped as unreadable).
+        cfg: ``allow_mostly_dropped`` is read.
+        status: (M,) str status of each item.
+
+    Raises:
+        DataError: naming the counts by status and an example file of each.
+    """
+    unreadable = sum(why == "unreadable" for why in items.skipped.values())
+    total = len(status) + unreadable
+    kept = int((status == "kept").sum())
+    if cfg.allow_mostly_dropped or not total or (total - kept) / total <= MOSTLY_DROPPED:
+        return
+    rel = items.rel
+    names, first = np.unique(status[status != "kept"], return_index=True)
+    where = np.flatnonzero(status != "kept")
+    parts = [f"{int((status == k).sum())} {k} (e.g. {str(rel[where[f]])!r})" for k, f in zip(names, first)]
+    parts += [f"{unreadable} unreadable"] if unreadable else []
+    raise DataError(f"{total - kept} of {total} images ({(total - kept) / total:.0%}) would be left out: "
+                    + ", ".join(parts) + f"; {kept} kept. Check the data (blank: fewer than min_signal="
+                    f"{cfg.min_signal:g} of the pixels above 0.05; copy: a duplicate), or pass "
+                    f"allow_mostly_dropped=True (--allow-mostly-dropped) to accept it; the manifest then gives every "
+                    f"file's reason")
+
+
+def _reasons(items: Items, cfg: DataConfig, status: np.ndarray, unit: np.ndarray, duplicate: np.ndarray,
+             copy_of: np.ndarray, unit_split: np.ndarray, signal: np.ndarray | None) -> np.ndarray:
+    """(M,) str: why each item is not kept, in words (``""`` for kept items)."""
+    unit_classes: dict[int, set[str]] = {}
+    for u, lab in zip(unit.tolist(), items.label.tolist()):
+        unit_classes.setdefault(u, set()).add(items.classes[lab])
+    out = np.full(len(status), "", dtype=object)
+    for i in np.flatnonzero(status != "kept"):
+        st = status[i]
+        if st == "copy":
+            out[i] = f"{duplicate[i]} copy of {copy_of[i]}"
+        elif st == "blank":
+            if not items.informative[i]:
+                out[i] = "constant image (one grey level)"
+            else:
+                frac = float(signal[i]) if signal is not None else 0.0
+                out[i] = (f"near-blank: {frac:.2%} of its pixels above 0.05 of full scale (min_signal "
+                          f"{cfg.min_signal:g})")
+        elif st == "cross_label":
+            out[i] = f"its group {unit[i]} holds classes {', '.join(sorted(unit_classes[int(unit[i])]))}"
+        elif st == "cross_split":
+            out[i] = f"its group {unit[i]} is kept in the {unit_split[unit[i]]} folder split"
+    return out.astype(str)
 
 
 def from_manifest(items: Items, rows: list[dict], where: str) -> Decision:
@@ -164,7 +261,8 @@ def from_manifest(items: Items, rows: list[dict], where: str) -> Decision:
     by_key = {(r["path"], r["slice"]): r for r in rows}
     rel, sha, m = items.rel, items.file_sha, len(items.file)
     out = {"split": np.full(m, "", "U5"), "status": np.full(m, "unlisted", "U11"), "duplicate": np.full(m, "", "U5"),
-           "copy_of": np.full(m, "", dtype=object), "group": np.full(m, -1, np.int64)}
+           "copy_of": np.full(m, "", dtype=object), "group": np.full(m, -1, np.int64),
+           "scan": np.full(m, -1, np.int64), "reason": np.full(m, "not listed in the manifest", dtype=object)}
     found = set()
     for i in range(m):
         row = by_key.get((rel[i], int(items.slice[i])))
@@ -174,15 +272,17 @@ def from_manifest(items: Items, rows: list[dict], where: str) -> Decision:
             raise DataError(f"{where}: {rel[i]!r} changed since the manifest was written (sha256 or class differ); "
                             f"the manifest cannot reproduce its split")
         found.add((rel[i], int(items.slice[i])))
-        for k in ("split", "status", "duplicate", "copy_of"):
+        for k in ("split", "status", "duplicate", "copy_of", "reason"):
             out[k][i] = row[k]
-        out["group"][i] = -1 if row["group"] is None else row["group"]
+        for k in ("group", "scan"):
+            out[k][i] = -1 if row[k] is None else row[k]
     missing = [k for k, r in by_key.items() if r["status"] == "kept" and k not in found]
     if missing:
         raise DataError(f"{where}: {len(missing)} kept image(s) not found in the data, e.g. {missing[0][0]!r} slice "
                         f"{missing[0][1]}; is it the same data folder?")
     return Decision(split=out["split"], status=out["status"], duplicate=out["duplicate"],
-                    copy_of=out["copy_of"].astype(str), group=out["group"], distinct_images=None)
+                    copy_of=out["copy_of"].astype(str), group=out["group"], scan=out["scan"],
+                    reason=out["reason"].astype(str), distinct_images=None)
 
 
 def _arrays(items: Items, decision: Decision) -> dict[str, np.ndarray]:
@@ -212,10 +312,13 @@ def load_splits(cfg: DataConfig) -> Splits:
     """Load, decode (cached), de-duplicate by content and split the images of ``cfg.source``.
 
     Steps: list the files (a folder in one of ``LAYOUTS``, the hub's parquet export, or generated phantoms);
-    decode each distinct file once (cached, see :mod:`tuneae.data.decode`); group copies by equal pixels and by
-    perceptual hash (:mod:`tuneae.data.duplicates`; phantoms are distinct by construction and skip this); leave
-    out groups holding two classes; keep one image per copy group; split the groups (``cfg.split``, see
-    :mod:`tuneae.data.splits`), or read the split from ``cfg.manifest``.
+    decode each distinct file once (cached, see :mod:`tuneae.data.decode`); mark near-blank images (left out);
+    find scan groups (:mod:`tuneae.data.scans`) and copies by equal pixels and by perceptual hash confirmed by
+    pixels (:mod:`tuneae.data.duplicates`; phantoms are distinct by construction and skip both); unite them into
+    split units; leave out units holding two classes; keep one image per copy group; split the units
+    (``cfg.split``, see :mod:`tuneae.data.splits`), or read the split from ``cfg.manifest``. Warnings (a class
+    missing from a split, a group holding two classes or more than 5% of the images, near-blank images) are
+    printed to stderr and listed in ``counts["warnings"]``.
 
     Args:
         cfg: the data settings.
@@ -225,20 +328,29 @@ def load_splits(cfg: DataConfig) -> Splits:
 
     Raises:
         DataError: a bad setting or source (see :func:`check_source`), an unreachable hub, an unreadable image
-            (naming its path) without ``skip_unreadable``, too few distinct images for the split, a manifest that
-            does not match the data, or an empty split.
+            (naming its path) without ``skip_unreadable``, a bad groups CSV (naming the row), more than half of the
+            images left out without ``allow_mostly_dropped``, too few distinct images for the split, a manifest
+            that does not match the data, or an empty split.
     """
     check_source(cfg)
     items, layout, description = _load_items(cfg)
+    how = None
     if cfg.manifest:
         decision = from_manifest(items, read_manifest(cfg.manifest), f"manifest {cfg.manifest!r}")
+    elif layout == "phantom":
+        each = np.arange(len(items.file))
+        decision = decide(items, cfg, each, each)
     else:
-        if layout == "phantom":
-            copy = unit = np.arange(len(items.file))
-        else:
-            groups = find_groups(items.pixel_hash, items.dhash, items.informative, items.file, cfg.near_distance)
-            copy, unit = groups.copy, groups.unit
-        decision = decide(items, cfg, copy, unit)
+        feats = features(items.images)
+        blank = (feats.signal < cfg.min_signal) | ~items.informative
+        scans = scan_groups(items, feats.thumbs, ~blank, group_by=cfg.group_by, min_corr=cfg.scan_min_corr,
+                            groups_csv=cfg.groups)
+        near = near_copy_pairs(items.dhash, feats, ~blank, items.file, cfg.near_distance, cfg.near_min_corr)
+        groups = find_groups(items.pixel_hash, near, scans.pairs)
+        decision = decide(items, cfg, groups.copy, groups.unit, scans.scan, blank, feats.signal)
+        how = scans.how
+    counts = make_counts(items, decision, cfg, layout, description, how)
+    for warning in counts["warnings"]:
+        print(f"[tuneae.data] warning: {warning}", file=sys.stderr, flush=True)
     arrays = _arrays(items, decision)
-    counts = make_counts(items, decision, cfg, layout, description)
     return Splits(**arrays, classes=items.classes, counts=counts, manifest=tuple(manifest_rows(items, decision)))

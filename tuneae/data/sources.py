@@ -4,6 +4,9 @@ Local folders are walked with :func:`os.walk`, never globbed, so names holding `
 read as they are. Hidden files and folders (``.*``) are ignored. Image files are those
 :func:`tuneae.images.is_image_file` reads (an image ending, or a DICOM file without one); other files (a
 ``metadata.csv``, a ``README.md``, ``SHA256SUMS``) are listed as skipped and counted, never decoded, never an error.
+A ``DICOMDIR`` (the index of DICOM media, a DICOM file without pixels) is listed and skipped the same way; a folder
+with one at its root is read as DICOM media: every file below, one class, grouped by the files' own patient, study
+or series IDs (:mod:`tuneae.data.scans`).
 """
 from __future__ import annotations
 
@@ -23,8 +26,12 @@ SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "
 
 LAYOUTS = ("split folders: <root>/train/<class>/<image> and <root>/test/<class>/<image> (val/ optional)",
            "class folders without a split: <root>/<class>/<image>",
-           "one flat folder of unlabeled images: <root>/<image> (one class, 'unlabeled')")
+           "one flat folder of unlabeled images: <root>/<image> (one class, 'unlabeled')",
+           "DICOM media: <root>/DICOMDIR and the DICOM files below it (one class, 'unlabeled')")
 """The folder layouts a local source may have; images may sit in subfolders below a class folder."""
+
+DICOMDIR = "DICOMDIR"
+"""The file name (any case) of a DICOM media index."""
 
 UNLABELED = "unlabeled"
 """Class name of the images of a flat folder."""
@@ -58,7 +65,7 @@ class Listing:
 
     records: list[Record]
     layout: str
-    """``split folders``, ``class folders``, ``flat folder`` or ``hub``."""
+    """``split folders``, ``class folders``, ``flat folder``, ``DICOM media`` or ``hub``."""
 
 
 def canonical_class(name: str) -> str:
@@ -71,6 +78,16 @@ def canonical_class(name: str) -> str:
     if s in {"no", "no_tumor", "no_tumour", "notumor", "notumour"}:
         return "no_tumor"
     return re.sub(r"_tumou?r$", "", s)
+
+
+def is_dicomdir(path: str | Path) -> bool:
+    """Whether ``path`` names a DICOM media index (file name ``DICOMDIR``, any case)."""
+    return Path(path).name.upper() == DICOMDIR
+
+
+def _is_image(path: Path) -> bool:
+    """An image file :func:`tuneae.images.read_slices` reads, a DICOMDIR excluded."""
+    return not is_dicomdir(path) and is_image_file(path)
 
 
 def source_kind(source: str) -> str:
@@ -108,7 +125,8 @@ def scan_folder(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
         root: the data root (``~`` already expanded).
 
     Returns:
-        ``(layout, entries)``: layout ``"split folders"``, ``"class folders"`` or ``"flat folder"``; entries
+        ``(layout, entries)``: layout ``"split folders"``, ``"class folders"``, ``"flat folder"`` or
+        ``"DICOM media"`` (a ``DICOMDIR`` at the root: every file below, unlabeled); entries
         ``(path, class name as found, folder split or "")`` for every non-hidden file, sorted by path, image or
         not (non-image files are skipped later, and counted).
 
@@ -122,10 +140,15 @@ def scan_folder(root: Path) -> tuple[str, list[tuple[Path, str, str]]]:
         raise _layout_error(root, "is not a folder")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     top_files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
-    top_images = [p for p in top_files if is_image_file(p)]
+    top_images = [p for p in top_files if _is_image(p)]
     walks = {d: _walk(d) for d in subdirs}
-    with_images = {d: files for d, files in walks.items() if any(is_image_file(f) for f in files)}
+    with_images = {d: files for d, files in walks.items() if any(_is_image(f) for f in files)}
     entries = [(p, UNLABELED, "") for p in top_files]
+    if any(is_dicomdir(p) for p in top_files):
+        entries += [(p, UNLABELED, "") for d in subdirs for p in walks[d]]
+        if not top_images and not with_images:
+            raise _layout_error(root, "holds a DICOMDIR but no DICOM image files")
+        return "DICOM media", sorted(entries)
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_FOLDERS]
     if split_dirs:
         others = [d.name for d in with_images if d not in split_dirs]
@@ -156,7 +179,7 @@ def _split_entries(root: Path, split_dir: Path, files: list[Path]) -> list[tuple
     for p in files:
         rel = p.relative_to(split_dir)
         if len(rel.parts) == 1:
-            if is_image_file(p):
+            if _is_image(p):
                 raise _layout_error(root, f"has image {str(p)!r} directly in a split folder, outside any class "
                                           f"folder")
             out.append((p, UNLABELED, split))
@@ -188,7 +211,7 @@ def folder_listing(root: Path) -> Listing:
         except OSError as e:
             raise DataError(f"cannot read file {str(path)!r}: {e.strerror or e}") from e
         records.append(Record(rel=rel, label=canonical_class(cls), folder_split=split, sha=sha, path=path,
-                              image=is_image_file(path)))
+                              image=_is_image(path)))
     return Listing(records, layout)
 
 
