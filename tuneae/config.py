@@ -95,20 +95,20 @@ class DataConfig:
     """A slice of a volume is kept when at least this fraction of its pixels exceeds 0.05 after windowing
     (0 keeps every slice); a file that is one 2D image always keeps it."""
     # Scans, near copies and left-out images (tuneae.data.scans and tuneae.data.duplicates).
-    group_by: str = "patient"
+    group_by: str = flag("patient", choices=("patient", "study", "series"))
     """Level at which DICOM slices are kept together in one split: ``patient`` (PatientID), ``study``
     (StudyInstanceUID) or ``series`` (SeriesInstanceUID)."""
-    groups: str = ""
+    groups: str = flag("", metavar="FILE.csv")
     """A CSV with columns ``path,group`` (paths relative to the data folder): files with one group stay in one split,
     for users who know patient IDs; listed files are grouped by it instead of the automatic scan rule."""
-    scan_min_corr: float = 0.8
+    scan_min_corr: float = flag(0.8)
     """Pixel correlation (32 x 32 thumbnails) at or above which two 2-D images numbered 1 or 2 apart in one folder
     count as slices of one scan; above 1 turns the numbered-slice rule off."""
-    near_min_corr: float = 0.95
+    near_min_corr: float = flag(0.95)
     """Pixel correlation (32 x 32 thumbnails, whole or cropped to the content) that confirms a near-copy candidate."""
-    min_signal: float = 0.01
+    min_signal: float = flag(0.01)
     """An image with fewer than this fraction of its pixels above 0.05 (on [0, 1]) is near-blank and left out."""
-    allow_mostly_dropped: bool = False
+    allow_mostly_dropped: bool = flag(False)
     """Accept a data set in which more than half of the images are left out (otherwise a ``DataError``)."""
 
 

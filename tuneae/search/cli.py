@@ -26,7 +26,7 @@ from tuneae.search.space import kind_space
 __all__ = ["ConfigError", "build_parser", "flagged_fields", "read_config_file", "resolve", "validate"]
 DEFAULT_PRESET = "cpu"
 """The preset of a run without ``--preset``."""
-PATH_FIELDS = {"search": ("storage_path", "results_dir"), "data": ("source", "cache_dir", "manifest")}
+PATH_FIELDS = {"search": ("storage_path", "results_dir"), "data": ("source", "cache_dir", "manifest", "groups")}
 """Fields that hold a user's path, expanded by :func:`tuneae.layout.user_path` wherever they come from."""
 EPILOG = (
     "Presets: smoke = synthetic 32 px phantoms, 4 trials per model of 3 epochs, ~2 min per model on 2 CPUs (the "
@@ -221,10 +221,11 @@ def _apply_flags(args: argparse.Namespace, cfg: Config) -> Config:
 
 def _place_data(cfg: Config) -> DataConfig:
     """``cfg.data`` made valid from any folder (checkpoints store it): a local data folder and a manifest made
-    absolute, and the cache folder of the run layout (unless a config file or flag set one)."""
+    absolute (and a groups CSV), and the cache folder of the run layout (unless a config file or flag set one)."""
     data, search, d = cfg.data, cfg.search, {}
-    if data.manifest:
-        d["manifest"] = str(Path(data.manifest).resolve())
+    for name in ("manifest", "groups"):
+        if getattr(data, name):
+            d[name] = str(Path(getattr(data, name)).resolve())
     if is_local(search.storage_path) and data.cache_dir == DataConfig().cache_dir:
         d["cache_dir"] = str(RunLayout.of(search).cache_dir)
     if Path(data.source).is_dir():
