@@ -339,7 +339,7 @@ def test_every_flag_is_a_documented_config_field():
     assert {"--num-samples", "--max-concurrent", "--cpus-per-trial", "--gpus-per-trial", "--workers-per-trial",
             "--storage-path", "--results-dir", "--name", "--seed", "--grace-period", "--reduction-factor",
             "--address", "--wandb-mode", "--wandb-project", "--no-wandb", "--model", "--data", "--image-size",
-            "--split", "--skip-unreadable", "--lr", "--epochs", "--batch-size", "--latent-dim"} == set(flags)
+            "--split", "--skip-unreadable", "--lr", "--epochs", "--batch-size", "--latent-dim"} <= set(flags)
     for section, f in flags.values():
         assert field_docs(SECTIONS[section])[f.name]  # the help text
     text = build_parser().format_help()

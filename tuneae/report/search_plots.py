@@ -87,7 +87,7 @@ def plot_learning_curves(study: dict[str, Any], path: Path, metric: str = METRIC
     shown = {t["state"] for t in study["trials"] if t["intermediate"]}
     handles = [Line2D([], [], color=s["color"], ls=s["ls"], marker=s["marker"], label=s["label"])
                for k, s in STYLE.items() if k in shown]
-    handles += [Line2D([], [], color="black", lw=2, label="seed's recipe")]
+    handles += [Line2D([], [], color="black", lw=2, label="seed project's recipe")]
     if study["attrs"].get("rungs"):
         handles.append(Line2D([], [], color="tab:green", ls=(0, (2, 2)), label="ASHA rung"))
     if best is not None:
@@ -199,7 +199,7 @@ def search_section(studies: dict[str, dict[str, Any]], out: Path, dashboard: str
         point = ", ".join(f"{k.split('.', 1)[-1]}={v[0]}" for k, v in (a.get("seed_point") or {}).items())
         lines += [f"### {kind}", "",
                   f"{len(study['trials'])} trials: {c['completed']} completed, {c['pruned']} stopped early by ASHA "
-                  f"(pruned), {c['failed']} failed. The first trial ran the seed's recipe ({point}); TPE "
+                  f"(pruned), {c['failed']} failed. The first trial ran the seed project's recipe ({point}); TPE "
                   f"(multivariate, seed {a.get('seed')}) sampled at random until {a.get('n_startup_trials')} trials "
                   f"had finished, then from its model; constant liar "
                   f"{'on' if a.get('constant_liar') else 'off (one trial at a time)'}; ASHA rungs at epochs "
