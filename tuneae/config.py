@@ -20,7 +20,7 @@ from typing import Any
 DEFAULT_HUB_ID = "benschill/brain-tumor-collection"
 """The Hugging Face hub data set the seed project used (read through its parquet export)."""
 
-MODEL_KINDS = ("ae", "vae", "dae", "unet", "dunet")
+MODEL_KINDS = ("ae", "vae", "dae", "unet", "dunet", "dncnn")
 """Model kinds known to :mod:`tuneae.models`."""
 
 
@@ -120,17 +120,20 @@ class ModelConfig:
     input, a dense code, MSE."""
 
     kind: str = "ae"
-    """One of ``MODEL_KINDS``: ae (MSE), vae (BCE + KL), dae (denoising AE), unet / dunet (skip connections)."""
+    """One of ``MODEL_KINDS``: ae (MSE), vae (BCE + KL), dae (denoising AE), unet / dunet (skip connections), dncnn
+    (DnCNN, Zhang et al. 2017: a plain stack of convolutions that predicts the noise)."""
     image_size: int = 128
     """Input side in pixels (B, 1, image_size, image_size)."""
     latent_dim: int = flag(512, space=True)
     """Size of the bottleneck vector (ae / vae / dae)."""
     base_channels: int = 32
-    """Channels of the first encoder stage; stage i has base_channels * 2**i (32 -> 512 at depth 5)."""
+    """Channels of the first encoder stage; stage i has base_channels * 2**i (32 -> 512 at depth 5). dncnn: the
+    width of every hidden layer (the paper: 64)."""
     depth: int = 5
-    """Number of stride-2 stages in encoder and decoder (5: 128 px -> 4 px at the bottleneck)."""
+    """Number of stride-2 stages in encoder and decoder (5: 128 px -> 4 px at the bottleneck). dncnn: the number
+    of convolution layers D >= 2, none of them down-sampling (the paper: 17, or 20 for the blind DnCNN-B)."""
     kernel_size: int = 3
-    """Kernel side of the encoder convolutions (3 or 5)."""
+    """Kernel side of the encoder convolutions (3 or 5); dncnn: of every layer (the paper: 3)."""
     norm: str = "batch"
     """Normalization after each hidden conv: ``batch``, ``group`` or ``none``."""
     input_norm: str = "none"
@@ -141,7 +144,7 @@ class ModelConfig:
     residual: bool = False
     """ae / vae / dae: a residual block (two convs + skip) after every encoder and decoder stage."""
     recon_loss: str = "mse"
-    """Training loss of ae / dae / unet / dunet: ``mse``, ``l1`` or ``l1_ssim`` (0.84 (1 - SSIM) + 0.16 L1, Zhao
+    """Training loss of ae / dae / unet / dunet / dncnn: ``mse``, ``l1`` or ``l1_ssim`` (0.84 (1 - SSIM) + 0.16 L1, Zhao
     et al. 2017); the VAE keeps its negative ELBO. Trials are selected on val/mse whatever the loss."""
 
 
@@ -168,8 +171,9 @@ class TrainConfig:
     """Noise sigma of the validation set for denoising kinds (fixed, seeded)."""
     crop_size: int = 0
     """Training augmentation (tuneae.augment): 0 = full images as they are; c > 0 = a random c x c crop
-    of each training image and one of its 8 flips / 90-degree rotations. c < image_size only for U-Nets (fully
-    convolutional; c divisible by 2**depth); c = image_size gives full images with flips and rotations for any kind.
+    of each training image and one of its 8 flips / 90-degree rotations. c < image_size only for the fully
+    convolutional kinds (U-Nets: c divisible by 2**depth; dncnn: any c); c = image_size gives full images with flips
+    and rotations for any kind.
     Validation always uses full, untouched images."""
     precision: str = "auto"
     """Training arithmetic: ``fp32``, ``bf16`` (bfloat16 autocast, loss and optimizer in fp32) or ``auto`` (bf16 on
