@@ -162,7 +162,8 @@ class TrainConfig:
     """Seed of weight initialisation, shuffling and noise."""
     noise_protocol: str = "awgn"
     """Noise of denoising kinds' training and validation input (``tuneae.noise.PROTOCOLS``): ``awgn``, additive white
-    Gaussian noise not clipped (the primary protocol), or ``clipped8``, clipped to [0, 1] and quantized to 8 bits."""
+    Gaussian noise not clipped (the primary protocol), ``clipped8``, clipped to [0, 1] and quantized to 8 bits, or
+    ``rician``, the magnitude of complex Gaussian noise (magnitude MR images)."""
     noise_sigma_min: float = 0.05
     """Lowest noise sigma (on the [0, 1] scale) drawn per training image for denoising kinds."""
     noise_sigma_max: float = 0.3
