@@ -375,6 +375,29 @@ UNET_CPU_SPACE: dict[str, tuple] = {
 """U-Net space that fits 2 CPUs (an epoch at 128 px costs 50 s at base 8, 150 s at base 16 there): narrow,
 shallow, few epochs."""
 
+DNCNN_CPU_SPACE: dict[str, tuple] = {
+    "model.depth": (8, 12, 17),
+    "model.base_channels": (16, 32),
+    "train.crop_size": (64,),
+    "train.lr": (1e-3, 5e-4),
+    "train.epochs": (4, 8),
+    "train.batch_size": (16, 32),
+}
+"""DnCNN space that fits 2 CPUs. DnCNN keeps the full resolution in every layer, so at 128 px a forward pass costs
+0.9 GMAC at depth 8 and width 32 (5x the U-Net at base 8, depth 3), 9.1 GMAC at the paper's depth 17 and width 64;
+it trains on random 64 px crops with flips and rotations instead (the paper: 40 / 50 px patches), a quarter of the
+pixels: the deepest, widest choice (depth 17, width 32) then costs 3.3x the base-8 U-Net per epoch, about as much as
+``UNET_CPU_SPACE``'s base 16. Width 64 (the paper's) is left to the gpu preset."""
+
+DNCNN_GPU_SPACE: dict[str, tuple] = {
+    "model.depth": (17, 20),
+    "model.base_channels": (64,),
+    "model.kernel_size": (3,),
+}
+"""The paper's DnCNN (Zhang et al. 2017): 64 channels of 3x3 convolutions, 17 layers (its known-sigma model) or 20
+(its blind DnCNN-B), on full 128 px images; the other architecture keys of ``ARCH_SPACE`` it uses (normalization,
+input normalization, training loss) are searched."""
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "data": {"source": "phantom", "image_size": 32, "phantom_count": 96},
@@ -383,36 +406,41 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "space": {"train.lr": (1e-3, 3e-3), "train.epochs": (3,), "train.batch_size": (16, 32),
                   "model.latent_dim": (16, 32), "model.latent_layout": ("dense", "spatial"),
                   "model.recon_loss": ("mse", "l1_ssim")},
-        "space_by_kind": {"unet": {"model.depth": (2, 3)}, "dunet": {"model.depth": (2, 3)}},
+        "space_by_kind": {"unet": {"model.depth": (2, 3)}, "dunet": {"model.depth": (2, 3)},
+                          "dncnn": {"model.depth": (3, 5), "model.base_channels": (8, 16)}},
         "model": {"base_channels": 8},
     },
     "cpu": {
         "data": {"image_size": 128},
-        "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 8, "cpus_per_trial": 2.0,
+        "search": {"models": ("ae", "vae", "dae", "dunet", "dncnn"), "num_samples": 8, "cpus_per_trial": 2.0,
                    "grace_period": 1, "reduction_factor": 3.0, "name": "cpu"},
         "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
                   "model.latent_dim": (512, 1024, 2048), "model.latent_layout": ("dense", "spatial"),
                   "model.recon_loss": ("mse", "l1_ssim")},
-        "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE)},
+        "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE),
+                          "dncnn": dict(DNCNN_CPU_SPACE)},
         "model": {},
     },
     "gpu": {
         "data": {"image_size": 128},
-        "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 27, "cpus_per_trial": 2.0,
+        "search": {"models": ("ae", "vae", "dae", "dunet", "dncnn"), "num_samples": 27, "cpus_per_trial": 2.0,
                    "gpus_per_trial": 0.25, "grace_period": 5, "reduction_factor": 2.0, "name": "gpu"},
         "space": {**SEED_SPACE, **ARCH_SPACE},
         "space_by_kind": {"ae": {"model.depth": (4, 5)}, "vae": {"model.depth": (4, 5)}, "dae": {"model.depth": (4, 5)},
-                          "unet": {"model.depth": (3, 4, 5)}, "dunet": {"model.depth": (3, 4, 5)}},
+                          "unet": {"model.depth": (3, 4, 5)}, "dunet": {"model.depth": (3, 4, 5)},
+                          "dncnn": dict(DNCNN_GPU_SPACE)},
         "model": {},
     },
 }
-"""Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
-reduced budget for 2 CPUs, about 35 min per kind: ae, vae, dae and the denoising U-Net, 8 trials each (TPE's
+"""Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it; its ``models`` stay the default
+ae and vae, with a tiny dncnn space for ``--model dncnn``), cpu (real data at 128 px with a reduced budget for 2
+CPUs, about 35 min per kind: ae, vae, dae, the denoising U-Net and DnCNN, 8 trials each (TPE's
 random start-up is max(2, 8 // 4) = 2 of them, the first the seed project's recipe, so 6 are TPE's), epochs {3, 6, 9}
-for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets; the code layout for the bottleneck kinds and MSE or
-L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per trial; the same four kinds).
-The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
-residual blocks, training loss) and depth for every kind. Trials are selected on val/mse whatever their loss."""
+for the bottleneck kinds, ``UNET_CPU_SPACE`` for U-Nets and ``DNCNN_CPU_SPACE`` for DnCNN; the code layout for the
+bottleneck kinds and MSE or L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per
+trial; the same five kinds). The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer,
+input normalization, code layout, residual blocks, training loss) and depth for every kind (``DNCNN_GPU_SPACE``:
+the paper's DnCNN). Trials are selected on val/mse whatever their loss."""
 
 
 def preset(name: str) -> Config:
