@@ -56,17 +56,18 @@ def test_denoise_command_runs_dncnn_at_native_resolution(tmp_path):
     np.testing.assert_allclose(out, want, atol=1e-6)  # no padding: the model sees the slice itself
 
 
-@pytest.mark.filterwarnings("ignore:.*widen the method's grid")  # two 32 px validation images: a grid edge may stay
-def test_report_sigma_loop_runs_dncnn_and_bias_corrected_classics_under_rician_noise():
+def test_report_sigma_loop_runs_dncnn_and_a_bias_corrected_classic_under_rician_noise(monkeypatch):
     from tuneae.classical import METHODS
     from tuneae.data import to_float
+    from tuneae.report import denoising
     from tuneae.report.denoising import run_sigma, selection
 
-    imgs, _, _ = phantom_images(4, 32, seed=1)
-    clean, val = to_float(imgs[:2]), to_float(imgs[2:])  # (2, 1, 32, 32) each, in [0, 1]
+    monkeypatch.setattr(denoising, "METHODS", {"tv_chambolle": METHODS["tv_chambolle"]})  # the fast one (CI time)
+    imgs, _, _ = phantom_images(8, 32, seed=1)
+    clean, val = to_float(imgs[:3]), to_float(imgs[3:])  # (N, 1, 32, 32) in [0, 1]
     model = build_model(ModelConfig(kind="dncnn", image_size=32, depth=3, base_channels=4)).eval()
     r = run_sigma({"dncnn": (model, {})}, clean, val, 0.2, "rician", seed=0)
-    assert set(r.test) == {"noisy", "dncnn", *METHODS} and all(t.protocol == "rician" for t in r.tuned.values())
-    noisy_psnr = r.test["noisy"]["psnr"].mean()
-    assert all(r.test[m]["psnr"].mean() > noisy_psnr for m in METHODS)  # bias-corrected classics denoise
+    assert set(r.test) == {"noisy", "dncnn", "tv_chambolle"} and r.tuned["tv_chambolle"].protocol == "rician"
+    assert r.tuned["tv_chambolle"].interior
+    assert r.test["tv_chambolle"]["psnr"].mean() > r.test["noisy"]["psnr"].mean() + 3  # corrected for the bias
     assert selection(r, ["dncnn"])["best_learned"] == "dncnn"
