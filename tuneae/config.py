@@ -375,28 +375,14 @@ UNET_CPU_SPACE: dict[str, tuple] = {
 """U-Net space that fits 2 CPUs (an epoch at 128 px costs 50 s at base 8, 150 s at base 16 there): narrow,
 shallow, few epochs."""
 
-DNCNN_CPU_SPACE: dict[str, tuple] = {
-    "model.depth": (8, 12, 17),
-    "model.base_channels": (16, 32),
-    "train.crop_size": (64,),
-    "train.lr": (1e-3, 5e-4),
-    "train.epochs": (4, 8),
-    "train.batch_size": (16, 32),
-}
-"""DnCNN space that fits 2 CPUs. DnCNN keeps the full resolution in every layer, so at 128 px a forward pass costs
-0.9 GMAC at depth 8 and width 32 (5x the U-Net at base 8, depth 3), 9.1 GMAC at the paper's depth 17 and width 64;
-it trains on random 64 px crops with flips and rotations instead (the paper: 40 / 50 px patches), a quarter of the
-pixels: the deepest, widest choice (depth 17, width 32) then costs 3.3x the base-8 U-Net per epoch, about as much as
-``UNET_CPU_SPACE``'s base 16. Width 64 (the paper's) is left to the gpu preset."""
-
-DNCNN_GPU_SPACE: dict[str, tuple] = {
-    "model.depth": (17, 20),
-    "model.base_channels": (64,),
-    "model.kernel_size": (3,),
-}
-"""The paper's DnCNN (Zhang et al. 2017): 64 channels of 3x3 convolutions, 17 layers (its known-sigma model) or 20
-(its blind DnCNN-B), on full 128 px images; the other architecture keys of ``ARCH_SPACE`` it uses (normalization,
-input normalization, training loss) are searched."""
+DNCNN_CPU_SPACE: dict[str, tuple] = {"model.depth": (8, 12, 17), "model.base_channels": (16, 32),
+                                      "train.crop_size": (64,), "train.lr": (1e-3, 5e-4), "train.epochs": (4, 8),
+                                      "train.batch_size": (16, 32)}
+"""DnCNN space that fits 2 CPUs: every layer keeps the full resolution (at 128 px a forward pass costs 0.9 GMAC at
+depth 8, width 32: 5x the base-8, depth-3 U-Net), so it trains on random 64 px crops (the paper: 40 / 50 px patches),
+where depth 17, width 32 costs 3.3x that U-Net per epoch, as UNET_CPU_SPACE's base 16 does. Width 64: gpu preset."""
+DNCNN_GPU_SPACE: dict[str, tuple] = {"model.depth": (17, 20), "model.base_channels": (64,), "model.kernel_size": (3,)}
+"""The paper's DnCNN (Zhang et al. 2017): 64 channels, 3x3, 17 layers (known sigma) or 20 (blind DnCNN-B)."""
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
