@@ -60,7 +60,7 @@ def test_crop_positions_are_uniform_enough():
 @pytest.mark.parametrize("crop, kind, match", [
     (-1, "dunet", "train.crop_size=-1"),
     (64, "dunet", r"model.image_size=32"),
-    (16, "ae", "only for U-Nets"),
+    (16, "ae", "only for fully convolutional kinds"),
     (12, "dunet", r"2\*\*model.depth=8"),
 ])
 def test_check_crop_size_names_fields(crop, kind, match):
@@ -95,7 +95,7 @@ def test_training_loop_crops_train_batches_only():
     assert {side for training, side in seen if training} == {16}  # train: 16 px crops
     assert {side for training, side in seen if not training} == {32}  # validation: full images
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
-    with pytest.raises(ValueError, match="only for U-Nets"):
+    with pytest.raises(ValueError, match="only for fully convolutional kinds"):
         fit(build_model(ModelConfig(kind="ae", image_size=32, depth=3, base_channels=4, latent_dim=16)),
             train, val, TrainConfig(epochs=1, crop_size=16))
 
@@ -106,6 +106,6 @@ def test_search_refuses_crops_a_kind_cannot_take():
 
     cfg, _ = resolve(["--preset", "smoke", "--model", "ae", "dunet"])
     search = replace(cfg.search, space={**cfg.search.space, "train.crop_size": (0, 16)})
-    with pytest.raises(ValueError, match=r"train.crop_size=16 < model.image_size=32 is only for U-Nets"):
+    with pytest.raises(ValueError, match=r"train.crop_size=16 < model.image_size=32 is only for fully convolutional"):
         validate(replace(cfg, search=search))
     validate(replace(cfg, search=replace(search, models=("dunet",))))  # U-Nets take 16 px crops at depth 2 or 3

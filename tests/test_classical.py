@@ -14,12 +14,13 @@ from tuneae.classical import (
     GridEdgeError,
     clipped_mean,
     debias_clipped,
+    debias_rician,
     denoise,
     geometric_grid,
     tune,
 )
 from tuneae.metrics import psnr
-from tuneae.noise import AWGN, CLIPPED8, add_noise
+from tuneae.noise import AWGN, CLIPPED8, RICIAN, add_noise, rician_mean
 
 
 def _images(n: int = 3, size: int = 32, seed: int = 0) -> np.ndarray:
@@ -40,7 +41,7 @@ def _noisy(clean: np.ndarray, sigma: float, protocol: str = AWGN, seed: int = 1)
     return add_noise(x, sigma, protocol, torch.Generator().manual_seed(seed))[:, 0].numpy()
 
 
-@pytest.mark.parametrize("protocol", [AWGN, CLIPPED8])
+@pytest.mark.parametrize("protocol", [AWGN, CLIPPED8, RICIAN])
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_denoises(name, protocol):
     clean = _images(2, 48)
@@ -95,6 +96,26 @@ def test_clipped_protocol_output_is_debiased():
     aware = denoise("tv_chambolle", noisy, 0.2, 1.0, CLIPPED8)
     naive = denoise("tv_chambolle", noisy, 0.2, 1.0, AWGN)  # the same clipped data, no debiasing
     assert naive[background].mean() > 0.05  # the clipping bias, about 0.2 / sqrt(2 pi) = 0.08
+    assert aware[background].mean() < 0.5 * naive[background].mean()
+    assert psnr(aware, clean).mean() > psnr(naive, clean).mean()
+
+
+def test_debias_rician_inverts_the_rician_mean():
+    xs = np.linspace(0, 1, 11)
+    np.testing.assert_allclose(debias_rician(rician_mean(xs, 0.1), 0.1), xs, atol=1e-4)
+    assert debias_rician(np.array([0.1 * math.sqrt(math.pi / 2) - 0.01, 1.5]), 0.1).tolist() == [0.0, 1.0]
+    big = np.array([0.6, 0.9])  # high SNR: Gudbjartsson & Patz's sqrt(m^2 - sigma^2)
+    np.testing.assert_allclose(debias_rician(big, 0.05), np.sqrt(big**2 - 0.05**2), atol=1e-4)
+
+
+def test_rician_protocol_output_is_bias_corrected():
+    clean = _images(2, 48)
+    noisy = _noisy(clean, 0.2, RICIAN)
+    assert noisy.min() >= 0
+    background = clean == 0
+    aware = denoise("tv_chambolle", noisy, 0.2, 1.0, RICIAN)
+    naive = denoise("tv_chambolle", noisy, 0.2, 1.0, AWGN)  # the same Rician data, no correction
+    assert naive[background].mean() > 0.15  # the Rayleigh mean 0.2 sqrt(pi / 2) = 0.25, smoothed
     assert aware[background].mean() < 0.5 * naive[background].mean()
     assert psnr(aware, clean).mean() > psnr(naive, clean).mean()
 

@@ -6,7 +6,7 @@ import torch
 
 from tuneae.config import MODEL_KINDS, ModelConfig
 from tuneae.losses import RECON_LOSSES, reconstruction_loss
-from tuneae.models import BOTTLENECK, MODELS, UNUSED_BY_KIND, VAE, build_model
+from tuneae.models import BOTTLENECK, DENOISING, FLAT, MODELS, UNUSED_BY_KIND, VAE, DnCNN, build_model
 from tuneae.models.blocks import ResBlock, spatial_code_shape
 
 SMALL = {"image_size": 32, "latent_dim": 16, "base_channels": 4}
@@ -41,8 +41,12 @@ def test_shapes_range_backward(kind, norm):
         out, inter = model.forward_intermediates(x)
     assert torch.allclose(out, model(x), atol=1e-6)
     names = [n for n, _ in inter]
-    assert names[-1] == "output" and any(n.startswith("encoder") for n in names)
-    assert any(n.startswith("decoder") for n in names)
+    if kind in FLAT:  # DnCNN: one map per hidden layer, all at the input's side
+        assert names == [*(f"layer.{i}" for i in range(model.cfg.depth - 1)), "output"]
+        assert all(t.shape[-2:] == (32, 32) for _, t in inter)
+    else:
+        assert names[-1] == "output" and any(n.startswith("encoder") for n in names)
+        assert any(n.startswith("decoder") for n in names)
     assert all(torch.isfinite(t).all() for _, t in inter)
 
 
@@ -184,7 +188,7 @@ def test_vae_kl_on_spatial_code():
     assert model.sample(3, generator=torch.Generator().manual_seed(0)).shape == (3, 1, 32, 32)
 
 
-@pytest.mark.parametrize("kind", ["ae", "dae", "unet", "dunet"])
+@pytest.mark.parametrize("kind", ["ae", "dae", "unet", "dunet", "dncnn"])
 @pytest.mark.parametrize("loss_name", RECON_LOSSES)
 def test_recon_loss_options(kind, loss_name):
     torch.manual_seed(0)
@@ -212,6 +216,34 @@ def test_dunet_residual_in_pixel_space_under_unclipped_noise():
     assert model.head.weight.grad.abs().sum() > 0  # gradients reach the noise head (no saturated sigmoid)
 
 
+def test_dncnn_is_the_paper_stack_and_residual():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="dncnn", image_size=32, depth=17, base_channels=64))
+    assert isinstance(model, DnCNN) and "dncnn" in DENOISING
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) == 17 and len(bns) == 15  # first Conv+ReLU, 15 Conv+BN+ReLU, last Conv
+    assert all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
+    assert convs[0].in_channels == 1 and convs[-1].out_channels == 1 and convs[5].out_channels == 64
+    clean = torch.rand(2, 1, 24, 40)  # any side: no down-sampling
+    noisy = clean + 0.3 * torch.randn_like(clean)
+    assert torch.equal(model.estimate(noisy), noisy)  # zero-initialised last layer: predicts no noise yet
+    torch.nn.init.normal_(model.head.weight, std=0.01)
+    model.eval()
+    with torch.no_grad():  # the output is the input minus the predicted noise, decode(encode(x))
+        assert torch.allclose(model.estimate(noisy), noisy - model.decode(model.encode(noisy)), atol=1e-6)
+        assert model(noisy).shape == (2, 1, 24, 40)
+    loss, out = model.train().objective(noisy, clean)
+    assert torch.isclose(loss, (model.estimate(noisy) - clean).pow(2).mean())  # MSE of the unclamped estimate
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_dncnn_depth_is_layers_not_downsampling():
+    build_model(ModelConfig(kind="dncnn", image_size=36, depth=20, base_channels=4))  # 36 not divisible by 2**20
+    with pytest.raises(ValueError, match=r"model\.depth=1: a dncnn needs at least 2"):
+        build_model(ModelConfig(kind="dncnn", image_size=32, depth=1, base_channels=4))
+
+
 @pytest.mark.parametrize("bad, match", [
     ({"latent_layout": "spatial", "latent_dim": 20, "depth": 3}, r"latent_dim to be a multiple.*model.depth=3"),
     ({"latent_layout": "grid"}, "model.latent_layout='grid'"),
@@ -225,5 +257,7 @@ def test_bad_new_fields_are_named(bad, match):
 
 def test_unused_keys_of_new_fields():
     assert {"model.latent_layout", "model.residual"} <= UNUSED_BY_KIND["dunet"]
+    assert {"model.latent_dim", "model.latent_layout", "model.residual"} <= UNUSED_BY_KIND["dncnn"]
+    assert not {"model.depth", "model.base_channels", "train.noise_sigma_max"} & UNUSED_BY_KIND["dncnn"]
     assert "model.recon_loss" in UNUSED_BY_KIND["vae"] and "model.recon_loss" not in UNUSED_BY_KIND["ae"]
     assert not {"model.latent_layout", "model.residual"} & UNUSED_BY_KIND["vae"]

@@ -1,4 +1,5 @@
-"""tuneae.noise: the AWGN protocol (not clipped), the clipped 8-bit variant and the evaluation seeding rule."""
+"""tuneae.noise: the AWGN protocol (not clipped), the clipped 8-bit variant, Rician noise and the evaluation seeding
+rule."""
 from __future__ import annotations
 
 import math
@@ -13,10 +14,12 @@ from tuneae.noise import (
     LEVELS_8BIT,
     PRIMARY,
     PROTOCOLS,
+    RICIAN,
     add_noise,
     check_protocol,
     eval_noisy,
     eval_seed,
+    rician_mean,
 )
 
 
@@ -42,6 +45,22 @@ def test_clipped8_is_the_same_draw_clipped_and_quantized():
     torch.testing.assert_close(c, torch.round(a.clamp(0, 1) * LEVELS_8BIT) / LEVELS_8BIT)
     black = add_noise(torch.zeros(2, 1, 128, 128), 0.2, CLIPPED8, _gen(2))
     assert black.mean().item() == pytest.approx(0.2 / math.sqrt(2 * math.pi), rel=0.03)  # the clipping bias
+
+
+def test_rician_statistics():
+    sigma = 0.1
+    black = add_noise(torch.zeros(4, 1, 64, 64, dtype=torch.float64), sigma, RICIAN, _gen(3))
+    assert black.min() >= 0 and RICIAN in PROTOCOLS
+    assert black.mean().item() == pytest.approx(sigma * math.sqrt(math.pi / 2), rel=0.02)  # Rayleigh mean
+    assert (black**2).mean().item() == pytest.approx(2 * sigma**2, rel=0.03)  # E[y^2] = x^2 + 2 sigma^2
+    bright = add_noise(torch.full((4, 1, 64, 64), 0.8, dtype=torch.float64), sigma, RICIAN, _gen(4))
+    assert bright.mean().item() == pytest.approx(math.sqrt(0.8**2 + sigma**2), abs=2e-3)  # close to x
+    assert bright.std().item() == pytest.approx(sigma, rel=0.03)  # nearly Gaussian at high SNR
+    assert rician_mean(0.0, sigma) == pytest.approx(sigma * math.sqrt(math.pi / 2))
+    assert rician_mean(0.8, sigma) == pytest.approx(bright.mean().item(), abs=2e-3)
+    x = torch.rand((2, 1, 16, 16), generator=_gen(5))  # the awgn draw is the real channel
+    a, r = add_noise(x, 0.1, AWGN, _gen(1)), add_noise(x, 0.1, RICIAN, _gen(1))
+    assert (r >= a.abs() - 1e-7).all() and torch.equal(add_noise(x, 0.0, RICIAN), x)
 
 
 def test_sigma_per_image_and_zero():

@@ -1,9 +1,9 @@
 """Training-set augmentation as denoising papers do it: random crops with flips and 90-degree rotations.
 
 DnCNN (Zhang et al. 2017, "Beyond a Gaussian Denoiser", IEEE TIP 26(7), section IV-A) trains on small random
-patches with the 8 flips / rotations of the dihedral group; a fully convolutional network (the U-Nets) then sees many
-more distinct inputs per second than on full images. Bottleneck models (ae / vae / dae) have a fixed code size, so
-they take only full-size "crops" (``crop_size == image_size``: flips and rotations of the whole image).
+patches with the 8 flips / rotations of the dihedral group; a fully convolutional network (the U-Nets, DnCNN) then
+sees many more distinct inputs per second than on full images. Bottleneck models (ae / vae / dae) have a fixed code
+size, so they take only full-size "crops" (``crop_size == image_size``: flips and rotations of the whole image).
 
 Works on uint8 batches on any device; every random draw comes from one seeded ``torch.Generator`` (on the CPU or on
 the batch's device), so an epoch's augmentation is reproducible. Validation never goes through here.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from tuneae.config import ModelConfig
-from tuneae.models import BOTTLENECK
+from tuneae.models import FULLY_CONVOLUTIONAL, size_step
 
 
 def check_crop_size(crop_size: int, model: ModelConfig) -> None:
@@ -24,17 +24,20 @@ def check_crop_size(crop_size: int, model: ModelConfig) -> None:
         model: the trial's model config (kind, image_size, depth).
     Raises:
         ValueError: naming the fields: a negative size, a crop larger than ``model.image_size``, a crop smaller than
-            the image for a bottleneck kind (its code size is fixed), or a crop not divisible by ``2**model.depth``.
+            the image for a kind that is not fully convolutional (a bottleneck kind's code size is fixed), or a crop
+            not divisible by ``2**model.depth`` (:func:`tuneae.models.size_step`: any crop for ``dncnn``).
     """
     if crop_size == 0:
         return
     if crop_size < 0 or crop_size > model.image_size:
         raise ValueError(f"train.crop_size={crop_size} must be 0 (no crops) or in [1, model.image_size="
                          f"{model.image_size}]")
-    if model.kind in BOTTLENECK and crop_size != model.image_size:
-        raise ValueError(f"train.crop_size={crop_size} < model.image_size={model.image_size} is only for U-Nets: "
-                         f"model.kind={model.kind!r} has a fixed code size; use 0 or {model.image_size}")
-    step = 2 ** model.depth
+    if model.kind not in FULLY_CONVOLUTIONAL and crop_size != model.image_size:
+        kinds = ", ".join(sorted(FULLY_CONVOLUTIONAL))
+        raise ValueError(f"train.crop_size={crop_size} < model.image_size={model.image_size} is only for fully "
+                         f"convolutional kinds ({kinds}): model.kind={model.kind!r} has a fixed code size; use 0 or "
+                         f"{model.image_size}")
+    step = size_step(model.kind, model.depth)
     if crop_size % step:
         raise ValueError(f"train.crop_size={crop_size} is not divisible by 2**model.depth={step} "
                          f"(model.depth={model.depth})")

@@ -10,7 +10,12 @@ Under the ``clipped8`` protocol (``tuneae.noise``) every method is bias-aware: i
 the same clipped noise, and its output is mapped through the inverse of the clipped-Gaussian expectation
 (:func:`debias_clipped`, Foi 2009), which removes the upward bias that clipping gives dark regions. Clipping also
 lowers the noise sd near black and white below the nominal sigma, so there non-local means tunes the sd it is told
-(with h tied to it) instead of h alone (``Method.clipped``); BM3D tunes the sd it is told under both protocols.
+(with h tied to it) instead of h alone (``Method.clipped``); BM3D tunes the sd it is told under every protocol.
+
+Under the ``rician`` protocol (magnitude MR noise) every method is bias-corrected the same way: tuned on validation
+images with Rician noise and told the true sigma, its output, an estimate of the local mean of the Rician data, is
+mapped through the inverse of the Rician mean (:func:`debias_rician`, the mean of Gudbjartsson & Patz 1995), which
+removes the upward bias of weak signal (the black background's sigma sqrt(pi / 2) becomes 0).
 Every output is clipped to [0, 1], the range of the clean images (as a learned model's sigmoid output is).
 """
 from __future__ import annotations
@@ -33,7 +38,7 @@ from skimage.restoration import cycle_spin, denoise_nl_means, denoise_tv_chambol
 from tqdm.auto import tqdm
 
 from tuneae.metrics import psnr
-from tuneae.noise import CLIPPED8, PRIMARY, check_protocol, check_sigma
+from tuneae.noise import CLIPPED8, PRIMARY, RICIAN, check_protocol, check_sigma, rician_mean
 
 MAX_WIDENINGS = 4
 """How often :func:`tune` extends a grid by one geometric step past the edge where the best factor sits."""
@@ -52,7 +57,8 @@ BM3D_THREADS = 1
 """Threads of one BM3D call: 1 makes its output exactly reproducible (the package warns that its multi-threaded
 aggregation varies slightly); run images in parallel with ``workers`` instead."""
 DEBIAS_POINTS = 4097
-"""Points of the table on which :func:`debias_clipped` inverts the clipped-Gaussian expectation."""
+"""Points of the table on which :func:`debias_clipped` and :func:`debias_rician` invert the expectation of the noisy
+data."""
 
 
 class GridEdgeError(ValueError):
@@ -203,10 +209,33 @@ def debias_clipped(estimate: np.ndarray, sigma: float) -> np.ndarray:
     return np.interp(np.asarray(estimate, dtype=np.float64), clipped_mean(xs, sigma), xs)
 
 
+def debias_rician(estimate: np.ndarray, sigma: float) -> np.ndarray:
+    """Undo the bias of Rician data: map an estimate of the Rician data's mean back to the clean value.
+
+    A denoiser applied to magnitude data y = |x + complex Gaussian noise| estimates E[y] = :func:`tuneae.noise.
+    rician_mean` (x) (Gudbjartsson & Patz 1995, "The Rician distribution of noisy MRI data", Magnetic Resonance in
+    Medicine 34(6)), which exceeds x, most where x is small (x = 0 gives sigma sqrt(pi / 2)); applying the inverse of
+    that strictly increasing function removes the bias, as :func:`debias_clipped` does for clipped data (Foi 2009).
+    Inverted by interpolation on ``DEBIAS_POINTS`` values of x in [0, 1]; estimates below sigma sqrt(pi / 2) map to 0,
+    above rician_mean(1) to 1. For x >> sigma this is Gudbjartsson & Patz's simple correction
+    sqrt(estimate^2 - sigma^2), to which rician_mean tends.
+
+    Args:
+        estimate: any shape, on the [0, 1] scale.
+        sigma: the noise sd of each channel the data was made with, on the [0, 1] scale, > 0.
+    Returns:
+        Same shape, float64 in [0, 1].
+    """
+    xs = np.linspace(0.0, 1.0, DEBIAS_POINTS)
+    return np.interp(np.asarray(estimate, dtype=np.float64), rician_mean(xs, sigma), xs)
+
+
 def _denoise_one(name: str, sigma: float, factor: float, protocol: str, image: np.ndarray) -> np.ndarray:
     out = METHODS[name].under(protocol)[0](np.asarray(image, dtype=np.float64), sigma, factor)
     if protocol == CLIPPED8:
         out = debias_clipped(out, sigma)
+    elif protocol == RICIAN:
+        out = debias_rician(out, sigma)
     return np.clip(out, 0.0, 1.0)
 
 
@@ -219,7 +248,9 @@ def denoise(name: str, noisy: np.ndarray, sigma: float, factor: float, protocol:
         noisy: (N, H, W) float, noisy images on the [0, 1] scale (``awgn``: values may leave [0, 1]).
         sigma: the noise sd on the [0, 1] scale, in (0, 1]; the method is told it (times ``factor``).
         factor: the method's parameter, a factor of sigma (see ``Method.parameter``), > 0.
-        protocol: the noise protocol of ``noisy``; ``clipped8`` applies :func:`debias_clipped` to each output.
+        protocol: the noise protocol of ``noisy``; ``clipped8`` applies :func:`debias_clipped` to each output,
+            ``rician`` :func:`debias_rician` (the bias-corrected variant; ``awgn`` on Rician data gives the
+            uncorrected one).
         workers: processes to spread the images over (1: this process). Worth it for BM3D (~0.7 s per 128 px
             image); each worker process starts fresh (spawn), about a second.
         progress: show a tqdm progress bar on stderr.
@@ -296,7 +327,7 @@ def tune(name: str, clean: np.ndarray, noisy: np.ndarray, sigma: float, protocol
         clean, noisy: (K, H, W) validation images on the [0, 1] scale, clean and with ``protocol`` noise at
             ``sigma``; never test images.
         sigma: the noise sd on the [0, 1] scale.
-        protocol: the noise protocol (``clipped8``: outputs are debiased, see :func:`denoise`).
+        protocol: the noise protocol (``clipped8`` / ``rician``: outputs are debiased, see :func:`denoise`).
         grid: starting factors (default the method's grid under ``protocol``, see ``Method.under``).
         max_widenings: the most grid extensions, >= 0.
         strict: raise when the choice stays at an edge; False: warn and return ``interior=False``.
@@ -352,6 +383,7 @@ __all__ = [
     "Tuned",
     "clipped_mean",
     "debias_clipped",
+    "debias_rician",
     "denoise",
     "geometric_grid",
     "method",

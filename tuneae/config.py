@@ -20,7 +20,7 @@ from typing import Any
 DEFAULT_HUB_ID = "benschill/brain-tumor-collection"
 """The Hugging Face hub data set the seed project used (read through its parquet export)."""
 
-MODEL_KINDS = ("ae", "vae", "dae", "unet", "dunet")
+MODEL_KINDS = ("ae", "vae", "dae", "unet", "dunet", "dncnn")
 """Model kinds known to :mod:`tuneae.models`."""
 
 
@@ -120,17 +120,20 @@ class ModelConfig:
     input, a dense code, MSE."""
 
     kind: str = "ae"
-    """One of ``MODEL_KINDS``: ae (MSE), vae (BCE + KL), dae (denoising AE), unet / dunet (skip connections)."""
+    """One of ``MODEL_KINDS``: ae (MSE), vae (BCE + KL), dae (denoising AE), unet / dunet (skip connections), dncnn
+    (DnCNN, Zhang et al. 2017: a plain stack of convolutions that predicts the noise)."""
     image_size: int = 128
     """Input side in pixels (B, 1, image_size, image_size)."""
     latent_dim: int = flag(512, space=True)
     """Size of the bottleneck vector (ae / vae / dae)."""
     base_channels: int = 32
-    """Channels of the first encoder stage; stage i has base_channels * 2**i (32 -> 512 at depth 5)."""
+    """Channels of the first encoder stage; stage i has base_channels * 2**i (32 -> 512 at depth 5). dncnn: the
+    width of every hidden layer (the paper: 64)."""
     depth: int = 5
-    """Number of stride-2 stages in encoder and decoder (5: 128 px -> 4 px at the bottleneck)."""
+    """Number of stride-2 stages in encoder and decoder (5: 128 px -> 4 px at the bottleneck). dncnn: the number
+    of convolution layers D >= 2, none of them down-sampling (the paper: 17, or 20 for the blind DnCNN-B)."""
     kernel_size: int = 3
-    """Kernel side of the encoder convolutions (3 or 5)."""
+    """Kernel side of the encoder convolutions (3 or 5); dncnn: of every layer (the paper: 3)."""
     norm: str = "batch"
     """Normalization after each hidden conv: ``batch``, ``group`` or ``none``."""
     input_norm: str = "none"
@@ -141,7 +144,7 @@ class ModelConfig:
     residual: bool = False
     """ae / vae / dae: a residual block (two convs + skip) after every encoder and decoder stage."""
     recon_loss: str = "mse"
-    """Training loss of ae / dae / unet / dunet: ``mse``, ``l1`` or ``l1_ssim`` (0.84 (1 - SSIM) + 0.16 L1, Zhao
+    """Training loss of ae / dae / unet / dunet / dncnn: ``mse``, ``l1`` or ``l1_ssim`` (0.84 (1 - SSIM) + 0.16 L1, Zhao
     et al. 2017); the VAE keeps its negative ELBO. Trials are selected on val/mse whatever the loss."""
 
 
@@ -159,7 +162,8 @@ class TrainConfig:
     """Seed of weight initialisation, shuffling and noise."""
     noise_protocol: str = "awgn"
     """Noise of denoising kinds' training and validation input (``tuneae.noise.PROTOCOLS``): ``awgn``, additive white
-    Gaussian noise not clipped (the primary protocol), or ``clipped8``, clipped to [0, 1] and quantized to 8 bits."""
+    Gaussian noise not clipped (the primary protocol), ``clipped8``, clipped to [0, 1] and quantized to 8 bits, or
+    ``rician``, the magnitude of complex Gaussian noise (magnitude MR images)."""
     noise_sigma_min: float = 0.05
     """Lowest noise sigma (on the [0, 1] scale) drawn per training image for denoising kinds."""
     noise_sigma_max: float = 0.3
@@ -168,8 +172,9 @@ class TrainConfig:
     """Noise sigma of the validation set for denoising kinds (fixed, seeded)."""
     crop_size: int = 0
     """Training augmentation (tuneae.augment): 0 = full images as they are; c > 0 = a random c x c crop
-    of each training image and one of its 8 flips / 90-degree rotations. c < image_size only for U-Nets (fully
-    convolutional; c divisible by 2**depth); c = image_size gives full images with flips and rotations for any kind.
+    of each training image and one of its 8 flips / 90-degree rotations. c < image_size only for the fully
+    convolutional kinds (U-Nets: c divisible by 2**depth; dncnn: any c); c = image_size gives full images with flips
+    and rotations for any kind.
     Validation always uses full, untouched images."""
     precision: str = "auto"
     """Training arithmetic: ``fp32``, ``bf16`` (bfloat16 autocast, loss and optimizer in fp32) or ``auto`` (bf16 on
@@ -370,6 +375,15 @@ UNET_CPU_SPACE: dict[str, tuple] = {
 """U-Net space that fits 2 CPUs (an epoch at 128 px costs 50 s at base 8, 150 s at base 16 there): narrow,
 shallow, few epochs."""
 
+DNCNN_CPU_SPACE: dict[str, tuple] = {"model.depth": (8, 12, 17), "model.base_channels": (16, 32),
+                                      "train.crop_size": (64,), "train.lr": (1e-3, 5e-4), "train.epochs": (4, 8),
+                                      "train.batch_size": (16, 32)}
+"""DnCNN space that fits 2 CPUs: every layer keeps the full resolution (at 128 px a forward pass costs 0.9 GMAC at
+depth 8, width 32: 5x the base-8, depth-3 U-Net), so it trains on random 64 px crops (the paper: 40 / 50 px patches),
+where depth 17, width 32 costs 3.3x that U-Net per epoch, as UNET_CPU_SPACE's base 16 does. Width 64: gpu preset."""
+DNCNN_GPU_SPACE: dict[str, tuple] = {"model.depth": (17, 20), "model.base_channels": (64,), "model.kernel_size": (3,)}
+"""The paper's DnCNN (Zhang et al. 2017): 64 channels, 3x3, 17 layers (known sigma) or 20 (blind DnCNN-B)."""
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoke": {
         "data": {"source": "phantom", "image_size": 32, "phantom_count": 96},
@@ -378,36 +392,41 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "space": {"train.lr": (1e-3, 3e-3), "train.epochs": (3,), "train.batch_size": (16, 32),
                   "model.latent_dim": (16, 32), "model.latent_layout": ("dense", "spatial"),
                   "model.recon_loss": ("mse", "l1_ssim")},
-        "space_by_kind": {"unet": {"model.depth": (2, 3)}, "dunet": {"model.depth": (2, 3)}},
+        "space_by_kind": {"unet": {"model.depth": (2, 3)}, "dunet": {"model.depth": (2, 3)},
+                          "dncnn": {"model.depth": (3, 5), "model.base_channels": (8, 16)}},
         "model": {"base_channels": 8},
     },
     "cpu": {
         "data": {"image_size": 128},
-        "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 8, "cpus_per_trial": 2.0,
+        "search": {"models": ("ae", "vae", "dae", "dunet", "dncnn"), "num_samples": 8, "cpus_per_trial": 2.0,
                    "grace_period": 1, "reduction_factor": 3.0, "name": "cpu"},
         "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
                   "model.latent_dim": (512, 1024, 2048), "model.latent_layout": ("dense", "spatial"),
                   "model.recon_loss": ("mse", "l1_ssim")},
-        "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE)},
+        "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE),
+                          "dncnn": dict(DNCNN_CPU_SPACE)},
         "model": {},
     },
     "gpu": {
         "data": {"image_size": 128},
-        "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 27, "cpus_per_trial": 2.0,
+        "search": {"models": ("ae", "vae", "dae", "dunet", "dncnn"), "num_samples": 27, "cpus_per_trial": 2.0,
                    "gpus_per_trial": 0.25, "grace_period": 5, "reduction_factor": 2.0, "name": "gpu"},
         "space": {**SEED_SPACE, **ARCH_SPACE},
         "space_by_kind": {"ae": {"model.depth": (4, 5)}, "vae": {"model.depth": (4, 5)}, "dae": {"model.depth": (4, 5)},
-                          "unet": {"model.depth": (3, 4, 5)}, "dunet": {"model.depth": (3, 4, 5)}},
+                          "unet": {"model.depth": (3, 4, 5)}, "dunet": {"model.depth": (3, 4, 5)},
+                          "dncnn": dict(DNCNN_GPU_SPACE)},
         "model": {},
     },
 }
-"""Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it), cpu (real data at 128 px with a
-reduced budget for 2 CPUs, about 35 min per kind: ae, vae, dae and the denoising U-Net, 8 trials each (TPE's
+"""Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it; its ``models`` stay the default
+ae and vae, with a tiny dncnn space for ``--model dncnn``), cpu (real data at 128 px with a reduced budget for 2
+CPUs, about 35 min per kind: ae, vae, dae, the denoising U-Net and DnCNN, 8 trials each (TPE's
 random start-up is max(2, 8 // 4) = 2 of them, the first the seed project's recipe, so 6 are TPE's), epochs {3, 6, 9}
-for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets; the code layout for the bottleneck kinds and MSE or
-L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per trial; the same four kinds).
-The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
-residual blocks, training loss) and depth for every kind. Trials are selected on val/mse whatever their loss."""
+for the bottleneck kinds, ``UNET_CPU_SPACE`` for U-Nets and ``DNCNN_CPU_SPACE`` for DnCNN; the code layout for the
+bottleneck kinds and MSE or L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per
+trial; the same five kinds). The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer,
+input normalization, code layout, residual blocks, training loss) and depth for every kind (``DNCNN_GPU_SPACE``:
+the paper's DnCNN). Trials are selected on val/mse whatever their loss."""
 
 
 def preset(name: str) -> Config:

@@ -319,7 +319,7 @@ def table(kinds: dict[str, FinalFit]) -> str:
                     if k.kind in DENOISING})
     lines += ["", "Validation metrics (fp32, the fixed validation set of `tuneae.train.validation_batches`): the "
                   "output against the clean image; the input is the clean image for ae / vae / unet"
-              + (f" and a noisy one for dae / dunet ({', '.join(noisy)}, on the [0, 1] scale)" if noisy else "")
+              + (f" and a noisy one for dae / dunet / dncnn ({', '.join(noisy)}, on the [0, 1] scale)" if noisy else "")
               + ". Each kind's own input, so the columns compare seeds and epochs, not kinds."]
     return "\n".join(lines) + "\n"
 

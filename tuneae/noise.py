@@ -1,6 +1,6 @@
 """The noise protocol of every denoising experiment: training, validation, the report and the classical baselines.
 
-Two protocols, ``sigma`` always the noise standard deviation on the [0, 1] intensity scale (0.1 = 10% of the range,
+Three protocols, ``sigma`` always the noise standard deviation on the [0, 1] intensity scale (0.1 = 10% of the range,
 25.5 grey levels of 255):
 
 - ``"awgn"`` (primary, ``PRIMARY``): additive white Gaussian noise, ``y = x + sigma * n`` with n ~ N(0, 1) per pixel,
@@ -12,9 +12,16 @@ Two protocols, ``sigma`` always the noise standard deviation on the [0, 1] inten
   as a noisy image stored in an 8-bit file would be. Clipping biases the noise: where x = 0 its mean is
   sigma / sqrt(2 pi), not 0 (Foi 2009, "Clipped noisy images: heteroskedastic modeling and practical denoising",
   Signal Processing 89(12)); see ``tuneae.classical.debias_clipped``.
+- ``"rician"``: the noise of a magnitude MR image, ``y = sqrt((x + sigma * n1)^2 + (sigma * n2)^2)`` with n1, n2 ~
+  N(0, 1) per pixel: the modulus of the clean value plus complex Gaussian noise of sd sigma in its real and its
+  imaginary channel (Gudbjartsson & Patz 1995, "The Rician distribution of noisy MRI data", Magnetic Resonance in
+  Medicine 34(6)). y >= 0 and is not clipped above; it is biased upward where the signal is weak: at x = 0 it is
+  Rayleigh distributed with mean sigma * sqrt(pi / 2), and for x >> sigma it is close to N(sqrt(x^2 + sigma^2),
+  sigma^2); see :func:`rician_mean` and ``tuneae.classical.debias_rician``.
 
-Both protocols share one Gaussian draw for a given seed, so ``clipped8`` noisy images are exactly the clipped and
-quantized ``awgn`` ones. Evaluation noise (validation tuning, test) comes from a CPU ``torch.Generator`` seeded by
+All protocols share one Gaussian draw for a given seed, so ``clipped8`` noisy images are exactly the clipped and
+quantized ``awgn`` ones, and ``rician`` takes that draw as its real channel n1 (its imaginary channel n2 is the
+generator's next draw). Evaluation noise (validation tuning, test) comes from a CPU ``torch.Generator`` seeded by
 :func:`eval_seed`, the one seeding rule, so it is the same on every device and machine.
 """
 from __future__ import annotations
@@ -23,12 +30,15 @@ import math
 
 import numpy as np
 import torch
+from scipy.special import i0e, i1e
 
 AWGN = "awgn"
 """Additive white Gaussian noise, not clipped (the primary protocol)."""
 CLIPPED8 = "clipped8"
 """Gaussian noise clipped to [0, 1] and quantized to 8 bits (the secondary protocol)."""
-PROTOCOLS = (AWGN, CLIPPED8)
+RICIAN = "rician"
+"""The magnitude of complex Gaussian noise (the noise of magnitude MR images)."""
+PROTOCOLS = (AWGN, CLIPPED8, RICIAN)
 """Every noise protocol, primary first."""
 PRIMARY = AWGN
 """The protocol of headline numbers and, by default, of training the learned denoisers."""
@@ -71,12 +81,14 @@ def add_noise(x: torch.Tensor, sigma: float | torch.Tensor, protocol: str = PRIM
     Args:
         x: images (B, ...) float in [0, 1], on any device.
         sigma: noise sd on the [0, 1] scale, >= 0: a scalar, or (B,) one per image.
-        protocol: ``"awgn"`` (not clipped) or ``"clipped8"`` (clipped to [0, 1], quantized to 1/255).
+        protocol: ``"awgn"`` (not clipped), ``"clipped8"`` (clipped to [0, 1], quantized to 1/255) or ``"rician"``
+            (magnitude of complex Gaussian noise).
         generator: seeds the draw; may live on another device than ``x`` (the noise is drawn there and moved), so a
             CPU generator gives the same noise on every device. None: the global generator of x's device.
     Returns:
         Same shape, dtype and device as x. ``awgn``: x + sigma * N(0, 1), unbounded; ``clipped8``: in [0, 1], on the
-        1/255 grid. sigma 0 returns x (``clipped8``: x quantized).
+        1/255 grid; ``rician``: sqrt((x + sigma n1)^2 + (sigma n2)^2) >= 0, n1 the ``awgn`` draw. sigma 0 returns x
+        (``clipped8``: x quantized; ``rician``: |x|).
     Raises:
         ValueError: an unknown protocol, a non-float x, a negative or non-finite sigma (a number or CPU tensor;
             a sigma tensor on an accelerator is not value-checked, to avoid a device synchronisation), or a sigma
@@ -100,14 +112,35 @@ def add_noise(x: torch.Tensor, sigma: float | torch.Tensor, protocol: str = PRIM
     y = x + sigma * noise
     if protocol == CLIPPED8:
         y = torch.round(y.clamp_(0.0, 1.0) * LEVELS_8BIT) / LEVELS_8BIT
+    elif protocol == RICIAN:
+        imag = sigma * torch.randn(x.shape, generator=generator, device=gen_device, dtype=x.dtype).to(x.device)
+        y = torch.hypot(y, imag)
     return y
+
+
+def rician_mean(x: np.ndarray, sigma: float) -> np.ndarray:
+    """E[y] of Rician data y = |x + sigma (n1 + i n2)|, n1, n2 ~ N(0, 1), at clean value x >= 0.
+
+    Gudbjartsson & Patz 1995 (see the module docstring): ``sigma sqrt(pi / 2) 1F1(-1/2; 1; -a)`` with
+    a = x^2 / (2 sigma^2), here written with exponentially scaled Bessel functions so it is stable for large a:
+    ``sigma sqrt(pi / 2) [(1 + a) I0e(a / 2) + a I1e(a / 2)]``. Strictly increasing in x; sigma sqrt(pi / 2) at
+    x = 0, sqrt(x^2 + sigma^2) + O(sigma^4 / x^3) for x >> sigma.
+
+    Args:
+        x: clean values, any shape, >= 0 (on the [0, 1] scale).
+        sigma: noise sd of each channel on the [0, 1] scale, > 0.
+    Returns:
+        Same shape as x, float64, > x.
+    """
+    a = np.asarray(x, dtype=np.float64) ** 2 / (2.0 * sigma**2)
+    return sigma * math.sqrt(math.pi / 2.0) * ((1.0 + a) * i0e(a / 2.0) + a * i1e(a / 2.0))
 
 
 def eval_seed(seed: int, sigma: float, split: str = "test") -> int:
     """The seed of the evaluation noise added to ``split``'s images at ``sigma``: the one seeding rule.
 
     ``numpy.random.SeedSequence`` mixes (seed, split stream, sigma in ``SIGMA_SEED_QUANTUM`` units) into a 32-bit
-    seed, so every (seed, split, sigma) gets its own, well-separated stream. The protocol is not part of it: both
+    seed, so every (seed, split, sigma) gets its own, well-separated stream. The protocol is not part of it: the
     protocols share the draw (see the module docstring).
 
     Args:
@@ -137,7 +170,8 @@ def eval_noisy(clean: torch.Tensor, sigma: float, protocol: str = PRIMARY, seed:
         sigma: noise sd on the [0, 1] scale, in (0, 1].
         protocol, seed, split: see :func:`add_noise` and :func:`eval_seed`.
     Returns:
-        (N, 1, S, S), same dtype and device as ``clean``; identical for both protocols up to clipping/quantization.
+        (N, 1, S, S), same dtype and device as ``clean``; the same draw under every protocol (see the module
+        docstring).
     Raises:
         ValueError: as :func:`add_noise` and :func:`eval_seed`.
     """
@@ -151,10 +185,12 @@ __all__ = [
     "LEVELS_8BIT",
     "PRIMARY",
     "PROTOCOLS",
+    "RICIAN",
     "SPLIT_STREAMS",
     "add_noise",
     "check_protocol",
     "check_sigma",
     "eval_noisy",
     "eval_seed",
+    "rician_mean",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from tuneae.augment import check_crop_size
 from tuneae.config import ModelConfig, TrainConfig
+from tuneae.models import stride_stages
 from tuneae.noise import PROTOCOLS
 from tuneae.precision import MEMORY_FORMATS, PRECISIONS
 
@@ -51,7 +52,8 @@ def batch_norm_problem(batch_size: int, norm: str, depth: int, side: int) -> str
     Args:
         batch_size: images per training step.
         norm: ``model.norm``.
-        depth: ``model.depth``.
+        depth: stride-2 stages of the model (:func:`tuneae.models.stride_stages`: ``model.depth``, 0 for
+            ``dncnn``).
         side: the training input's side in pixels: ``train.crop_size`` when set, else the image size.
     """
     bottleneck = side // 2 ** depth
@@ -75,7 +77,7 @@ def check_train_config(cfg: TrainConfig, model_cfg: ModelConfig) -> None:
         if not ok(getattr(cfg, name)):
             raise ValueError(f"train.{name}={getattr(cfg, name)!r}: {need}")
     check_crop_size(cfg.crop_size, model_cfg)
-    problem = batch_norm_problem(cfg.batch_size, model_cfg.norm, model_cfg.depth,
+    problem = batch_norm_problem(cfg.batch_size, model_cfg.norm, stride_stages(model_cfg.kind, model_cfg.depth),
                                  cfg.crop_size or model_cfg.image_size)
     if problem:
         raise ValueError(f"train.batch_size={cfg.batch_size} with model.norm='batch': {problem}")

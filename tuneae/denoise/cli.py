@@ -225,13 +225,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     src.add_argument("--run", help="results/<name>: its best model of --kind (final fit's best seed, else the "
                                    "search's best trial)")
     src.add_argument("--checkpoint", help="any tuneae checkpoint (model.pt or its folder)")
-    ap.add_argument("--kind", help="model kind: with --run which one (default: the run's best denoiser, dae or "
-                                   "dunet); ae / vae / unet reconstruct through the model, they do not denoise")
+    ap.add_argument("--kind", help="model kind: with --run which one (default: the run's best denoiser, dae, "
+                                   "dunet or dncnn); ae / vae / unet reconstruct through the model, they do not "
+                                   "denoise")
     ap.add_argument("--experiment", help="with --run: the experiment folder, when it moved since the search")
     ap.add_argument("--resolution", choices=RESOLUTIONS, default="auto",
-                    help="native: pad to a multiple of 2**depth and crop back (U-Nets only); resize: to the "
-                         "model's image size and back, as training prepared images; auto (default): native for "
-                         "U-Nets, resize for bottleneck models")
+                    help="native: pad to a multiple of 2**depth and crop back (U-Nets; dncnn needs no padding; "
+                         "fully convolutional kinds only); resize: to the model's image size and back, as training "
+                         "prepared images; auto (default): native for U-Nets and dncnn, resize for bottleneck models")
     ap.add_argument("--plane", choices=sorted(images.PLANES),
                     help="how NIfTI volumes are cut into slices (default: the plane the model was trained on)")
     ap.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tuneae.models import DENOISING, Autoencoder
+from tuneae.models import DENOISING, FULLY_CONVOLUTIONAL, Autoencoder, size_step
 
-FULLY_CONVOLUTIONAL = frozenset({"unet", "dunet"})
-"""Kinds that take any input side divisible by 2**depth (no dense layer): they may run at native resolution."""
 RESOLUTIONS = ("auto", "native", "resize")
-"""``native``: pad to a multiple of 2**depth and crop back (fully convolutional kinds only); ``resize``: pad to a
+"""``native``: pad to a multiple of 2**depth and crop back (fully convolutional kinds only: ``unet``, ``dunet``,
+``dncnn``, the last needing no padding, :func:`tuneae.models.size_step`); ``resize``: pad to a
 square and resize to the model's image size, as training prepared images, then back; ``auto``: native for fully
 convolutional kinds, resize for the others."""
 
@@ -102,12 +101,12 @@ class Denoiser:
             batch_size: slices per forward pass.
             progress: called with the number of slices done after every batch.
         Returns:
-            (N, H, W) float32 on the [0, 1] scale: U-Nets give their unclamped residual estimate ``x - noise``
+            (N, H, W) float32 on the [0, 1] scale: U-Nets and DnCNN give their unclamped residual estimate ``x - noise``
             (intensities beyond the window survive), bottleneck kinds their sigmoid output in [0, 1].
         """
         n, h, w = slices.shape
         size = self.model.cfg.image_size
-        step = 2 ** self.model.cfg.depth
+        step = size_step(self.kind, self.model.cfg.depth)  # 1 for dncnn: no padding
         out = np.empty((n, h, w), np.float32)
         for i in range(0, n, batch_size):
             batch = slices[i:i + batch_size]
@@ -191,7 +190,7 @@ def _load_run_model(run_dir: str | os.PathLike, kind: str | None,
 
     Args:
         run_dir: ``results/<name>`` or an experiment folder.
-        kind: a model kind, or None for the run's best denoising kind (``dae``/``dunet``) by reported val/mse
+        kind: a model kind, or None for the run's best denoising kind (``dae``/``dunet``/``dncnn``) by reported val/mse
             (both are measured on the same sigma-0.1 noisy validation input), by the run layer's one rule
             (:func:`tuneae.run.best_by`).
         experiment: the experiment folder when it moved since the search.

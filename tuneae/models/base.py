@@ -16,8 +16,29 @@ Code = TypeVar("Code")
 BOTTLENECK = frozenset({"ae", "vae", "dae"})
 """Kinds whose only path from input to output is the ``latent_dim`` bottleneck."""
 
-DENOISING = frozenset({"dae", "dunet"})
+DENOISING = frozenset({"dae", "dunet", "dncnn"})
 """Kinds the training loop feeds a noisy input with the clean image as target."""
+
+FULLY_CONVOLUTIONAL = frozenset({"unet", "dunet", "dncnn"})
+"""Kinds without a dense layer: they take any input side that is a multiple of :func:`size_step` (random crops,
+native resolution in ``python -m tuneae.denoise``)."""
+
+FLAT = frozenset({"dncnn"})
+"""Kinds without down-sampling: ``model.depth`` counts their convolution layers, not stride-2 stages."""
+
+DNCNN_MIN_DEPTH = 2
+"""Fewest convolution layers of a ``dncnn`` (the first and the last)."""
+
+
+def size_step(kind: str, depth: int) -> int:
+    """The number an input side must be a multiple of: ``2**depth`` for the kinds that halve the side ``depth``
+    times, 1 for the kinds in :data:`FLAT` (no down-sampling)."""
+    return 1 if kind in FLAT else 2 ** depth
+
+
+def stride_stages(kind: str, depth: int) -> int:
+    """How often a kind halves the input side: ``depth``, or 0 for the kinds in :data:`FLAT`."""
+    return 0 if kind in FLAT else depth
 
 UNUSED_BY_KIND: dict[str, frozenset[str]] = {
     kind: frozenset(({"model.latent_dim", "model.latent_layout", "model.residual"} if kind not in BOTTLENECK else set())
@@ -34,7 +55,8 @@ def check_model_config(cfg: ModelConfig) -> None:
 
     Raises:
         ValueError: naming the field and value: unknown kind / norm / input_norm / latent_layout / recon_loss, an
-            ``image_size`` not divisible by ``2**depth``, a non-positive size, a spatial code that does not tile
+            ``image_size`` not divisible by ``2**depth`` (:func:`size_step`), a non-positive size, a ``dncnn`` of
+            fewer than ``DNCNN_MIN_DEPTH`` layers, a spatial code that does not tile
             (:func:`tuneae.models.blocks.spatial_code_shape`), or images smaller than the SSIM window for
             ``l1_ssim``.
     """
@@ -43,7 +65,10 @@ def check_model_config(cfg: ModelConfig) -> None:
     if cfg.depth < 1 or cfg.base_channels < 1 or cfg.latent_dim < 1 or cfg.image_size < 1:
         raise ValueError(f"model sizes must be positive: depth={cfg.depth}, base_channels={cfg.base_channels}, "
                          f"latent_dim={cfg.latent_dim}, image_size={cfg.image_size}")
-    step = 2 ** cfg.depth
+    if cfg.kind in FLAT and cfg.depth < DNCNN_MIN_DEPTH:
+        raise ValueError(f"model.depth={cfg.depth}: a {cfg.kind} needs at least {DNCNN_MIN_DEPTH} convolution layers "
+                         f"(the paper: 17, or 20 for the blind DnCNN-B)")
+    step = size_step(cfg.kind, cfg.depth)
     if cfg.image_size % step:
         raise ValueError(f"image_size={cfg.image_size} is not divisible by 2**depth={step} (depth={cfg.depth}); "
                          f"use e.g. {max(step, round(cfg.image_size / step) * step)}")
@@ -67,7 +92,7 @@ def check_model_config(cfg: ModelConfig) -> None:
 class Autoencoder(nn.Module, Generic[Code]):
     """The interface every model kind honours; ``Code`` is what ``encode`` returns and ``decode`` takes.
 
-    Input and output are (B, 1, S, S) in [0, 1] with S = ``cfg.image_size`` divisible by ``2**cfg.depth``. The
+    Input and output are (B, 1, S, S) in [0, 1] with S = ``cfg.image_size`` divisible by :func:`size_step`. The
     training loop calls ``objective``, evaluation and the report call ``forward``, the report's feature maps
     ``forward_intermediates`` (timm's interface: every layer's activation without hooks). The default objective is
     ``cfg.recon_loss`` (mean squared error per pixel, the seed project's loss, by default); the VAE overrides it with

@@ -1,6 +1,7 @@
-"""Denoising on the test images: every learned model and every classical method, under both noise protocols.
+"""Denoising on the test images: every learned model and every classical method, under every noise protocol.
 
-Per noise protocol (:mod:`tuneae.noise`: ``awgn``, the primary, and ``clipped8``) and sigma: seeded noise on the
+Per noise protocol (:mod:`tuneae.noise.PROTOCOLS`: ``awgn``, the primary, ``clipped8`` and ``rician``; the classical
+methods bias-corrected under the last two, see :mod:`tuneae.classical`) and sigma: seeded noise on the
 test images and on the validation subset; each classical method tuned on the validation subset
 (:func:`tuneae.classical.tune`, interior grids); every method's per-image metrics on the test images and its mean
 PSNR on the validation subset, which alone decides the best learned model and the classical comparator

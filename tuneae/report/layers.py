@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from tuneae.models import BOTTLENECK, Autoencoder
+from tuneae.models import BOTTLENECK, FLAT, Autoencoder
 
 TOP_CHANNELS = 4
 """Most active channels shown per layer."""
@@ -43,6 +43,14 @@ def layer_role(model: Autoencoder, name: str, names: list[str]) -> str:
     """A sentence on what a layer captures, chosen by its depth and role in the network."""
     enc = [n for n in names if n.startswith("encoder")]
     dec = [n for n in names if n.startswith("decoder")]
+    if model.cfg.kind in FLAT:  # DnCNN: stride-1 layers only, each widening the receptive field by k - 1 px
+        if name == "output":
+            return "the output: input minus the predicted noise (residual learning), clamped to [0, 1]"
+        hidden = [n for n in names if n.startswith("layer.")]
+        i = hidden.index(name)
+        return ("DnCNN first layer (Conv + ReLU): local intensity and edges" if i == 0 else
+                f"DnCNN layer {i + 1} of {model.cfg.depth} (Conv + norm + ReLU) at full resolution: features that "
+                f"separate noise from structure within its receptive field")
     unet = model.cfg.kind not in BOTTLENECK  # skip connections: U-Net
     spatial = getattr(model.cfg, "latent_layout", "dense") == "spatial"  # a convolutional code, no Linear layer
     if name == "output":

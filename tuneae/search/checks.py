@@ -19,7 +19,7 @@ from typing import Any
 from tuneae.augment import check_crop_size
 from tuneae.config import MODEL_KINDS, SECTIONS, Config, ModelConfig, SearchConfig, TrainConfig, space_flags
 from tuneae.layout import CACHE_DIR
-from tuneae.models import check_model_config
+from tuneae.models import check_model_config, stride_stages
 from tuneae.rules import TRAIN_RULES, batch_norm_problem, noise_range_problem
 from tuneae.search.space import kind_space, max_t
 
@@ -203,7 +203,7 @@ def _check_batch_norm(kind: str, values: dict[str, tuple[tuple, str]], image_siz
         return
     (batches, batch_label), (depths, _) = values["train.batch_size"], values["model.depth"]
     for b, depth, crop in itertools.product(batches, depths, values["train.crop_size"][0]):
-        problem = batch_norm_problem(b, "batch", depth, crop or image_size)
+        problem = batch_norm_problem(b, "batch", stride_stages(kind, depth), crop or image_size)
         if problem:
             raise ValueError(f"{_say(batch_label, b)} cannot train {kind} with model.norm 'batch': {problem} "
                              f"([model] norm = \"group\", or [space] \"model.norm\" = [\"group\", \"none\"] in a "

@@ -30,11 +30,13 @@ PATH_FIELDS = {"search": ("storage_path", "results_dir"), "data": ("source", "ca
 """Fields that hold a user's path, expanded by :func:`tuneae.layout.user_path` wherever they come from."""
 EPILOG = (
     "Presets: smoke = synthetic 32 px phantoms, 4 trials per model of 3 epochs, ~2 min per model on 2 CPUs (the "
-    "tests use it); cpu = the real data at 128x128 with a reduced budget for 2 CPUs (ae, vae, dae and the denoising "
-    "U-Net dunet, 8 trials each; epochs {3, 6, 9} for the bottleneck models, {4, 8} for dunet with base channels "
-    "{8, 16} and depth {3, 4}; ASHA grace 1 / reduction 3; about 35 min per model on 2 CPUs); gpu = the seed "
+    "tests use it); cpu = the real data at 128x128 with a reduced budget for 2 CPUs (ae, vae, dae, the denoising "
+    "U-Net dunet and DnCNN dncnn, 8 trials each; epochs {3, 6, 9} for the bottleneck models, {4, 8} for dunet with "
+    "base channels {8, 16} and depth {3, 4} and for dncnn with width {16, 32}, depth {8, 12, 17} and 64 px crops; "
+    "ASHA grace 1 / reduction 3; about 35 min per model on 2 CPUs); gpu = the seed "
     "project's full grid (lr {1e-3,5e-4,1e-4}, epochs {10,20,40}, batch {16,32,64}, latent {512,1024,2048}) plus "
-    "base channels, kernel size, normalization and depth, the same four kinds, 27 trials each, 1/4 GPU per trial. "
+    "base channels, kernel size, normalization and depth (dncnn: 64 channels, depth {17, 20}), the same five kinds, "
+    "27 trials each, 1/4 GPU per trial. "
     "Flags override the preset; a --config TOML file sits between the two. Every setting of the [search], [data], "
     "[model] and [train] tables of a config file is documented in tuneae/config.py.")
 

@@ -17,7 +17,7 @@ def kind_space(search: SearchConfig, kind: str) -> dict[str, tuple]:
 
     Args:
         search: the resolved search config (its ``space`` and ``space_by_kind``).
-        kind: a model kind (``ae``, ``vae``, ``dae``, ``unet``, ``dunet``).
+        kind: a model kind (``ae``, ``vae``, ``dae``, ``unet``, ``dunet``, ``dncnn``).
     Returns:
         ``{"section.field": (choice, ...)}``: the common space updated by ``space_by_kind[kind]``, without the keys
         in ``UNUSED_BY_KIND[kind]``. Raises nothing (an unknown kind just gets the common space).
