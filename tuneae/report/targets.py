@@ -203,9 +203,10 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
         "interval", "best_seed", "psnr", ...}``, PSNR in dB), while ``psnr`` / ``ssim`` /
         ``learned_minus_classical`` stay the reported model's (the best-validation seed's) with intervals over
         images; the reconstruction entry's ``vs_pca`` (``{"pca", "k", "headline", "paired_over_images", "basis",
-        "n_seeds", "interval", "met", "status"}``) is None without PCA. Sigmas not measured, or without a learned model or a comparator, are left out;
-        ``tumour_classes_no_worse`` is None when either class group is missing. A missed target also has ``gap_db``
-        (dB still missing, on the quantity it is judged on) and, when its model has a final-fit learning curve
+        "n_seeds", "interval", "met", "status"}``) is None without PCA. Sigmas not measured, or without a learned
+        model or a comparator, are left out; ``tumour_classes_no_worse`` is None when either class group is
+        missing. A missed target also has ``gap_db`` (dB still missing, on the headline quantity it is judged on)
+        and, when its model has a final-fit learning curve
         (``m["learning_curves"]``, :mod:`tuneae.report.curves`), ``more_epochs``: the epochs that the curve's gain
         per doubling would need to close the gap (an extrapolation); a missed SSIM target also has ``gap_ssim`` and
         ``more_epochs_ssim`` (from the validation-SSIM curve, or a verdict that the fit did not measure it).
