@@ -2,9 +2,11 @@
 
 A bottleneck model with a k-number code earns its place only if it reconstructs better than the best linear code of
 the same size: PCA with k components (Pearson 1901; scikit-learn's randomized SVD, Halko et al. 2011), fitted on the
-TRAINING images only, projects each test image onto the components and back. Images are the split's ``(N, 1, S, S)``
-uint8 arrays (tuneae's decoder, the manifest's split) scaled to [0, 1]; PSNR (dB, peak 1) and SSIM (Wang et al.
-2004, Gaussian window) per image are tuneae's own (:mod:`tuneae.metrics`), with 95% bootstrap intervals over images.
+TRAINING images only, projects each test image onto the components and back (:func:`tuneae.pca.pca_reconstruct`;
+every report also measures PCA at each bottleneck model's code size, with the exact SVD). Images are the split's
+``(N, 1, S, S)`` uint8 arrays (tuneae's decoder, the manifest's split) scaled to [0, 1]; PSNR (dB, peak 1) and
+SSIM (Wang et al. 2004, Gaussian window) per image are tuneae's own (:mod:`tuneae.metrics`), with 95% bootstrap
+intervals over images.
 
 Run::
 
@@ -20,32 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from tuneae.config import DataConfig
 from tuneae.data import load_splits
 from tuneae.metrics import mean_interval, psnr, ssim
-
-
-def pca_reconstruct(train: np.ndarray, test: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Reconstruct ``test`` through the first ``k`` principal components of ``train``.
-
-    Args:
-        train: (N, 1, S, S) float32 images in [0, 1], the fit set.
-        test: (M, 1, S, S) float32 images in [0, 1].
-        k: number of components (the code size), at most min(N, S*S).
-        seed: seed of the randomized SVD.
-    Returns:
-        (M, 1, S, S) float32 reconstructions, clipped to [0, 1].
-    Raises:
-        ValueError: k is larger than the training set or the pixel count allows.
-    """
-    n, pixels = len(train), int(np.prod(train.shape[1:]))
-    if not 1 <= k <= min(n, pixels):
-        raise ValueError(f"--components {k}: must be between 1 and min(training images {n}, pixels {pixels})")
-    pca = PCA(n_components=k, svd_solver="randomized", random_state=seed).fit(train.reshape(n, -1))
-    out = pca.inverse_transform(pca.transform(test.reshape(len(test), -1)))
-    return np.clip(out, 0.0, 1.0).astype(np.float32).reshape(test.shape)
+from tuneae.pca import pca_reconstruct
 
 
 def main(argv: list[str] | None = None) -> int:

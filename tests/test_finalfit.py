@@ -182,8 +182,17 @@ def test_report_reloads_the_best_seed_and_gives_the_spread_over_seeds(tmp_path):
         assert seeds["over_seeds"]["test_psnr"]["n"] == 2 and psnr[0] != psnr[1]
         assert seeds["over_seeds"]["test_psnr"]["mean"] == pytest.approx(sum(psnr) / 2)
         assert set(seeds["over_seeds"]) >= {"val_psnr", "test_ssim", "denoising_0.1"}
+    r = m["targets"]["reconstruction"]  # the headline is the mean over the two seeds, the best seed beside it
+    assert r["best_bottleneck"] == "ae" and r["headline"]["basis"] == "seed mean" and r["headline"]["n_seeds"] == 2
+    assert r["headline"]["psnr"]["mean"] == pytest.approx(m["finalfit"]["ae"]["over_seeds"]["test_psnr"]["mean"])
+    assert r["psnr"]["mean"] == m["models"]["ae"]["test"]["psnr"]["mean"]
+    pca = m["pca"]["vs"]["ae"]  # PCA at ae's code size, each seed against it
+    assert pca["over_seeds"]["psnr"]["per_seed"] == pytest.approx(
+        [s["test"]["psnr"] - m["pca"]["codes"]["32"]["test"]["psnr"]["mean"] for s in m["finalfit"]["ae"]["seeds"]])
+    assert r["vs_pca"]["basis"] == "seed mean" and r["vs_pca"]["headline"] == pca["over_seeds"]["psnr"]
     text = (layout.report_dir / "report.md").read_text()
     assert "## Final fit: spread over training seeds" in text and "| ae | 2 | 2 |" in text
+    assert "ae, mean of 2 seeds:" in text and "| pca-32 |" in text
     assert "ae's best configuration minus ae-trial-base (trial base)" in text
     curves = m["learning_curves"]  # every fitted configuration's validation curve, per seed, in the report
     assert set(curves) == {*fitted, "ae-trial-base"} and curves["ae"]["epochs"] == [1, 2]

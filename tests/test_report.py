@@ -95,6 +95,20 @@ def test_report_writes_every_file_small_and_finite(smoke_report):
     bottleneck = {"ae", "vae", "dae"} & set(kinds)
     assert targets["reconstruction"]["best_bottleneck"] == max(bottleneck,
                                                                key=lambda k: metrics["models"][k]["val"]["psnr"])
+    pca = metrics["pca"]  # PCA at each bottleneck model's code size, fitted on the training split only
+    train = (metrics["data"].get("per_class") or {}).get("train")
+    assert set(pca["vs"]) == bottleneck and pca["train_images"] == (sum(train.values()) if train else
+                                                                    pca["train_images"]) > 0
+    for kind in bottleneck:
+        v, k = pca["vs"][kind], metrics["models"][kind]["model_config"]["latent_dim"]
+        code = pca["codes"][str(k)]
+        assert v["k"] == k and v["pca"] == f"pca-{k}" and kind in code["kinds"] and code["components"] <= k
+        assert v["psnr"]["mean"] == pytest.approx(metrics["models"][kind]["test"]["psnr"]["mean"]
+                                                  - code["test"]["psnr"]["mean"])
+        assert v["psnr"]["low"] <= v["psnr"]["mean"] <= v["psnr"]["high"]
+        assert f"| pca-{k} | fit on {pca['train_images']} training images" in text and f"| {kind} - pca-{k} |" in text
+    assert targets["reconstruction"]["vs_pca"]["pca"] == pca["vs"][targets["reconstruction"]["best_bottleneck"]]["pca"]
+    assert "(PCA at the same code size, fitted on the training images)" in text and "single run" in text
     assert "bm3d" in text and "clipped8" in text and "paired" in text
     assert "Every method per class" in text
     layers = [r for r in metrics["layers"] if r["model"] == "ae"]

@@ -9,7 +9,7 @@ from tuneae.classical import METHODS
 from tuneae.noise import PRIMARY
 from tuneae.report.denoising import SigmaResult, class_gaps, comparisons, selection
 from tuneae.report.metrics import summarise
-from tuneae.report.statistics import difference, fmt_interval, select_best, threshold_status
+from tuneae.report.statistics import difference, fmt_interval, seed_interval, select_best, threshold_status
 from tuneae.report.targets import DENOISING_TARGETS_DB, TARGET_MARGIN_DB, check_targets, targets_markdown
 
 CLASSES = ("glioma", "pituitary", "no_tumor")
@@ -121,3 +121,87 @@ def test_statistics_helpers():
     assert threshold_status(s, 28.7) == "not met" and threshold_status(s, 29.0) == "not met (clearly)"
     assert fmt_interval(s) == "28.50 [28.10, 28.90]" and fmt_interval(None) == "-"
     assert fmt_interval({"mean": 0.5, "low": None}, signed=True) == "+0.50"
+
+
+def _seed_rows(test_psnr: list[float], test_ssim: list[float], den: list[float]) -> dict:
+    """A kind's final-fit entry (:func:`tuneae.report.seeds.seed_metrics`): one row per seed, seed 1 the best."""
+    return {"kind": "x", "best_seed": 1, "seeds": [{"seed": i + 1, "test": {"psnr": p, "ssim": s},
+                                                    "denoising": {"0.1": d}}
+                                                   for i, (p, s, d) in enumerate(zip(test_psnr, test_ssim, den))]}
+
+
+def _bottleneck(test_psnr: float, test_ssim: float) -> dict:
+    return {"model_config": {"latent_dim": 512}, "val": {"psnr": 24.0},
+            "test": {"psnr": {"mean": test_psnr, "low": test_psnr - 0.2, "high": test_psnr + 0.2},
+                     "ssim": {"mean": test_ssim, "low": test_ssim - 0.01, "high": test_ssim + 0.01}}}
+
+
+def test_reconstruction_headline_is_the_seed_mean_and_is_what_is_judged():
+    # the best-validation seed alone meets both targets; the mean over its three seeds misses PSNR
+    m = {"models": {"ae": _bottleneck(26.5, 0.80)}, "denoising": {},
+         "finalfit": {"ae": _seed_rows([26.5, 25.0, 25.3], [0.80, 0.78, 0.79], [20.0] * 3)}}
+    r = check_targets(m)["reconstruction"]
+    h = r["headline"]
+    assert h["basis"] == "seed mean" and h["n_seeds"] == 3 and h["best_seed"] == 1
+    assert h["psnr"]["mean"] == pytest.approx(25.6) and h["psnr"]["low"] < 25.6 < h["psnr"]["high"]
+    assert h["ssim"]["mean"] == pytest.approx(0.79)
+    assert not r["met"] and r["gap_db"] == pytest.approx(0.4) and r["status"]["psnr"].startswith("not met")
+    assert r["psnr"]["mean"] == 26.5  # the best-validation seed's number stays beside it
+    md = "\n".join(targets_markdown(check_targets(m)))
+    assert "ae, mean of 3 seeds: 25.60 [" in md and "seed 1: 26.50 [26.30, 26.70] dB" in md
+    assert "best-validation seed" in md
+    m["finalfit"]["ae"]["seeds"] = m["finalfit"]["ae"]["seeds"][:1]  # one seed: the single run is the headline
+    r = check_targets(m)["reconstruction"]
+    assert r["headline"]["basis"] == "single run" and r["met"]
+    assert r["headline"]["psnr"] == m["models"]["ae"]["test"]["psnr"]
+    del m["finalfit"]
+    r = check_targets(m)["reconstruction"]
+    assert r["headline"]["basis"] == "single run" and r["met"] and r["vs_pca"] is None
+    assert "ae, single run: 26.50 [26.30, 26.70] dB" in "\n".join(targets_markdown(check_targets(m)))
+
+
+def test_reconstruction_against_pca_beats_only_when_the_interval_excludes_0():
+    def pca(per_seed: list[float] | None, over_images: dict) -> dict:
+        seeds = None if per_seed is None else {"seeds": list(range(1, len(per_seed) + 1)),
+                                               "psnr": seed_interval(per_seed), "ssim": seed_interval([0.0] * 2)}
+        return {"vs": {"ae": {"k": 512, "pca": "pca-512", "psnr": over_images, "over_seeds": seeds}}}
+
+    clear = {"mean": 0.5, "low": 0.3, "high": 0.7, "verdict": "ae better"}
+    m = {"models": {"ae": _bottleneck(25.0, 0.7)}, "denoising": {}, "pca": pca(None, clear)}
+    p = check_targets(m)["reconstruction"]["vs_pca"]
+    assert p["basis"] == "single run" and p["met"] and p["status"] == "met (clearly)" and p["headline"] == clear
+    m["pca"] = pca([0.4, -0.1, 0.5], clear)  # the best seed's images say "beats", the seeds do not
+    p = check_targets(m)["reconstruction"]["vs_pca"]
+    assert p["basis"] == "seed mean" and p["n_seeds"] == 3 and p["headline"]["mean"] == pytest.approx(0.2667, abs=1e-3)
+    assert not p["met"] and p["status"] == "not met (interval includes 0)" and p["paired_over_images"] == clear
+    m["pca"] = pca([-1.0, -1.1, -0.9], clear)
+    p = check_targets(m)["reconstruction"]["vs_pca"]
+    assert not p["met"] and p["status"] == "not met (clearly)" and p["headline"]["high"] < 0
+    md = "\n".join(targets_markdown(check_targets(m)))
+    assert "ae vs pca-512 (PCA at the same code size, fitted on the training images)" in md
+    assert "ae - pca-512, mean of 3 seeds: -1.00 [" in md and "+0.50 [+0.30, +0.70] dB, paired over images" in md
+
+
+def test_denoising_headline_is_the_seed_mean_of_the_chosen_model():
+    r = _result(_test_means(dunet=30.0, ae=25.0, bm3d=26.0, nlm=26.5),
+                {"ae": 24.0, "dunet": 27.5, "nl_means": 26.5, "tv_chambolle": 25.0, "wavelet": 24.0, "bm3d": 26.0})
+    m = _metrics(r, ["ae", "dunet"])
+    single = check_targets(m)["denoising"]["0.1"]
+    assert single["met"] and single["headline"]["basis"] == "single run"
+    assert single["headline"]["psnr"] == single["psnr"]
+    # the fixed target (28.3) is above the comparator + 1: judged on the learned model's PSNR, here its mean over seeds
+    m["finalfit"] = {"dunet": _seed_rows([35.0] * 3, [0.9] * 3, [30.0, 28.0, 27.0]),
+                     "ae": _seed_rows([25.0] * 3, [0.7] * 3, [40.0] * 3)}  # ae is not the chosen model
+    t = check_targets(m)["denoising"]["0.1"]
+    h = t["headline"]
+    assert h["basis"] == "seed mean" and h["psnr"]["mean"] == pytest.approx(28.3333, abs=1e-3)
+    ref = m["denoising"][PRIMARY]["0.1"][t["best_classical"]]["psnr"]["mean"]  # the comparator, deterministic
+    assert h["learned_minus_classical"]["per_seed"] == pytest.approx([30.0 - ref, 28.0 - ref, 27.0 - ref])
+    assert t["psnr"] == single["psnr"]  # the best-validation seed's, over images
+    # mean 28.33 >= 28.3 but the t-interval of dunet - bm3d over 3 seeds includes 0 -> not met
+    assert h["learned_minus_classical"]["low"] < 0 and not t["met"] and t["status"] == "not met (interval includes 0)"
+    m["finalfit"]["dunet"] = _seed_rows([35.0] * 3, [0.9] * 3, [30.0, 29.8, 30.1])
+    t = check_targets(m)["denoising"]["0.1"]
+    assert t["met"] and t["status"] == "met (clearly)" and t["gap_db"] == 0
+    md = "\n".join(targets_markdown(check_targets(m)))
+    assert "dunet, mean of 3 seeds: 29.97 [" in md and "seed 1: " in md

@@ -210,6 +210,8 @@ def log_report(wandb_dir: Path, metrics: dict, figures: dict[str, Path], tables:
                                      **{k: v for k, v in metrics["data"].items() if k != "test_indices"}})
             run.log({f"report/{k}": wandb.Image(str(p)) for k, p in figures.items()})
             for key, rows in tables.items():
+                if not rows:  # e.g. no bottleneck model, so no PCA comparison
+                    continue
                 cols = list(dict.fromkeys(c for r in rows for c in r))
                 run.log({f"table/{key}": wandb.Table(columns=cols, data=[[r.get(c) for c in cols] for r in rows])})
             run.summary.update(_headline(metrics))

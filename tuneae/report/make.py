@@ -28,6 +28,7 @@ from tuneae.report.denoising import class_gaps, comparisons, run_sigma, selectio
 from tuneae.report.layers import layer_table
 from tuneae.report.markdown import report_markdown
 from tuneae.report.metrics import image_metrics, predict, spread, summarise
+from tuneae.report.pca import pca_baselines
 from tuneae.report.plots import (
     plot_bars,
     plot_denoising_curves,
@@ -94,13 +95,15 @@ def choose_images(splits: Splits, max_test: int | None) -> Images:
 
 
 def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict, figures: dict, out: Path,
-                    bar) -> None:
+                    bar) -> dict[str, dict[str, np.ndarray]]:
     """Each model on the clean test images, with its reload check and its mean PSNR / SSIM on the clean validation
-    subset (``val``, which chooses the best bottleneck model); fills ``m["models"]`` and two figures."""
-    recon = {}  # kind -> (N, S, S): the clean test images reconstructed
+    subset (``val``, which chooses the best bottleneck model); fills ``m["models"]`` and two figures. Returns
+    kind -> its per-image test metrics (``image_metrics``: mse, psnr in dB, ssim; (N,) each)."""
+    recon, per_image = {}, {}  # kind -> (N, S, S): the clean test images reconstructed; kind -> per-image metrics
     for kind, (model, payload) in models.items():
         bar.set_postfix_str(f"{kind}: test, reload check")
         recon[kind] = predict(model, im.clean)[:, 0].numpy()
+        per_image[kind] = image_metrics(recon[kind], im.clean_np)
         trial = run.trials[kind]
         m["models"][kind] = {
             "trial": trial.trial_id, "checkpoint": run.layout.relative_checkpoint(str(trial.checkpoint)),
@@ -110,11 +113,12 @@ def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict,
                                          trial.reported.get("val/loss", payload["metrics"].get("val/loss"))),
             "val": {q: float(v.mean()) for q, v in image_metrics(predict(model, im.val_clean)[:, 0].numpy(),
                                                                   im.val_clean[:, 0].numpy()).items()},
-            "test": summarise(image_metrics(recon[kind], im.clean_np), im.labels, im.classes)}
+            "test": summarise(per_image[kind], im.labels, im.classes)}
         bar.update(2)
     figures["bars"] = plot_bars(m["models"], out / "reconstruction_bars.png")
     figures["grid"] = plot_reconstructions(im.clean_np[im.shown], {k: r[im.shown] for k, r in recon.items()},
                                            [im.title(i) for i in im.shown], out / "reconstruction_grid.png")
+    return per_image
 
 
 def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, workers: int, m: dict,
@@ -236,12 +240,14 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     figures: dict[str, str] = {}
     steps = len(models) * 3 + (len(models) + len(METHODS)) * len(sigmas) * len(PROTOCOLS)
     with tqdm(total=steps, desc="report", unit="step", file=sys.stderr) as bar:
-        _reconstruction(run, models, splits, im, m, figures, out, bar)
+        per_image = _reconstruction(run, models, splits, im, m, figures, out, bar)
         _denoising(models, im, sigmas, seed, workers, m, figures, out, bar)
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
     m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed)
     seeds_vs_comparator(m["finalfit"], m)
+    m["pca"] = pca_baselines(m["models"], per_image, to_float(splits.train).numpy(), im.clean_np, im.labels,
+                             im.classes, m["finalfit"])
     m["learning_curves"] = learning_curves(run.finalfit.to_json() if run.finalfit else None)
     m["targets"] = check_targets(m)
     curves_png = plot_learning_curves(m["learning_curves"], target_gaps(m["targets"]), out / CURVES_PNG,

@@ -4,6 +4,8 @@ from __future__ import annotations
 from tuneae.models import BOTTLENECK
 from tuneae.noise import PRIMARY
 from tuneae.report.layers import TOP_CHANNELS
+from tuneae.report.pca import label as pca_label
+from tuneae.report.pca import pca_markdown, pca_table_rows
 from tuneae.report.seeds import seeds_markdown
 from tuneae.report.statistics import fmt_interval, select_best
 from tuneae.report.tables import CSV_TABLES, fmt_stat, md_table
@@ -76,8 +78,10 @@ def _reload(r: dict) -> list[str]:
 
 
 def _reconstruction(m: dict, figures: dict[str, str]) -> list[str]:
-    mm = m["models"]
+    mm, pca = m["models"], m.get("pca") or {}
     kinds = list(mm)
+    per_class = [(k, mm[k]["test"]) for k in kinds] + [(pca_label(int(k)), c["test"])
+                                                       for k, c in (pca.get("codes") or {}).items()]
     bottleneck = [k for k in kinds if k in BOTTLENECK]
     best = select_best({k: mm[k]["val"]["psnr"] for k in bottleneck}, bottleneck)
     skips = [k for k in kinds if k not in BOTTLENECK]
@@ -90,11 +94,11 @@ def _reconstruction(m: dict, figures: dict[str, str]) -> list[str]:
                       "rel. diff"],
                      [[k, mm[k]["trial"], fmt_stat(mm[k]["test"]["mse"], 5), fmt_stat(mm[k]["test"]["psnr"], 2),
                        fmt_stat(mm[k]["test"]["ssim"]), f"{mm[k]['val']['psnr']:.2f}", *_reload(mm[k]["reload_check"])]
-                      for k in kinds]),
-            "", f"{which}. Per class, PSNR (dB) / SSIM:", "",
+                      for k in kinds] + pca_table_rows(pca)),
+            "", *pca_markdown(pca), f"{which}. Per class, PSNR (dB) / SSIM:", "",
             md_table(["model", *mm[kinds[0]]["test"]["per_class"]],
                      [[k, *[f"{v['psnr']['mean']:.2f} / {v['ssim']['mean']:.3f}"
-                            for v in mm[k]["test"]["per_class"].values()]] for k in kinds]),
+                            for v in t["per_class"].values()]] for k, t in per_class]),
             "", f"![test PSNR and SSIM]({figures['bars']})", "",
             f"![test images, each model's output and absolute error]({figures['grid']})", ""]
 

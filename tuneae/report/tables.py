@@ -1,7 +1,8 @@
 """The report's tables: the CSV files' rows from the metrics, and Markdown table text."""
 from __future__ import annotations
 
-CSV_TABLES = ("reconstruction", "denoising", "comparisons", "classical_tuning", "denoising_classes", "layers")
+CSV_TABLES = ("reconstruction", "pca_comparisons", "denoising", "comparisons", "classical_tuning",
+              "denoising_classes", "layers")
 """The CSV tables of a report (``<name>.csv``)."""
 _STATS = ("mean", "std", "low", "high")
 
@@ -18,16 +19,34 @@ def _diff_cols(d: dict | None) -> dict:
     return {"mean": d.get("mean"), "low": d.get("low"), "high": d.get("high"), "verdict": d.get("verdict")}
 
 
+def _pca_comparisons(pca: dict) -> list[dict]:
+    """The ``pca_comparisons`` CSV: one row per bottleneck kind and metric, over images and over seeds."""
+    rows = []
+    for kind, v in (pca.get("vs") or {}).items():
+        for q in ("psnr", "ssim"):
+            s = (v.get("over_seeds") or {}).get(q) or {}
+            d = v[q]
+            rows.append({"model": kind, "pca": v["pca"], "latent_dim": v["k"],
+                         "components": pca["codes"][str(v["k"])]["components"],
+                         "train_images": pca["train_images"], "metric": q, "mean": d["mean"], "low": d["low"],
+                         "high": d["high"], "n_images": d["n"], "verdict": d["verdict"], "seeds": s.get("n"),
+                         "seeds_mean": s.get("mean"), "seeds_low": s.get("low"), "seeds_high": s.get("high")})
+    return rows
+
+
 def csv_tables(m: dict, layers: list[dict]) -> dict[str, list[dict]]:
     """The CSV tables (``CSV_TABLES``) as lists of rows, from the metrics (see :func:`tuneae.report.make_report`).
 
     Every mean comes with its 95% bootstrap interval (``_low`` / ``_high``); differences are paired per image.
+    ``reconstruction`` holds the PCA rows (``pca-<k>``) beside the models; ``pca_comparisons`` each bottleneck
+    model minus PCA at its code size, over images and (``seeds_*``, a t-interval) over final-fit seeds.
     """
     n = m["data"]["test_images"]
-    den = m["denoising"]
+    den, pca = m["denoising"], (m.get("pca") or {}).get("codes") or {}
     return {
-        "reconstruction": [r for k, v in m["models"].items()
+        "reconstruction": [r for k, v in [*m["models"].items(), *((f"pca-{k}", c) for k, c in pca.items())]
                            for r in _stat_rows(v["test"], ("mse", "psnr", "ssim"), n, model=k)],
+        "pca_comparisons": _pca_comparisons(m.get("pca") or {}),
         "denoising": [r for p, by in den.items() for s, res in by.items() for k, v in res.items()
                       for r in _stat_rows(v, ("psnr", "ssim"), n, protocol=p, sigma=s, method=k)],
         "comparisons": [{"protocol": p, "sigma": s, "learned": k, "comparator": m["selection"][p][s]["comparator"],
