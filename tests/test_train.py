@@ -22,6 +22,7 @@ from tuneae.config import DataConfig, ModelConfig, TrainConfig
 from tuneae.data import phantom_images
 from tuneae.models import build_model
 from tuneae.precision import autocast_dtype, cpu_has_bf16, memory_format
+from tuneae.recipe import Recipe
 from tuneae.seeding import Seed, stream_seed
 from tuneae.train import (
     LossModule,
@@ -33,7 +34,6 @@ from tuneae.train import (
     fit,
     images_on,
     make_loader,
-    make_optimizer,
     psnr_per_image,
     seeded_model,
     train_one_epoch,
@@ -83,10 +83,10 @@ def test_divergence_raises(images):
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(float("nan"))
-    opt = torch.optim.Adam(model.parameters())
+    recipe = Recipe(model, TrainConfig(), "cpu")
     x = images_on(train, torch.device("cpu"))
     with pytest.raises(FloatingPointError, match=r"training loss is nan \(diverged\)"):
-        train_one_epoch(LossModule(model), "ae", x, epoch_batches(len(x), 8, 0, 1), opt, TrainConfig(),
+        train_one_epoch(LossModule(model), "ae", x, epoch_batches(len(x), 8, 0, 1), recipe, TrainConfig(),
                         torch.Generator())
 
 
@@ -103,27 +103,42 @@ def test_checkpoint_roundtrip_reproduces_metrics(tmp_path, images):
     assert not list((tmp_path / "ck").glob("*.tmp"))  # atomic writes leave no temporaries
 
 
-@pytest.mark.parametrize("kind", ["dae", "vae"])  # the noise stream, and torch's generator (reparameterization)
-def test_resume_from_a_resume_checkpoint_is_exact(tmp_path, images, kind):
+MODERN = {"optimizer": "adamw", "weight_decay": 1e-2, "lr_schedule": "cosine", "warmup_fraction": 0.2,
+          "ema_decay": 0.9, "grad_clip": 1.0}
+"""Every recipe option on at once (the seed recipe is the defaults)."""
+
+
+# dae: the noise stream; vae: torch's generator (reparameterization); with a schedule and a weight average mid-way
+@pytest.mark.parametrize("kind, recipe", [("dae", {}), ("dae", MODERN),
+                                          ("vae", {"lr_schedule": "onecycle", "ema_decay": 0.5})])
+def test_resume_from_a_resume_checkpoint_is_exact(tmp_path, images, kind, recipe):
     train, val = images
-    cfg = TrainConfig(lr=1e-3, epochs=3, batch_size=16)
+    cfg = TrainConfig(lr=1e-3, epochs=4, batch_size=16, **recipe)
     mcfg = ModelConfig(kind=kind, **TINY)
     straight = seeded_model(mcfg, cfg)
-    expected = fit(straight, train, val, cfg)
+    straight_recipe = Recipe(straight, cfg, "cpu")
+    expected = fit(straight, train, val, cfg, optimizer=straight_recipe)
 
     first = seeded_model(mcfg, cfg)
-    opt = make_optimizer(first, cfg, torch.device("cpu"))
-    fit(first, train, val, cfg, optimizer=opt, on_epoch=lambda e, m: save_checkpoint(
-        tmp_path / f"e{e}", first, DataConfig(), cfg, e, m, opt if e == 1 else None))
+    first_recipe = Recipe(first, cfg, "cpu")
+    fit(first, train, val, cfg, optimizer=first_recipe, on_epoch=lambda e, m: save_checkpoint(
+        tmp_path / f"e{e}", first, DataConfig(), cfg, e, m, first_recipe, resume=e == 2))
     resumed = seeded_model(mcfg, cfg)
-    resumed_opt = make_optimizer(resumed, cfg, torch.device("cpu"))
-    assert restore_checkpoint(tmp_path / "e1", resumed, resumed_opt) == (1, True)
-    got = fit(resumed, train, val, cfg, optimizer=resumed_opt, start_epoch=1)
+    resumed_recipe = Recipe(resumed, cfg, "cpu")
+    assert restore_checkpoint(tmp_path / "e2", resumed, resumed_recipe) == (2, True)  # half-way through the schedule
+    got = fit(resumed, train, val, cfg, optimizer=resumed_recipe, start_epoch=2)
     assert got == expected
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
-    weights_only = seeded_model(mcfg, cfg)
-    assert restore_checkpoint(tmp_path / "e2", weights_only, make_optimizer(weights_only, cfg, "cpu")) == (2, False)
+        assert torch.equal(a, b), name  # the raw weights
+    for (name, a), b in zip(straight_recipe.validated.state_dict().items(),
+                            resumed_recipe.validated.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # the validated (averaged) weights
+    assert resumed_recipe.optimizer.param_groups[0]["lr"] == straight_recipe.optimizer.param_groups[0]["lr"]
+    weights_only = seeded_model(mcfg, cfg)  # a rung's checkpoint: the schedule moves to its epoch
+    only_recipe = Recipe(weights_only, cfg, "cpu")
+    assert restore_checkpoint(tmp_path / "e3", weights_only, only_recipe) == (3, False)
+    fit(weights_only, train, val, cfg, optimizer=only_recipe, start_epoch=3)
+    assert only_recipe.optimizer.param_groups[0]["lr"] == straight_recipe.optimizer.param_groups[0]["lr"]
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):

@@ -150,9 +150,23 @@ class TrainConfig:
     """Optimisation settings of one trial (the defaults: lr 5e-4, batch 16, the seed project's recipe)."""
 
     lr: float = flag(5e-4, space=True)
-    """Adam learning rate."""
+    """Adam learning rate (AdamW's too; the peak of a schedule)."""
     epochs: int = flag(10, space=True)
-    """Maximum number of epochs (ASHA may stop a trial earlier); the largest choice searched is ASHA's max_t."""
+    """Maximum number of epochs (ASHA may stop a trial earlier); the largest choice searched is ASHA's max_t. An LR
+    schedule spans all of them, so a trial stopped at a rung is judged mid-schedule (tuneae.train)."""
+    optimizer: str = flag("adam", space=True)
+    """``adam`` (weight_decay: an L2 penalty in the gradient) or ``adamw`` (decoupled weight decay); tuneae.recipe."""
+    weight_decay: float = flag(0.0, space=True)
+    """Weight decay of conv and linear weights (not biases or norm parameters), >= 0; 0: none."""
+    lr_schedule: str = flag("constant", space=True)
+    """LR per optimisation step over the ``epochs`` budget: ``constant``, ``cosine`` (linear warm-up, then cosine
+    towards 0) or ``onecycle`` (torch's OneCycleLR peaking at ``lr``)."""
+    warmup_fraction: float = flag(0.05)
+    """``cosine``: fraction of the budget's steps of linear warm-up, in [0, 1)."""
+    ema_decay: float = flag(0.0, space=True)
+    """0: off; in (0, 1): validate and checkpoint an exponential moving average of the weights (BN buffers too)."""
+    grad_clip: float = flag(0.0, space=True)
+    """0: off; > 0: clip the global L2 norm of the gradients to this value."""
     batch_size: int = flag(16, space=True)
     """Images per optimisation step (per worker under DDP)."""
     seed: int = 0
@@ -387,7 +401,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                    "grace_period": 1, "reduction_factor": 3.0, "name": "cpu"},
         "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
                   "model.latent_dim": (512, 1024, 2048), "model.latent_layout": ("dense", "spatial"),
-                  "model.recon_loss": ("mse", "l1_ssim")},
+                  "model.recon_loss": ("mse", "l1_ssim"), "train.optimizer": ("adam", "adamw"),
+                  "train.weight_decay": (0.0, 1e-2), "train.lr_schedule": ("constant", "cosine")},
         "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE)},
         "model": {},
     },
@@ -395,7 +410,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"image_size": 128},
         "search": {"models": ("ae", "vae", "dae", "dunet"), "num_samples": 27, "cpus_per_trial": 2.0,
                    "gpus_per_trial": 0.25, "grace_period": 5, "reduction_factor": 2.0, "name": "gpu"},
-        "space": {**SEED_SPACE, **ARCH_SPACE},
+        "space": {**SEED_SPACE, **ARCH_SPACE, "train.optimizer": ("adam", "adamw"),
+                  "train.weight_decay": (0.0, 1e-4, 1e-2), "train.lr_schedule": ("constant", "cosine", "onecycle"),
+                  "train.ema_decay": (0.0, 0.999), "train.grad_clip": (0.0, 1.0)},
         "space_by_kind": {"ae": {"model.depth": (4, 5)}, "vae": {"model.depth": (4, 5)}, "dae": {"model.depth": (4, 5)},
                           "unet": {"model.depth": (3, 4, 5)}, "dunet": {"model.depth": (3, 4, 5)}},
         "model": {},
