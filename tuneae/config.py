@@ -161,7 +161,7 @@ class TrainConfig:
     lr_schedule: str = flag("constant", space=True)
     """LR per optimisation step over the ``epochs`` budget: ``constant``, ``cosine`` (linear warm-up, then cosine
     towards 0) or ``onecycle`` (torch's OneCycleLR peaking at ``lr``)."""
-    warmup_fraction: float = flag(0.05)
+    warmup_fraction: float = flag(0.05, space=True)
     """``cosine``: fraction of the budget's steps of linear warm-up, in [0, 1)."""
     ema_decay: float = flag(0.0, space=True)
     """0: off; in (0, 1): validate and checkpoint an exponential moving average of the weights (BN buffers too)."""
