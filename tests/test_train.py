@@ -267,7 +267,8 @@ def test_checkpoint_schedule_rungs_end_and_every_k():
 
 
 def test_ray_worker_trains_as_fit_and_checkpoints_on_schedule(ray_session, tmp_path, images, one_thread):
-    """The Ray Train worker loop through a real TorchTrainer (1 worker, 1 CPU) against fit on one thread."""
+    """The Ray Train worker loop through a real TorchTrainer (1 worker, 1 CPU) against fit on one thread, with a
+    schedule and a weight average."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -276,8 +277,8 @@ def test_ray_worker_trains_as_fit_and_checkpoints_on_schedule(ray_session, tmp_p
 
     train, val = images
     data_cfg = DataConfig(source="phantom", image_size=32)
-    model_cfg, train_cfg = ModelConfig(kind="dae", **TINY), TrainConfig(lr=1e-3, epochs=4, batch_size=16,
-                                                                         checkpoint_every=2)
+    model_cfg = ModelConfig(kind="dae", **TINY)
+    train_cfg = TrainConfig(lr=1e-3, epochs=4, batch_size=16, checkpoint_every=2, lr_schedule="cosine", ema_decay=0.9)
     expected = fit(seeded_model(model_cfg, train_cfg), train[:33], val, train_cfg)
     config = {**to_flat(data_cfg, model_cfg, train_cfg), **asha_config(1, 3.0, 4),  # rungs at epochs 1 and 3
               DATA_KEY: {"ref": ray_session.put({"train": train[:33], "val": val})}}
@@ -292,4 +293,6 @@ def test_ray_worker_trains_as_fit_and_checkpoints_on_schedule(ray_session, tmp_p
     written = {m["epoch"]: m["checkpoint/bytes"] for _, m in result.best_checkpoints}
     has_optimizer = {m["epoch"]: (Path(ck.path) / OPTIMIZER_FILE).is_file() for ck, m in result.best_checkpoints}
     assert has_optimizer == {1: False, 2: True, 3: False, 4: False}  # rung 1, resume 2, rung 3, end 4
-    assert written[2] > 2 * written[1]  # Adam's two moments per weight
+    assert written[2] > 2 * written[1]  # Adam's two moments per weight (and here raw weights and their average)
+    assert {torch.load(Path(ck.path) / "model.pt", weights_only=True)["weights"] for ck, _ in result.best_checkpoints} \
+        == {"ema"}  # every checkpoint holds the validated weights: the average's
