@@ -424,7 +424,9 @@ random start-up is max(2, 8 // 4) = 2 of them, the first the seed project's reci
 for the bottleneck kinds and ``UNET_CPU_SPACE`` for U-Nets; the code layout for the bottleneck kinds and MSE or
 L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per trial; the same four kinds).
 The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
-residual blocks, training loss) and depth for every kind. Trials are selected on val/mse whatever their loss."""
+residual blocks, training loss) and depth for every kind, and the training recipe (optimizer, weight decay, LR
+schedule, weight average, clipping; tuneae.recipe); the cpu preset a part of it (optimizer, weight decay, constant or
+cosine LR). Trials are selected on val/mse whatever their loss."""
 
 
 def preset(name: str) -> Config:

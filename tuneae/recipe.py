@@ -124,6 +124,8 @@ class Recipe:
         self.model, self.cfg = model, cfg
         self.optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg, device)
         self.scheduler: LRScheduler | None = None
+        self.total_steps = 0
+        """The budget the schedule spans, in optimisation steps (set by :meth:`start`)."""
         self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema_decay > 0 else None)
         self.ema_updates = 0
@@ -146,8 +148,17 @@ class Recipe:
             total_steps: the budget in optimisation steps, ``epochs * steps_per_epoch``.
             done_steps: steps already taken (``start_epoch * steps_per_epoch``).
             device: the model's device; ``memory_format`` its layout (for the average's copy).
+        Raises:
+            ValueError: a restored schedule that spans another number of steps (``train.epochs``, the batch size or
+                the training images changed since it was saved): it cannot continue here.
         """
         pending, self._pending = self._pending, None
+        saved_total = (pending or {}).get("total_steps") or total_steps
+        if self.cfg.lr_schedule != "constant" and saved_total != total_steps:
+            raise ValueError(f"train.lr_schedule={self.cfg.lr_schedule!r}: the resume state's schedule spans "
+                             f"{saved_total} steps, this run's {total_steps} (train.epochs, train.batch_size or the "
+                             f"training images changed); start afresh or keep the budget")
+        self.total_steps = total_steps
         if self.ema is not None:
             self.ema.to(device, memory_format=memory_format)
             if pending is None or pending.get("ema") is None:
@@ -195,9 +206,10 @@ class Recipe:
         self.ema_updates += 1
 
     def state_dict(self) -> dict:
-        """The resume state: ``optimizer`` and ``scheduler`` (None for ``constant``) state dicts and, with the
-        average on, ``model`` (the raw weights), ``ema`` (the ``AveragedModel``'s) and ``ema_updates``."""
-        state = {"optimizer": self.optimizer.state_dict(),
+        """The resume state: ``optimizer`` and ``scheduler`` (None for ``constant``) state dicts, ``total_steps``
+        (the schedule's span) and, with the average on, ``model`` (the raw weights), ``ema`` (the
+        ``AveragedModel``'s) and ``ema_updates``."""
+        state = {"optimizer": self.optimizer.state_dict(), "total_steps": self.total_steps,
                  "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None}
         if self.ema is not None:
             self.ema.n_averaged.fill_(self.ema_updates)
