@@ -155,7 +155,7 @@ def test_a_bare_optimizer_resume_state_still_restores(tmp_path, images):
     (saved := Recipe(model, longer, "cpu")).start(6, 0, torch.device("cpu"))  # a 2-epoch schedule's state
     save_checkpoint(tmp_path / "cos", model, DataConfig(), longer, 1, {}, saved)
     restore_checkpoint(tmp_path / "cos", model, cosine_recipe := Recipe(model, longer, "cpu"))
-    with pytest.raises(ValueError, match="spans 6 steps, this run's 9"):
+    with pytest.raises(ValueError, match="continue spans 6 steps, this run's 9"):
         fit(model, train, val, longer, optimizer=cosine_recipe, start_epoch=1)
     with pytest.raises(ValueError, match="not a bare optimizer"):  # its state could not resume a schedule
         cosine = TrainConfig(lr_schedule="cosine")

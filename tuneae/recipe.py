@@ -142,7 +142,8 @@ class Recipe:
               = torch.preserve_format) -> None:
         """Ready the recipe for training on ``device``: build the schedule over ``total_steps`` steps, apply the
         state of :meth:`load_state_dict` (else move the schedule ``done_steps`` steps on, for a run resumed from
-        weights alone, and start the average at the current weights), move state to ``device``.
+        weights alone, and start the average at the current weights), move state to ``device``. A recipe started
+        before and not restored since continues as it stands (``fit`` called again on the same run).
 
         Args:
             total_steps: the budget in optimisation steps, ``epochs * steps_per_epoch``.
@@ -153,19 +154,26 @@ class Recipe:
                 the training images changed since it was saved): it cannot continue here.
         """
         pending, self._pending = self._pending, None
-        saved_total = (pending or {}).get("total_steps") or total_steps
+        continuing = pending is None and self.total_steps > 0
+        saved_total = (pending or {}).get("total_steps") or self.total_steps or total_steps
         if self.cfg.lr_schedule != "constant" and saved_total != total_steps:
-            raise ValueError(f"train.lr_schedule={self.cfg.lr_schedule!r}: the resume state's schedule spans "
+            raise ValueError(f"train.lr_schedule={self.cfg.lr_schedule!r}: the schedule to continue spans "
                              f"{saved_total} steps, this run's {total_steps} (train.epochs, train.batch_size or the "
                              f"training images changed); start afresh or keep the budget")
         self.total_steps = total_steps
         if self.ema is not None:
             self.ema.to(device, memory_format=memory_format)
-            if pending is None or pending.get("ema") is None:
+            if not continuing and (pending is None or pending.get("ema") is None):
                 self.ema.module.load_state_dict(self.model.state_dict())
                 self.ema_updates = 0
             self._pairs = _average_pairs(self.ema.module, self.model)
-        self.scheduler = make_scheduler(self.optimizer, self.cfg, total_steps)
+        if not continuing:
+            self._schedule(pending, done_steps)
+        optimizer_to(self.optimizer, device)
+
+    def _schedule(self, pending: dict | None, done_steps: int) -> None:
+        """Build the scheduler over ``self.total_steps``, then apply ``pending`` or move ``done_steps`` on."""
+        self.scheduler = make_scheduler(self.optimizer, self.cfg, self.total_steps)
         if pending is not None:
             self.optimizer.load_state_dict(pending["optimizer"])
         if self.scheduler is not None and pending is not None and pending.get("scheduler") is not None:
@@ -173,9 +181,8 @@ class Recipe:
         elif self.scheduler is not None and done_steps:
             with warnings.catch_warnings():  # stepping a schedule with no optimizer step is the point here
                 warnings.simplefilter("ignore", UserWarning)
-                for _ in range(min(done_steps, total_steps - 1)):  # OneCycleLR refuses a step past its end
+                for _ in range(min(done_steps, self.total_steps - 1)):  # OneCycleLR refuses a step past its end
                     self.scheduler.step()
-        optimizer_to(self.optimizer, device)
 
     def step(self, loss: torch.Tensor) -> None:
         """One optimisation step on ``loss``: gradients, clipping, the optimizer, the schedule, the average.
