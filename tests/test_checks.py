@@ -347,7 +347,8 @@ def test_every_flag_is_a_documented_config_field():
 
 
 def test_one_default_recipe():
-    from tuneae.config import SEED_SPACE, preset, seed_recipe
+    from tuneae.config import SEED_SPACE, seed_recipe
+    from tuneae.presets import preset
     from tuneae.search.searcher import seed_point
     from tuneae.search.space import kind_space
 

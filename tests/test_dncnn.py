@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from tuneae.config import ModelConfig, TrainConfig, preset
+from tuneae.config import ModelConfig, TrainConfig
 from tuneae.data import phantom_images
 from tuneae.models import UNUSED_BY_KIND, build_model
+from tuneae.presets import preset
 from tuneae.search.checks import validate
 from tuneae.search.space import kind_space
 from tuneae.train import fit, seeded_model

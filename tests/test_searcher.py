@@ -102,11 +102,16 @@ def test_early_stopped_trial_is_pruned_with_its_epoch_values(tmp_path):
     assert study["attrs"]["rungs"] == [1.0]
 
 
+SEED_RECIPE_TRAINING = {"train.optimizer": "adam", "train.weight_decay": 0.0, "train.lr_schedule": "constant"}
+"""The cpu preset's recipe choices at the seed recipe's values."""
+
+
 @pytest.mark.parametrize("kind, expected", [
     ("ae", {"train.lr": 5e-4, "train.epochs": 9, "train.batch_size": 16, "model.latent_dim": 512,
-            "model.latent_layout": "dense", "model.recon_loss": "mse"}),
+            "model.latent_layout": "dense", "model.recon_loss": "mse", **SEED_RECIPE_TRAINING}),
     ("dunet", {"train.lr": 5e-4, "train.epochs": 8, "train.batch_size": 16, "model.base_channels": 16,
-               "model.depth": 4, "model.norm": "batch", "model.input_norm": "none", "model.recon_loss": "mse"}),
+               "model.depth": 4, "model.norm": "batch", "model.input_norm": "none", "model.recon_loss": "mse",
+               **SEED_RECIPE_TRAINING}),
 ])
 def test_first_trial_is_the_seed_recipe(tmp_path, kind, expected):
     cfg, _ = resolve(["--preset", "cpu", "--storage-path", str(tmp_path)])

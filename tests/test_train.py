@@ -22,6 +22,7 @@ from tuneae.config import DataConfig, ModelConfig, TrainConfig
 from tuneae.data import phantom_images
 from tuneae.models import build_model
 from tuneae.precision import autocast_dtype, cpu_has_bf16, memory_format
+from tuneae.recipe import Recipe
 from tuneae.seeding import Seed, stream_seed
 from tuneae.train import (
     LossModule,
@@ -33,7 +34,6 @@ from tuneae.train import (
     fit,
     images_on,
     make_loader,
-    make_optimizer,
     psnr_per_image,
     seeded_model,
     train_one_epoch,
@@ -83,10 +83,10 @@ def test_divergence_raises(images):
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(float("nan"))
-    opt = torch.optim.Adam(model.parameters())
+    recipe = Recipe(model, TrainConfig(), "cpu")
     x = images_on(train, torch.device("cpu"))
     with pytest.raises(FloatingPointError, match=r"training loss is nan \(diverged\)"):
-        train_one_epoch(LossModule(model), "ae", x, epoch_batches(len(x), 8, 0, 1), opt, TrainConfig(),
+        train_one_epoch(LossModule(model), "ae", x, epoch_batches(len(x), 8, 0, 1), recipe, TrainConfig(),
                         torch.Generator())
 
 
@@ -103,27 +103,38 @@ def test_checkpoint_roundtrip_reproduces_metrics(tmp_path, images):
     assert not list((tmp_path / "ck").glob("*.tmp"))  # atomic writes leave no temporaries
 
 
-@pytest.mark.parametrize("kind", ["dae", "vae"])  # the noise stream, and torch's generator (reparameterization)
-def test_resume_from_a_resume_checkpoint_is_exact(tmp_path, images, kind):
+MODERN = {"optimizer": "adamw", "weight_decay": 1e-2, "lr_schedule": "cosine", "warmup_fraction": 0.2,
+          "ema_decay": 0.9, "grad_clip": 1.0}
+"""Every recipe option on at once (the seed recipe is the defaults)."""
+
+
+# dae: the noise stream; vae: torch's generator (reparameterization); with a schedule and a weight average mid-way
+@pytest.mark.parametrize("kind, recipe", [("dae", {}), ("dae", MODERN),
+                                          ("vae", {"lr_schedule": "onecycle", "ema_decay": 0.5})])
+def test_resume_from_a_resume_checkpoint_is_exact(tmp_path, images, kind, recipe):
     train, val = images
-    cfg = TrainConfig(lr=1e-3, epochs=3, batch_size=16)
+    cfg = TrainConfig(lr=1e-3, epochs=4, batch_size=16, **recipe)
     mcfg = ModelConfig(kind=kind, **TINY)
     straight = seeded_model(mcfg, cfg)
-    expected = fit(straight, train, val, cfg)
-
-    first = seeded_model(mcfg, cfg)
-    opt = make_optimizer(first, cfg, torch.device("cpu"))
-    fit(first, train, val, cfg, optimizer=opt, on_epoch=lambda e, m: save_checkpoint(
-        tmp_path / f"e{e}", first, DataConfig(), cfg, e, m, opt if e == 1 else None))
+    straight_recipe = Recipe(straight, cfg, "cpu")  # checkpointing does not touch the run
+    expected = fit(straight, train, val, cfg, optimizer=straight_recipe, on_epoch=lambda e, m: save_checkpoint(
+        tmp_path / f"e{e}", straight, DataConfig(), cfg, e, m, straight_recipe, resume=e == 2))
     resumed = seeded_model(mcfg, cfg)
-    resumed_opt = make_optimizer(resumed, cfg, torch.device("cpu"))
-    assert restore_checkpoint(tmp_path / "e1", resumed, resumed_opt) == (1, True)
-    got = fit(resumed, train, val, cfg, optimizer=resumed_opt, start_epoch=1)
+    resumed_recipe = Recipe(resumed, cfg, "cpu")
+    assert restore_checkpoint(tmp_path / "e2", resumed, resumed_recipe) == (2, True)  # half-way through the schedule
+    got = fit(resumed, train, val, cfg, optimizer=resumed_recipe, start_epoch=2)
     assert got == expected
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
-    weights_only = seeded_model(mcfg, cfg)
-    assert restore_checkpoint(tmp_path / "e2", weights_only, make_optimizer(weights_only, cfg, "cpu")) == (2, False)
+        assert torch.equal(a, b), name  # the raw weights
+    for (name, a), b in zip(straight_recipe.validated.state_dict().items(),
+                            resumed_recipe.validated.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # the validated (averaged) weights
+    assert resumed_recipe.optimizer.param_groups[0]["lr"] == straight_recipe.optimizer.param_groups[0]["lr"]
+    weights_only = seeded_model(mcfg, cfg)  # a rung's checkpoint: the schedule moves to its epoch
+    only_recipe = Recipe(weights_only, cfg, "cpu")
+    assert restore_checkpoint(tmp_path / "e3", weights_only, only_recipe) == (3, False)
+    fit(weights_only, train, val, cfg, optimizer=only_recipe, start_epoch=3)
+    assert only_recipe.optimizer.param_groups[0]["lr"] == straight_recipe.optimizer.param_groups[0]["lr"]
 
 
 def test_checkpoint_errors_name_the_file(tmp_path):
@@ -252,7 +263,8 @@ def test_checkpoint_schedule_rungs_end_and_every_k():
 
 
 def test_ray_worker_trains_as_fit_and_checkpoints_on_schedule(ray_session, tmp_path, images, one_thread):
-    """The Ray Train worker loop through a real TorchTrainer (1 worker, 1 CPU) against fit on one thread."""
+    """The Ray Train worker loop through a real TorchTrainer (1 worker, 1 CPU) against fit on one thread, with a
+    schedule and a weight average."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -261,8 +273,8 @@ def test_ray_worker_trains_as_fit_and_checkpoints_on_schedule(ray_session, tmp_p
 
     train, val = images
     data_cfg = DataConfig(source="phantom", image_size=32)
-    model_cfg, train_cfg = ModelConfig(kind="dae", **TINY), TrainConfig(lr=1e-3, epochs=4, batch_size=16,
-                                                                         checkpoint_every=2)
+    model_cfg = ModelConfig(kind="dae", **TINY)
+    train_cfg = TrainConfig(lr=1e-3, epochs=4, batch_size=16, checkpoint_every=2, lr_schedule="cosine", ema_decay=0.9)
     expected = fit(seeded_model(model_cfg, train_cfg), train[:33], val, train_cfg)
     config = {**to_flat(data_cfg, model_cfg, train_cfg), **asha_config(1, 3.0, 4),  # rungs at epochs 1 and 3
               DATA_KEY: {"ref": ray_session.put({"train": train[:33], "val": val})}}
@@ -277,4 +289,6 @@ def test_ray_worker_trains_as_fit_and_checkpoints_on_schedule(ray_session, tmp_p
     written = {m["epoch"]: m["checkpoint/bytes"] for _, m in result.best_checkpoints}
     has_optimizer = {m["epoch"]: (Path(ck.path) / OPTIMIZER_FILE).is_file() for ck, m in result.best_checkpoints}
     assert has_optimizer == {1: False, 2: True, 3: False, 4: False}  # rung 1, resume 2, rung 3, end 4
-    assert written[2] > 2 * written[1]  # Adam's two moments per weight
+    assert written[2] > 2 * written[1]  # Adam's two moments per weight (and here raw weights and their average)
+    assert {torch.load(Path(ck.path) / "model.pt", weights_only=True)["weights"] for ck, _ in result.best_checkpoints} \
+        == {"ema"}  # every checkpoint holds the validated weights: the average's

@@ -1,10 +1,15 @@
 """Self-describing checkpoints: config, weights, epoch, metrics and package version in one file.
 
 A checkpoint folder holds ``model.pt`` (everything needed to rebuild and evaluate the model; loaded with
-``torch.load(..., weights_only=True)``) and, in resume checkpoints only, ``optimizer.pt`` (Adam state).
+``torch.load(..., weights_only=True)``) and, in resume checkpoints only, ``optimizer.pt``: the resume state of the
+training recipe (:meth:`tuneae.recipe.Recipe.state_dict`: optimizer, LR scheduler and, with a weight average, the
+raw weights and the average's state). **Which weights**: ``model.pt`` holds the weights that were validated, the
+weight average's when ``TrainConfig.ema_decay > 0`` (``"weights": "ema"`` in the payload), else the trained ones
+(``"raw"``), so a reloaded model reproduces its reported metrics; the raw weights a resume continues from are in
+``optimizer.pt``.
 Both are written atomically (temporary file + ``os.replace``), so a crash never leaves a half-written file.
 A trial checkpoints only where a checkpoint is used (:func:`checkpoint_kind`): at the scheduler's rungs and its
-last epoch (weights) and every ``TrainConfig.checkpoint_every`` epochs (weights + optimizer, for resuming).
+last epoch (weights) and every ``TrainConfig.checkpoint_every`` epochs (weights + resume state).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from torch.torch_version import TorchVersion
 from tuneae.config import DataConfig, ModelConfig, TrainConfig
 from tuneae.files import atomic_torch_save
 from tuneae.models import Autoencoder, build_model
+from tuneae.recipe import Recipe, resume_parts
 
 MODEL_FILE = "model.pt"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -44,11 +50,15 @@ def package_version() -> str:
 
 
 def save_checkpoint(folder: str | os.PathLike, model: Autoencoder, data_cfg: DataConfig, train_cfg: TrainConfig,
-                    epoch: int, metrics: dict[str, float], optimizer: torch.optim.Optimizer | None = None) -> Path:
-    """Write ``folder/model.pt`` (and ``optimizer.pt`` when given) atomically.
+                    epoch: int, metrics: dict[str, float], optimizer: torch.optim.Optimizer | Recipe | None = None, *,
+                    resume: bool = True) -> Path:
+    """Write ``folder/model.pt`` (and ``optimizer.pt`` when given with ``resume``) atomically.
 
     Args:
-        model: the unwrapped model (not DDP); its weights are moved to CPU.
+        model: the unwrapped model (not DDP) holding the raw weights; moved to CPU.
+        optimizer: the trial's :class:`tuneae.recipe.Recipe` (``model.pt`` then takes its validated weights, the
+            average's with ``ema_decay > 0``), or a bare optimizer (``model.pt`` takes ``model``'s weights).
+        resume: also write the resume state ``optimizer.pt`` (the recipe's, or the bare optimizer's).
         epoch: epochs completed (1-based).
         metrics: the metrics reported for this epoch (``val/loss`` ...); non-numeric values are dropped.
     Returns:
@@ -57,18 +67,20 @@ def save_checkpoint(folder: str | os.PathLike, model: Autoencoder, data_cfg: Dat
         OSError: the folder cannot be created or written (see :func:`atomic_torch_save`).
     """
     folder = Path(folder)
+    weights = optimizer.validated if isinstance(optimizer, Recipe) else model
     payload = {
         "model_config": asdict(model.cfg),
         "data_config": asdict(data_cfg),
         "train_config": asdict(train_cfg),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in weights.state_dict().items()},
+        "weights": "raw" if weights is model else "ema",
         "epoch": int(epoch),
         "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
         "tuneae_version": package_version(),
         "torch_version": str(torch.__version__),  # plain str: TorchVersion is not a weights_only global
     }
     atomic_torch_save(payload, folder / MODEL_FILE)
-    if optimizer is not None:
+    if optimizer is not None and resume:
         atomic_torch_save(optimizer.state_dict(), folder / OPTIMIZER_FILE)
     return folder / MODEL_FILE
 
@@ -132,19 +144,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 def restore_checkpoint(folder: str | os.PathLike, model: Autoencoder,
-                       optimizer: torch.optim.Optimizer | None = None) -> tuple[int, bool]:
-    """Continue a trial from a checkpoint folder: its weights into ``model``, its optimizer state (when the folder
+                       optimizer: torch.optim.Optimizer | Recipe | None = None) -> tuple[int, bool]:
+    """Continue a trial from a checkpoint folder: its weights into ``model``, its resume state (when the folder
     holds ``optimizer.pt``, i.e. a resume checkpoint) into ``optimizer``.
 
-    Tensors are loaded on the CPU; :func:`tuneae.train.fit` moves model and optimizer state to the device.
+    Tensors are loaded on the CPU; :func:`tuneae.train.fit` moves model and optimizer state to the device. With a
+    resume state that holds raw weights (a weight average was on) those replace ``model.pt``'s averaged ones.
 
     Args:
         folder: a checkpoint folder written by :func:`save_checkpoint`.
         model: a model built from the same config (e.g. :func:`tuneae.train.seeded_model`).
-        optimizer: the optimizer over ``model``'s parameters, or None to restore the weights only.
+        optimizer: the trial's :class:`tuneae.recipe.Recipe` (optimizer, schedule and average restored; the
+            optimizer and schedule applied when :func:`tuneae.train.fit` starts it), a bare optimizer over
+            ``model``'s parameters (its state only), or None to restore the weights only.
     Returns:
-        (epochs completed at the checkpoint, whether the optimizer state was restored). Without it (a weights-only
-        checkpoint) the optimizer starts with fresh moments from the restored weights.
+        (epochs completed at the checkpoint, whether the resume state was restored). Without it (a weights-only
+        checkpoint) the optimizer starts with fresh moments from the restored weights, the schedule where the
+        epoch puts it, the average at the restored weights.
     Raises:
         CheckpointError: an unreadable checkpoint or optimizer file, or one of another model config (names the
             file).
@@ -158,7 +174,13 @@ def restore_checkpoint(folder: str | os.PathLike, model: Autoencoder,
     if optimizer is None or not opt_path.is_file():
         return int(payload["epoch"]), False
     try:
-        optimizer.load_state_dict(torch.load(opt_path, map_location="cpu", weights_only=True))
+        state = resume_parts(torch.load(opt_path, map_location="cpu", weights_only=True))
+        if isinstance(optimizer, Recipe):
+            optimizer.load_state_dict(state)
+        else:
+            if state.get("model") is not None:
+                model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
     except Exception as exc:
         raise CheckpointError(f"cannot restore the optimizer state {opt_path}: {exc}") from exc
     return int(payload["epoch"]), True
@@ -207,13 +229,14 @@ def asha_rungs(grace_period: float, reduction_factor: float, max_t: float, *,
 
 
 def checkpoint_kind(epoch: int, epochs: int, every: int, rungs: Iterable[int] = ()) -> str:
-    """What a trial writes after ``epoch``: ``"resume"`` (weights + optimizer state), ``"weights"`` or ``""``.
+    """What a trial writes after ``epoch``: ``"resume"`` (weights + the recipe's resume state), ``"weights"`` or
+    ``""``.
 
     Weights-only at the last epoch (nothing resumes from it; the report reads it) and at the scheduler's rungs,
     also when a rung falls on a multiple of ``every``: most trials stop at a rung (all but 1 / reduction factor),
     and the report needs only their weights; a trial that goes on past a rung and is interrupted before its next
-    resume checkpoint resumes from the rung's weights with fresh optimizer moments. Weights and optimizer state
-    every ``every`` epochs otherwise.
+    resume checkpoint resumes from the rung's weights (the average's, with one) with fresh optimizer moments and its
+    schedule moved to the rung. Weights and resume state every ``every`` epochs otherwise.
 
     Args:
         epoch: the epoch just finished (1-based).

@@ -153,9 +153,23 @@ class TrainConfig:
     """Optimisation settings of one trial (the defaults: lr 5e-4, batch 16, the seed project's recipe)."""
 
     lr: float = flag(5e-4, space=True)
-    """Adam learning rate."""
+    """Adam learning rate (AdamW's too; the peak of a schedule)."""
     epochs: int = flag(10, space=True)
-    """Maximum number of epochs (ASHA may stop a trial earlier); the largest choice searched is ASHA's max_t."""
+    """Maximum number of epochs (ASHA may stop a trial earlier); the largest choice searched is ASHA's max_t. An LR
+    schedule spans all of them, so a trial stopped at a rung is judged mid-schedule (tuneae.train)."""
+    optimizer: str = flag("adam", space=True)
+    """``adam`` (weight_decay: an L2 penalty in the gradient) or ``adamw`` (decoupled weight decay); tuneae.recipe."""
+    weight_decay: float = flag(0.0, space=True)
+    """Weight decay of conv and linear weights (not biases or norm parameters), >= 0; 0: none."""
+    lr_schedule: str = flag("constant", space=True)
+    """LR per optimisation step over the ``epochs`` budget: ``constant``, ``cosine`` (linear warm-up, then cosine
+    towards 0) or ``onecycle`` (torch's OneCycleLR peaking at ``lr``)."""
+    warmup_fraction: float = flag(0.05, space=True)
+    """``cosine``: fraction of the budget's steps of linear warm-up, in [0, 1)."""
+    ema_decay: float = flag(0.0, space=True)
+    """0: off; in (0, 1): validate and checkpoint an exponential moving average of the weights (BN buffers too)."""
+    grad_clip: float = flag(0.0, space=True)
+    """0: off; > 0: clip the global L2 norm of the gradients to this value."""
     batch_size: int = flag(16, space=True)
     """Images per optimisation step (per worker under DDP)."""
     seed: int = 0
@@ -349,94 +363,3 @@ def space_flags() -> dict[str, str]:
     return {f"{section}.{f.name}": f.metadata["flag"]["name"] or "--" + f.name.replace("_", "-")
             for section, cls in SECTIONS.items() for f in fields(cls)
             if f.metadata.get("flag", {}).get("space")}
-
-
-ARCH_SPACE: dict[str, tuple] = {
-    "model.base_channels": (16, 32, 64),
-    "model.kernel_size": (3, 5),
-    "model.norm": ("batch", "group", "none"),
-    "model.input_norm": ("none", "standardize"),
-    "model.latent_layout": ("dense", "spatial"),
-    "model.residual": (False, True),
-    "model.recon_loss": ("mse", "l1", "l1_ssim"),
-}
-"""Architecture hyperparameters searched by the gpu preset for every kind (the seed project's future work: code
-layout, residual blocks, training loss); a kind searches only those it uses."""
-
-UNET_CPU_SPACE: dict[str, tuple] = {
-    "model.base_channels": (8, 16),
-    "model.depth": (3, 4),
-    "model.norm": ("batch", "group", "none"),
-    "model.input_norm": ("none", "standardize"),
-    "train.lr": (1e-3, 5e-4),
-    "train.epochs": (4, 8),
-    "train.batch_size": (16, 32),
-}
-"""U-Net space that fits 2 CPUs (an epoch at 128 px costs 50 s at base 8, 150 s at base 16 there): narrow,
-shallow, few epochs."""
-
-DNCNN_CPU_SPACE: dict[str, tuple] = {"model.depth": (8, 12, 17), "model.base_channels": (16, 32),
-                                      "train.crop_size": (64,), "train.lr": (1e-3, 5e-4), "train.epochs": (4, 8),
-                                      "train.batch_size": (16, 32)}
-"""DnCNN space that fits 2 CPUs: every layer keeps the full resolution (at 128 px a forward pass costs 0.9 GMAC at
-depth 8, width 32: 5x the base-8, depth-3 U-Net), so it trains on random 64 px crops (the paper: 40 / 50 px patches),
-where depth 17, width 32 costs 3.3x that U-Net per epoch, as UNET_CPU_SPACE's base 16 does. Width 64: gpu preset."""
-DNCNN_GPU_SPACE: dict[str, tuple] = {"model.depth": (17, 20), "model.base_channels": (64,), "model.kernel_size": (3,)}
-"""The paper's DnCNN (Zhang et al. 2017): 64 channels, 3x3, 17 layers (known sigma) or 20 (blind DnCNN-B)."""
-
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "smoke": {
-        "data": {"source": "phantom", "image_size": 32, "phantom_count": 96},
-        "search": {"num_samples": 4, "cpus_per_trial": 1.0, "grace_period": 1,
-                   "reduction_factor": 2.0, "name": "smoke"},
-        "space": {"train.lr": (1e-3, 3e-3), "train.epochs": (3,), "train.batch_size": (16, 32),
-                  "model.latent_dim": (16, 32), "model.latent_layout": ("dense", "spatial"),
-                  "model.recon_loss": ("mse", "l1_ssim")},
-        "space_by_kind": {"unet": {"model.depth": (2, 3)}, "dunet": {"model.depth": (2, 3)},
-                          "dncnn": {"model.depth": (3, 5), "model.base_channels": (8, 16)}},
-        "model": {"base_channels": 8},
-    },
-    "cpu": {
-        "data": {"image_size": 128},
-        "search": {"models": ("ae", "vae", "dae", "dunet", "dncnn"), "num_samples": 8, "cpus_per_trial": 2.0,
-                   "grace_period": 1, "reduction_factor": 3.0, "name": "cpu"},
-        "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
-                  "model.latent_dim": (512, 1024, 2048), "model.latent_layout": ("dense", "spatial"),
-                  "model.recon_loss": ("mse", "l1_ssim")},
-        "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE),
-                          "dncnn": dict(DNCNN_CPU_SPACE)},
-        "model": {},
-    },
-    "gpu": {
-        "data": {"image_size": 128},
-        "search": {"models": ("ae", "vae", "dae", "dunet", "dncnn"), "num_samples": 27, "cpus_per_trial": 2.0,
-                   "gpus_per_trial": 0.25, "grace_period": 5, "reduction_factor": 2.0, "name": "gpu"},
-        "space": {**SEED_SPACE, **ARCH_SPACE},
-        "space_by_kind": {"ae": {"model.depth": (4, 5)}, "vae": {"model.depth": (4, 5)}, "dae": {"model.depth": (4, 5)},
-                          "unet": {"model.depth": (3, 4, 5)}, "dunet": {"model.depth": (3, 4, 5)},
-                          "dncnn": dict(DNCNN_GPU_SPACE)},
-        "model": {},
-    },
-}
-"""Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it; its ``models`` stay the default
-ae and vae, with a tiny dncnn space for ``--model dncnn``), cpu (real data at 128 px with a reduced budget for 2
-CPUs, about 35 min per kind: ae, vae, dae, the denoising U-Net and DnCNN, 8 trials each (TPE's
-random start-up is max(2, 8 // 4) = 2 of them, the first the seed project's recipe, so 6 are TPE's), epochs {3, 6, 9}
-for the bottleneck kinds, ``UNET_CPU_SPACE`` for U-Nets and ``DNCNN_CPU_SPACE`` for DnCNN; the code layout for the
-bottleneck kinds and MSE or L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per
-trial; the same five kinds). The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer,
-input normalization, code layout, residual blocks, training loss) and depth for every kind (``DNCNN_GPU_SPACE``:
-the paper's DnCNN). Trials are selected on val/mse whatever their loss."""
-
-
-def preset(name: str) -> Config:
-    """The root config of a preset (:data:`PRESETS`): its sections and search space over the dataclass defaults.
-
-    Raises:
-        KeyError: an unknown preset name.
-    """
-    p = PRESETS[name]
-    search = replace(SearchConfig(), **p["search"], space=dict(p["space"]),
-                     space_by_kind={k: dict(v) for k, v in p.get("space_by_kind", {}).items()})
-    return Config(search, replace(DataConfig(), **p["data"]), replace(ModelConfig(), **p.get("model", {})),
-                  TrainConfig())

@@ -50,12 +50,13 @@ from tuneae.data import Splits
 from tuneae.files import atomic_write
 from tuneae.layout import FINALFIT_FILE, FINALFIT_TABLE, RunLayout, portable_command
 from tuneae.models import DENOISING
+from tuneae.recipe import Recipe
 from tuneae.run.errors import RunError
 from tuneae.run.find import Trial, find_run
 from tuneae.run.fits import FinalFit, FinalFits, Seed, read_finalfit
 from tuneae.run.reload import data_config, load_data, load_model
 from tuneae.run.summary import Summary
-from tuneae.train import fit, make_optimizer, seeded_model
+from tuneae.train import fit, seeded_model
 
 RESULT_FILE, TABLE_FILE = FINALFIT_FILE, FINALFIT_TABLE
 """The final fit's files in the results folder (:mod:`tuneae.layout`)."""
@@ -224,7 +225,7 @@ def fit_seed(p: FitPlan, seed: int, splits: Splits, folder: Path, device: str) -
     """
     cfg = replace(p.train, seed=seed)
     model = seeded_model(p.model, cfg)
-    optimizer = make_optimizer(model, cfg, device)
+    optimizer = Recipe(model, cfg, device)  # optimizer, LR schedule and weight average (tuneae.recipe)
     start, history, last = 0, [], {}
     if (folder / "model.pt").is_file():
         _, payload = load_checkpoint(folder)

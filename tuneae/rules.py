@@ -15,6 +15,7 @@ from tuneae.config import ModelConfig, TrainConfig
 from tuneae.models import stride_stages
 from tuneae.noise import PROTOCOLS
 from tuneae.precision import MEMORY_FORMATS, PRECISIONS
+from tuneae.recipe import LR_SCHEDULES, OPTIMIZERS
 
 TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr": (lambda v: v > 0, "must be > 0 (e.g. 1e-3)"),
@@ -28,6 +29,12 @@ TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "noise_protocol": (lambda v: v in PROTOCOLS, f"choose one of {', '.join(PROTOCOLS)} (tuneae.noise)"),
     "precision": (lambda v: v in PRECISIONS, f"choose one of {', '.join(PRECISIONS)} (tuneae.precision)"),
     "memory_format": (lambda v: v in MEMORY_FORMATS, f"choose one of {', '.join(MEMORY_FORMATS)} (tuneae.precision)"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"choose one of {', '.join(OPTIMIZERS)} (tuneae.recipe)"),
+    "weight_decay": (lambda v: v >= 0, "must be >= 0 (0: no decay; e.g. 1e-2 with adamw)"),
+    "lr_schedule": (lambda v: v in LR_SCHEDULES, f"choose one of {', '.join(LR_SCHEDULES)} (tuneae.recipe)"),
+    "warmup_fraction": (lambda v: 0 <= v < 1, "must be in [0, 1) (fraction of the budget's steps)"),
+    "ema_decay": (lambda v: 0 <= v < 1, "must be in [0, 1) (0: no weight average; e.g. 0.999)"),
+    "grad_clip": (lambda v: v >= 0, "must be >= 0 (largest global gradient L2 norm; 0: no clipping)"),
 }
 """``TrainConfig`` field -> (whether a value is valid, what a valid value is): the rules of a single value, applied
 by :func:`check_train_config` before training and by :func:`tuneae.search.checks.validate` to every choice."""

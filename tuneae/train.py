@@ -11,6 +11,18 @@ by index and cropped there (``TrainConfig.crop_size``, :mod:`tuneae.augment`, tr
 ``TrainConfig.noise_protocol`` (:mod:`tuneae.noise`) is drawn there, and nothing inside an epoch waits for the
 device except every ``NAN_CHECK_EVERY`` steps (the divergence check on the accumulated loss). Seeds follow one rule
 (:mod:`tuneae.seeding`); precision and memory layout are chosen in :mod:`tuneae.precision`.
+
+The training recipe (optimizer, weight decay, LR schedule, weight average, gradient clipping) is
+:class:`tuneae.recipe.Recipe`. **How a schedule meets ASHA's rungs**: a schedule spans the trial's whole budget,
+``TrainConfig.epochs`` epochs of :func:`tuneae.recipe.steps_per_epoch` steps, which is ASHA's ``max_t`` when
+``train.epochs`` is fixed (the intended use: the budget is the scheduler's, not a searched hyperparameter). A trial
+that ASHA stops at a rung is judged where it stands mid-schedule, its LR not yet annealed, as ASHA judges every
+trial at a rung; a schedule per rung (annealing by each rung, then warming again) was rejected: a promoted trial
+would not be the run an uninterrupted trial is, and a trial could not resume exactly. When ``train.epochs`` is
+searched, each trial's schedule spans its own epochs, so at the rung of a short trial's last epoch an annealed
+short trial meets longer ones mid-schedule (favouring short budgets there). A resume checkpoint holds the
+scheduler's and the average's state, so a trial resumed mid-schedule continues exactly as an uninterrupted one;
+one resumed from weights alone moves its schedule to the epoch it resumes at.
 """
 from __future__ import annotations
 
@@ -28,6 +40,9 @@ from tuneae.metrics import ssim
 from tuneae.models import DENOISING, Autoencoder, build_model
 from tuneae.noise import add_noise
 from tuneae.precision import autocast_dtype, memory_format
+from tuneae.recipe import Recipe, steps_per_epoch
+from tuneae.recipe import make_optimizer as make_optimizer  # re-exported: callers build optimizers through train
+from tuneae.recipe import optimizer_to as optimizer_to
 from tuneae.rules import check_train_config
 from tuneae.seeding import VAL_NOISE_SEED, Seed, stream_seed
 
@@ -63,24 +78,21 @@ def eval_batch_size(batch_size: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- settings
-def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device | str) -> torch.optim.Optimizer:
-    """Adam (Kingma & Ba 2015) at ``cfg.lr`` over ``model``'s parameters; the fused kernel on CUDA."""
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=torch.device(device).type == "cuda")
+def as_recipe(optimizer: torch.optim.Optimizer | Recipe | None, model: Autoencoder, cfg: TrainConfig,
+              device: torch.device) -> Recipe:
+    """The :class:`tuneae.recipe.Recipe` :func:`fit` trains with: ``optimizer`` itself, a new one (None), or one
+    around a bare optimizer (e.g. of :func:`make_optimizer`, restored from a checkpoint).
 
-
-def optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Move the optimizer's state tensors (Adam's moments) to ``device``, e.g. after a restore on the CPU.
-
-    Adam's ``step`` count stays on the CPU unless the group is fused or capturable, where torch keeps it beside
-    the parameters (``torch.optim.Adam``'s own placement rule).
+    Raises:
+        ValueError: a bare optimizer with an LR schedule or a weight average, whose state it cannot carry: a resume
+            would restart them and a checkpoint would not hold the validated weights (use ``Recipe``).
     """
-    for group in optimizer.param_groups:
-        step_too = bool(group.get("fused") or group.get("capturable"))
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            for k, v in state.items():
-                if torch.is_tensor(v) and (k != "step" or step_too):
-                    state[k] = v.to(device)
+    if isinstance(optimizer, Recipe):
+        return optimizer
+    if optimizer is not None and (cfg.lr_schedule != "constant" or cfg.ema_decay > 0):
+        raise ValueError(f"train.lr_schedule={cfg.lr_schedule!r} / train.ema_decay={cfg.ema_decay}: pass a "
+                         f"tuneae.recipe.Recipe (its state resumes and checkpoints), not a bare optimizer")
+    return Recipe(model, cfg, device, optimizer)
 
 
 # ---------------------------------------------------------------------------------------------- data and steps
@@ -182,8 +194,8 @@ def _on_any_rank(flag: torch.Tensor) -> bool:
 
 
 def train_one_epoch(loss_module: nn.Module, kind: str, images: torch.Tensor, batches: list[torch.Tensor],
-                    optimizer: torch.optim.Optimizer, cfg: TrainConfig, gen: torch.Generator) -> float:
-    """One pass over ``batches`` with one optimizer step per batch, in training mode.
+                    recipe: Recipe, cfg: TrainConfig, gen: torch.Generator) -> float:
+    """One pass over ``batches`` with one optimisation step per batch (:meth:`Recipe.step`), in training mode.
 
     Args:
         loss_module: a :class:`LossModule` (possibly DDP-wrapped); ``forward(x, target) -> (loss, recon)``.
@@ -191,8 +203,9 @@ def train_one_epoch(loss_module: nn.Module, kind: str, images: torch.Tensor, bat
         images: (N, 1, S, S) uint8 in [0, 255] on the model's device (:func:`images_on`).
         batches: index tensors into ``images`` on the same device (:func:`epoch_batches`); with ``cfg.crop_size``
             > 0 each gathered image is cropped and flipped / rotated (:func:`tuneae.augment.augment_batch`).
-        optimizer: steps the parameters of ``loss_module``.
-        cfg: noise protocol and range, ``crop_size`` and ``lr`` (the latter only for the divergence message).
+        recipe: steps the parameters of ``loss_module`` (optimizer, clipping, schedule, average; started,
+            :meth:`Recipe.start`).
+        cfg: noise protocol and range, ``crop_size``.
         gen: generator on the images' device for the crops and the noise of denoising kinds.
     Returns:
         This rank's running mean of the objective over the epoch's images (each batch's loss weighted by its size,
@@ -208,15 +221,15 @@ def train_one_epoch(loss_module: nn.Module, kind: str, images: torch.Tensor, bat
     for step, idx in enumerate(batches, 1):
         clean = to_float(augment_batch(images[idx], cfg.crop_size, gen))  # (B, 1, c, c) in [0, 1]; c = S uncropped
         loss, _ = loss_module(_inputs(kind, clean, cfg, gen), clean)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        recipe.step(loss)
         total += loss.detach() * len(idx)
         count += len(idx)
         if (step % NAN_CHECK_EVERY == 0 or step == len(batches)) and _on_any_rank(~torch.isfinite(total)):
             value = total.item()
             what = f"is {value}" if not math.isfinite(value) else "is not finite on another DDP rank"
-            raise FloatingPointError(f"training loss {what} (diverged) by step {step} at lr={cfg.lr}")
+            lr = recipe.optimizer.param_groups[0]["lr"]
+            raise FloatingPointError(f"training loss {what} (diverged) by step {step} at lr={lr:.3g} "
+                                     f"(train.lr={cfg.lr}, {cfg.lr_schedule})")
     return total.item() / max(count, 1)
 
 
@@ -341,15 +354,18 @@ def make_loader(images: np.ndarray, batch_size: int, shuffle: bool, seed: int = 
 # ------------------------------------------------------------------------------------------------ the loop
 def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cfg: TrainConfig,
         device: torch.device | str = "cpu", on_epoch: Callable[[int, dict[str, float]], None] | None = None, *,
-        optimizer: torch.optim.Optimizer | None = None, start_epoch: int = 0, rank: int = 0, world_size: int = 1,
-        wrap: Callable[[nn.Module], nn.Module] | None = None, val_ssim: bool = False) -> dict[str, float]:
+        optimizer: torch.optim.Optimizer | Recipe | None = None, start_epoch: int = 0, rank: int = 0,
+        world_size: int = 1, wrap: Callable[[nn.Module], nn.Module] | None = None,
+        val_ssim: bool = False) -> dict[str, float]:
     """Train ``model`` in place from epoch ``start_epoch + 1`` to ``cfg.epochs``: the loop of every trial.
 
-    Adam (Kingma & Ba 2015) at ``cfg.lr``; precision and memory format from ``cfg`` (:func:`autocast_dtype`,
-    :func:`memory_format`); data moved to ``device`` once (:func:`images_on`), batches by :func:`epoch_batches`,
-    training crops of ``cfg.crop_size`` (:mod:`tuneae.augment`), validation on full images in fp32 on a fixed set
-    (:func:`validation_batches`, batches of :func:`eval_batch_size`). Each epoch reseeds its streams
-    (:func:`stream_seed`), so a run resumed after epoch k with the optimizer state matches an uninterrupted one.
+    The recipe of ``cfg`` (:mod:`tuneae.recipe`: Adam or AdamW at ``cfg.lr``, an LR schedule over the whole budget
+    stepped per optimisation step, a weight average that is what is validated, gradient clipping); precision and
+    memory format from ``cfg`` (:func:`autocast_dtype`, :func:`memory_format`); data moved to ``device`` once
+    (:func:`images_on`), batches by :func:`epoch_batches`, training crops of ``cfg.crop_size``
+    (:mod:`tuneae.augment`), validation on full images in fp32 on a fixed set (:func:`validation_batches`, batches of
+    :func:`eval_batch_size`). Each epoch reseeds its streams (:func:`stream_seed`), so a run resumed after epoch k
+    with the recipe's state (:meth:`Recipe.state_dict`: optimizer, schedule, average) matches an uninterrupted one.
     Build the model with :func:`seeded_model` to seed the weights by the same rule.
 
     Args:
@@ -359,8 +375,10 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
         device: e.g. ``"cpu"`` or ``"cuda"``.
         on_epoch: called after each epoch with (epoch starting at 1, metrics) on every rank (the Ray Train worker
             reports and checkpoints there).
-        optimizer: an optimizer over ``model``'s parameters (e.g. restored from a checkpoint); default
-            :func:`make_optimizer`. Its state is moved to ``device``.
+        optimizer: a :class:`tuneae.recipe.Recipe` of ``model`` (e.g. restored from a checkpoint), or a bare
+            optimizer over its parameters (constant LR and no average only, :func:`as_recipe`); default a new
+            ``Recipe``. It is started here (:meth:`Recipe.start`), its state moved to ``device``; with a weight
+            average the validated weights are the average's (``optimizer.validated``), the model keeps the raw ones.
         start_epoch: epochs already done (a restored checkpoint's epoch).
         rank, world_size: DDP rank and size (each rank trains on its own shard of every epoch).
         wrap: applied to the :class:`LossModule` (Ray Train's ``prepare_model`` wraps it in DDP).
@@ -377,12 +395,14 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
     check_train_config(cfg, model.cfg)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: cuDNN times its kernels once, keeps the fastest
-    model.to(device, memory_format=memory_format(cfg, model.cfg.kind))
-    optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg, device)
-    optimizer_to(optimizer, device)
+    layout = memory_format(cfg, model.cfg.kind)
+    model.to(device, memory_format=layout)
+    recipe = as_recipe(optimizer, model, cfg, device)
+    train = images_on(train_images, device)
+    steps = steps_per_epoch(len(train), cfg.batch_size, world_size)
+    recipe.start(cfg.epochs * steps, start_epoch * steps, device, layout)
     loss_module = LossModule(model, autocast_dtype(cfg, device))
     loss_module = wrap(loss_module) if wrap is not None else loss_module
-    train = images_on(train_images, device)
     val_np = np.asarray(val_images)
     bs = eval_batch_size(cfg.batch_size)
     val = validation_batches((images_on(val_np[i:i + bs], torch.device("cpu")) for i in range(0, len(val_np), bs)),
@@ -392,8 +412,8 @@ def fit(model: Autoencoder, train_images: np.ndarray, val_images: np.ndarray, cf
         torch.manual_seed(stream_seed(cfg.seed, Seed.SAMPLING, epoch, rank))
         gen = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, Seed.NOISE, epoch, rank))
         batches = epoch_batches(len(train), cfg.batch_size, cfg.seed, epoch, rank, world_size, device)
-        train_loss = train_one_epoch(loss_module, model.cfg.kind, train, batches, optimizer, cfg, gen)
-        metrics = {"train/loss": train_loss, **evaluate_batches(model, val, val_ssim), "epoch": epoch}
+        train_loss = train_one_epoch(loss_module, model.cfg.kind, train, batches, recipe, cfg, gen)
+        metrics = {"train/loss": train_loss, **evaluate_batches(recipe.validated, val, val_ssim), "epoch": epoch}
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return metrics

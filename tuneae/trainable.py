@@ -22,7 +22,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from tuneae.checkpoint import asha_rungs, checkpoint_kind, restore_checkpoint, save_checkpoint
 from tuneae.config import from_flat
 from tuneae.layout import RunLayout
-from tuneae.train import fit, make_optimizer, seeded_model
+from tuneae.recipe import Recipe
+from tuneae.train import fit, seeded_model
 
 DATA_KEY = "_data"
 """Config key carrying ``{"ref": ObjectRef}`` of the uint8 train/val arrays (a dict, so Ray does not resolve it)."""
@@ -93,14 +94,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     device = ray.train.torch.get_device()
     model = seeded_model(cfg.model, train_cfg)
-    optimizer = make_optimizer(model, train_cfg, device)
+    recipe = Recipe(model, train_cfg, device)  # optimizer, LR schedule, weight average (tuneae.recipe)
     start_epoch = 0
     resume = ray.train.get_checkpoint()
     if resume is not None:  # a restarted worker group or a resumed experiment continues where it stopped
         with resume.as_directory() as folder:
-            start_epoch, exact = restore_checkpoint(folder, model, optimizer)
+            start_epoch, exact = restore_checkpoint(folder, model, recipe)
         if rank == 0 and not exact:
-            print(f"[tuneae] resumed at epoch {start_epoch} from a weights-only checkpoint: Adam starts afresh")
+            print(f"[tuneae] resumed at epoch {start_epoch} from a weights-only checkpoint: the optimizer's "
+                  f"moments (and a weight average) start afresh")
     rungs = asha_rungs(*(config[k] for k in ASHA_KEYS)) if all(k in config for k in ASHA_KEYS) else ()
     node_id = ray.get_runtime_context().get_node_id()  # shows where each trial ran (trials.csv), not sent to W&B
 
@@ -110,8 +112,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
             checkpoint, written, took = None, 0, 0.0
             if kind and rank == 0:
                 t = time.perf_counter()
-                save_checkpoint(tmp, model, data_cfg, train_cfg, epoch, metrics,
-                                optimizer if kind == "resume" else None)
+                save_checkpoint(tmp, model, data_cfg, train_cfg, epoch, metrics, recipe, resume=kind == "resume")
                 took = time.perf_counter() - t
                 written = sum(f.stat().st_size for f in Path(tmp).iterdir())
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
@@ -119,7 +120,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
                               "checkpoint/save_s": took}, checkpoint=checkpoint)
 
     try:  # every rank raises at the same step (fit agrees across ranks), so all return together
-        fit(model, arrays["train"], arrays["val"], train_cfg, device, report, optimizer=optimizer,
+        fit(model, arrays["train"], arrays["val"], train_cfg, device, report, optimizer=recipe,
             start_epoch=start_epoch, rank=rank, world_size=world, wrap=ray.train.torch.prepare_model)
     except NOT_RETRIED as exc:
         return {FAILED_KEY: [type(exc).__name__, str(exc)]}

@@ -18,8 +18,9 @@ from dataclasses import Field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from tuneae.config import MODEL_KINDS, PRESETS, SECTIONS, Config, DataConfig, SearchConfig, field_docs, preset
+from tuneae.config import MODEL_KINDS, SECTIONS, Config, DataConfig, SearchConfig, field_docs
 from tuneae.layout import RunLayout, is_local, user_path
+from tuneae.presets import PRESETS, preset
 from tuneae.search.checks import HINTS, ConfigError, check_choices, check_value, validate
 from tuneae.search.space import kind_space
 
