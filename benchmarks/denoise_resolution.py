@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import statistics
 import sys
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         except formats.UnreadableError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             continue
-        clean_slices += [(str(f), np.clip(s, 0, 1)) for s in d.slices[: args.limit - len(clean_slices)]]
+        clean_slices += [(os.path.relpath(f), np.clip(s, 0, 1)) for s in d.slices[: args.limit - len(clean_slices)]]
 
     if not clean_slices:
         ap.error("no readable held-out image")
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  native - resize {metric}: {d['mean']:+.4f} (sd {d['sd']:.4f}), native better on "
                       f"{d['native_wins']} of {d['n']}")
     record = {"command": " ".join(["python", "benchmarks/denoise_resolution.py", *(argv or sys.argv[1:])]),
-              "model": {"kind": den.kind, "role": den.role, "checkpoint": str(den.checkpoint), "source": den.source,
+              "model": {"kind": den.kind, "role": den.role, "checkpoint": os.path.relpath(den.checkpoint),
+                        "source": den.source,
                         "image_size": den.model.cfg.image_size, "train_noise_sigma": den.sigma_range},
               "device": str(den.device), "machine": platform.platform(), "slices": len(clean_slices),
               "modes": modes, "seconds": round(time.time() - t0, 1), "summary": summary, "rows": rows}
