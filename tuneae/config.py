@@ -246,7 +246,7 @@ class SearchConfig:
     wandb_project: str = flag("tuneae")
     """W&B project name."""
     wandb_mode: str = flag("", choices=("offline", "online"))
-    """``offline``, ``online`` or empty (online when an API key is found, else offline)."""
+    """``offline`` or ``online``; unset, online when an API key is found, else offline."""
     address: str = flag("")
     """Ray cluster to join (``auto``, ``host:port`` or ``ray://...``; default ``RAY_ADDRESS``); empty starts Ray on
     this machine."""

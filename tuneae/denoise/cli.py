@@ -175,7 +175,7 @@ def sigma_note(sigma: float, den: Denoiser) -> str:
     """``""`` when ``sigma`` (what the model sees) lies in the training range, else a warning's text."""
     rng = den.sigma_range
     if rng is None:
-        return f"a {den.kind} model was trained without noise: it reconstructs, it is no denoiser"
+        return f"the {den.kind} model was trained without noise: it reconstructs, it is no denoiser"
     lo, hi = rng
     if sigma < lo:
         return (f"estimated sigma {sigma:.3f} is below the model's training range [{lo:g}, {hi:g}]: it may remove "
@@ -281,7 +281,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     print(f"model: {den.label} [{den.source}]; {trained}; resolution {resolution}; device {den.device}",
           file=sys.stderr)
     if den.role != "denoiser":
-        print(f"warning: a {den.kind} model reconstructs its input through the model; it was not trained to "
+        print(f"warning: the {den.kind} model reconstructs its input through the model; it was not trained to "
               f"denoise", file=sys.stderr)
 
     records = []
@@ -304,7 +304,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                    "sigma_model_input": round(sigma_model, 5), "sigma_warning": note,
                    "windows": [w.to_json() for w in d.windows], "warnings": d.warnings}
             if args.preview:
-                k = len(d.slices) // 2
+                per_volume = len(d.slices) // max(len(d.windows), 1)  # a 4-D NIfTI: one window per 3-D volume
+                k = min(per_volume // 2, len(d.slices) - 1)  # the middle slice of the first volume
                 png = preview_png(d.slices[k], denoised[k], f"{_rel(job.path)} (slice {k + 1} of {len(d.slices)}), "
                                                            f"{den.kind} {den.role}, {resolution}")
                 atomic_write(preview_path(out_dir, job), png)

@@ -86,7 +86,7 @@ class Denoiser:
             return "native" if self.kind in FULLY_CONVOLUTIONAL else "resize"
         if asked == "native" and self.kind not in FULLY_CONVOLUTIONAL:
             kinds = ", ".join(sorted(FULLY_CONVOLUTIONAL))
-            raise ModelError(f"--resolution native needs a fully convolutional model ({kinds}); a {self.kind} model "
+            raise ModelError(f"--resolution native needs a fully convolutional model ({kinds}); the {self.kind} model "
                              f"takes {self.model.cfg.image_size} px images only: use --resolution resize")
         return asked
 
@@ -264,6 +264,6 @@ def load_denoiser(*, checkpoint: str | os.PathLike | None = None, run: str | os.
         raise ModelError(f"{exc} (expected a tuneae checkpoint: a model.pt written by the search or the final fit, "
                          f"or its folder)") from exc
     if kind is not None and model.cfg.kind != kind:
-        raise ModelError(f"checkpoint {checkpoint} holds a {model.cfg.kind!r} model, not {kind!r}")
+        raise ModelError(f"checkpoint {checkpoint} holds the model kind {model.cfg.kind!r}, not {kind!r}")
     path = Path(checkpoint)
     return Denoiser(model.to(dev).eval(), payload, path / "model.pt" if path.is_dir() else path, source, dev)

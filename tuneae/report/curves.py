@@ -121,7 +121,7 @@ def epochs_to_close(curve: dict[str, Any], gap_db: float, unit: str = "dB") -> d
     if gap_db <= 0:
         return {**out, "epochs_needed": float(now), "doublings": 0.0, "verdict": "reached"}
     if gain is None:
-        return {**out, "verdict": f"curve too short to fit (needs {MIN_POINTS} epochs in its second half)"}
+        return {**out, "verdict": f"too short to fit (needs {MIN_POINTS} epochs in its second half)"}
     if gain <= 0:
         return {**out, "verdict": "no longer rising: more epochs alone will not reach it"}
     doublings = gap_db / gain

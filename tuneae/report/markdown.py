@@ -51,7 +51,15 @@ def _intro(m: dict) -> list[str]:
             "bottleneck model; test images choose nothing. Differences between methods are paired per image, and "
             "one method 'beats' another only where the interval of the difference excludes 0. PSNR in dB (data "
             "range 1); SSIM as Wang et al. 2004 (11x11 Gaussian window of sd 1.5, population covariance, data "
-            "range 1).", *_split(d), ""]
+            "range 1).", *_split(d), *_synthetic(d), ""]
+
+
+def _synthetic(d: dict) -> list[str]:
+    """A warning for a report on synthetic phantoms (the smoke preset): it checks the plumbing, not the science."""
+    if not d.get("synthetic"):
+        return []
+    return ["", "**Synthetic data (phantoms): this report checks that the pipeline runs end to end. Its models are "
+                "tiny and trained for seconds, so no number or target status here says anything about MRI.**"]
 
 
 def _split(d: dict) -> list[str]:
@@ -62,10 +70,17 @@ def _split(d: dict) -> list[str]:
             "copies removed", "manifest": "read from a manifest"}.get(d["split"], d["split"])
     counts = "; ".join(f"{name} " + ", ".join(f"{c} {n}" for c, n in per.items())
                        for name, per in d["per_class"].items())
-    limits = (" Limits of this split that a reader should weigh: duplicates are found per image (equal pixels or a "
-              "difference hash within its distance), not per patient, so neighbouring slices of one scan can still "
-              "fall in different splits, which favours the learned models over the classical ones; and the "
-              "intervals resample images, not patients.") if d["split"] == "group" else ""
+    if d["split"] != "group":
+        limits = ""
+    elif d.get("scan_rule"):
+        limits = (f" Slices of one scan are kept on one side ({d['scan_rule']}); slices of one patient that no rule "
+                  "links can still fall in different splits, and the intervals resample images, not scans, so they "
+                  "are too narrow where a scan gives several test images.")
+    else:
+        limits = (" Limits of this split that a reader should weigh: duplicates are found per image (equal pixels or "
+                  "a difference hash within its distance), not per patient, so neighbouring slices of one scan can "
+                  "still fall in different splits, which favours the learned models over the classical ones; and "
+                  "the intervals resample images, not patients.")
     return ["", f"Split: {rule}; images per class: {counts}.{limits}"]
 
 
@@ -109,7 +124,11 @@ PROTOCOL_TEXT = {
     "clipped8": "the same noise clipped to [0, 1] and quantized to 8 bits (the secondary protocol); the classical "
                 "methods are bias-aware here: tuned on validation images with this noise, their output debiased "
                 "for clipping (Foi 2009), while the learned denoisers were trained on the primary (unclipped) noise "
-                "and see this protocol unadapted"}
+                "and see this protocol unadapted",
+    "rician": "the magnitude of complex Gaussian noise of sd sigma per channel (Gudbjartsson & Patz 1995), as in "
+              "MRI magnitude images; the classical methods get the true sigma and their output is bias-corrected by "
+              "inverting the Rician mean, while the learned denoisers were trained on the primary (Gaussian) noise "
+              "and see this protocol unadapted"}
 """How report.md describes each noise protocol."""
 
 

@@ -72,7 +72,7 @@ def _help(section: str, f: Field) -> str:
     if f.metadata["flag"]["space"]:
         text += " Searched: the values given are the choices of every kind (default: the preset's choices)."
     elif HINTS[section][f.name] is bool:
-        text = ("turn off: " if f.default is True else "turn on: ") + text[:1].lower() + text[1:]
+        text = ("off by this flag; on by default: " if f.default is True else "turn on: ") + text[:1].lower() + text[1:]
     else:
         by_preset = {name: getattr(getattr(preset(name), section), f.name)
                      for name in sorted(PRESETS, key=lambda n: n != DEFAULT_PRESET)}
