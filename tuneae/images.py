@@ -127,8 +127,32 @@ def check_read_options(plane: str, window: tuple[float, float], min_foreground: 
 
 
 # ---------------------------------------------------------------------------------------------------- intensities
+def window_bounds(values: np.ndarray, window: tuple[float, float] = DEFAULT_WINDOW) -> tuple[float, float]:
+    """The intensities that the module's percentile rule maps to 0 and 1 (see the module docstring).
+
+    Args:
+        values: an array of any shape and real dtype (scanner units, 16-bit counts, floats).
+        window: (low, high) percentiles in percent of the finite values.
+
+    Returns:
+        (lo, hi) in the values' units; the full finite range when the percentiles coincide (mostly one value, e.g.
+        a black background); ``hi == lo`` for a constant input.
+
+    Raises:
+        ValueError: no finite value at all.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        raise ValueError("no finite pixel value")
+    lo, hi = np.percentile(finite, window)
+    if hi <= lo:
+        lo, hi = finite.min(), finite.max()
+    return float(lo), float(hi)
+
+
 def percentile_window(values: np.ndarray, window: tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
-    """Map intensities to [0, 1] by the module's percentile rule (see the module docstring).
+    """Map intensities to [0, 1] by the module's percentile rule (:func:`window_bounds`), clipped.
 
     Args:
         values: an array of any shape and real dtype (scanner units, 16-bit counts, floats).
@@ -141,25 +165,20 @@ def percentile_window(values: np.ndarray, window: tuple[float, float] = DEFAULT_
         ValueError: no finite value at all.
     """
     x = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(x)
-    if not finite.any():
-        raise ValueError("no finite pixel value")
-    lo, hi = np.percentile(x[finite], window)
-    if hi <= lo:  # mostly one value (e.g. a black background): fall back to the full range
-        lo, hi = x[finite].min(), x[finite].max()
+    lo, hi = window_bounds(x, window)
     if hi <= lo:
         return np.zeros(x.shape, dtype=np.float32)
-    out = np.clip((np.where(finite, x, lo) - lo) / (hi - lo), 0.0, 1.0)
+    out = np.clip((np.where(np.isfinite(x), x, lo) - lo) / (hi - lo), 0.0, 1.0)
     return out.astype(np.float32)
 
 
-def _luma(channels: np.ndarray) -> np.ndarray:
+def luma(channels: np.ndarray) -> np.ndarray:
     """(..., C) samples of any depth -> (...) float64 grey: ITU-R 601-2 luma of RGB(A), channel 0 of grey(+alpha)."""
     c = channels.astype(np.float64)
     return c[..., :3] @ _LUMA if c.shape[-1] >= 3 else c[..., 0]
 
 
-def _grey8(channels: np.ndarray) -> np.ndarray:
+def grey8(channels: np.ndarray) -> np.ndarray:
     """(..., C) uint8 -> (...) float32 in [0, 1], bit-identical to Pillow's ``convert("L")`` / 255.
 
     Pillow's integer luma: ``(R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16`` (libImaging/Convert.c).
@@ -194,8 +213,8 @@ def _read_raster(raw: bytes, name: str, window: tuple[float, float], min_foregro
     except UnidentifiedImageError as exc:
         raise ImageReadError(f"{name}: not an image file Pillow can identify (unknown format or damaged)") from exc
     with opened as img:
-        if img.format == "PNG" and _is_png16_colour(raw):
-            return [percentile_window(_luma(_png16_samples(raw)), window)]
+        if img.format == "PNG" and is_png16_colour(raw):
+            return [percentile_window(luma(png16_samples(raw)), window)]
         if img.format == "TIFF" and _needs_tifffile(img):
             return _tiff_slices(raw, name, window, min_foreground)
         img = ImageOps.exif_transpose(img)
@@ -208,12 +227,12 @@ def _read_raster(raw: bytes, name: str, window: tuple[float, float], min_foregro
         return [np.asarray(grey, dtype=np.uint8).astype(np.float32) / np.float32(255)]  # (H, W), not windowed
 
 
-def _is_png16_colour(raw: bytes) -> bool:
+def is_png16_colour(raw: bytes) -> bool:
     """A 16-bit PNG of colour type grey+alpha (4), RGB (2) or RGBA (6), from its IHDR chunk (PNG spec 11.2.2)."""
     return raw[:8] == _PNG_SIGNATURE and raw[12:16] == b"IHDR" and raw[24] == 16 and raw[25] in (2, 4, 6)
 
 
-def _png16_samples(raw: bytes) -> np.ndarray:
+def png16_samples(raw: bytes) -> np.ndarray:
     """A 16-bit colour PNG -> (H, W, C) uint16, decoded by pypng (``png.Reader.asDirect``)."""
     import png  # pypng: only needed for this rare case
 
@@ -237,7 +256,7 @@ def _tiff_slices(raw: bytes, name: str, window: tuple[float, float], min_foregro
         arr, axes = series.asarray(), series.axes
     if "S" in axes:
         arr = np.moveaxis(arr, axes.index("S"), -1)  # (..., Y, X, S)
-        grey = _grey8(arr) if arr.dtype == np.uint8 else _luma(arr)
+        grey = grey8(arr) if arr.dtype == np.uint8 else luma(arr)
     else:
         grey = arr.astype(np.float32) / np.float32(255) if arr.dtype == np.uint8 else arr
     stack = grey.reshape(-1, *grey.shape[-2:])  # (pages, H, W)
@@ -282,7 +301,7 @@ def _read_dicom(raw: bytes, name: str, window: tuple[float, float], min_foregrou
     if n_frames == 1:
         pixels = pixels[None]  # (1, R, C[, S])
     if samples > 1:
-        values = _luma(pixels)  # colour: no modality transform applies (PS3.3 C.11.1)
+        values = luma(pixels)  # colour: no modality transform applies (PS3.3 C.11.1)
     elif "ModalityLUTSequence" in ds:
         values = apply_modality_lut(pixels, ds)
     else:
@@ -294,8 +313,12 @@ def _read_dicom(raw: bytes, name: str, window: tuple[float, float], min_foregrou
     return _stack_slices(stack, min_foreground, name)
 
 
-def _nifti_image(raw: bytes, name: str):
-    """NIfTI-1 / NIfTI-2 single-file bytes (gzipped or not) -> a nibabel image."""
+def nifti_image(raw: bytes, name: str):
+    """NIfTI-1 / NIfTI-2 single-file bytes (gzipped or not) -> a nibabel image (``Nifti1Image`` / ``Nifti2Image``).
+
+    Raises:
+        ImageReadError: the header size is neither NIfTI-1's (348) nor NIfTI-2's (540); names ``name``.
+    """
     import nibabel as nib
 
     if raw[:2] == b"\x1f\x8b":
@@ -313,7 +336,7 @@ def _read_nifti(raw: bytes, name: str, plane: str, window: tuple[float, float],
     """A NIfTI volume via nibabel: RAS+ reorientation, one window per 3D volume, slices along ``plane``."""
     import nibabel as nib
 
-    img = _nifti_image(raw, name)
+    img = nifti_image(raw, name)
     if len(img.shape) < 3:  # a 2D NIfTI: give it a third axis so it can be reoriented
         img = img.__class__(np.asanyarray(img.dataobj)[..., None], img.affine, img.header)
     canonical = nib.as_closest_canonical(img)
@@ -331,7 +354,7 @@ def _read_nifti(raw: bytes, name: str, plane: str, window: tuple[float, float],
 
 
 # ---------------------------------------------------------------------------------------------------- entry point
-def _kind(name: str, raw: bytes) -> str:
+def file_kind(name: str, raw: bytes) -> str:
     """``nifti``, ``dicom`` or ``raster``: by ending first, else by content (the DICOM and NIfTI magic strings)."""
     suffix = image_suffix(name)
     if suffix in (".nii", ".nii.gz"):
@@ -374,7 +397,7 @@ def read_slices(path: str | Path, data: bytes | None = None, *, plane: str = "ax
         raise ImageReadError(f"{name}: cannot be read: {exc}") from exc
     if not raw:
         raise ImageReadError(f"{name}: empty file (0 bytes)")
-    kind = _kind(name, raw)
+    kind = file_kind(name, raw)
     try:
         if kind == "nifti":
             return _read_nifti(raw, name, plane, window, min_foreground)

@@ -92,6 +92,30 @@ def _row(raw: dict, where: str) -> dict:
     return row
 
 
+def open_csv(path: str | Path, what: str, columns: tuple[str, ...]) -> tuple[Path, csv.DictReader]:
+    """Open a user's CSV file (UTF-8, a BOM allowed) and check its header before any row is read.
+
+    Args:
+        path: the file (``~`` expanded).
+        what: how messages name it, e.g. ``"manifest"`` or ``"groups CSV"``.
+        columns: the columns it must have.
+    Returns:
+        (the expanded path, a ``csv.DictReader`` over its rows).
+    Raises:
+        DataError: the file is missing, unreadable or not UTF-8, or lacks a column; the message names it.
+    """
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {what} {str(path)!r}: {e}") from e
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{what} {str(path)!r} lacks column(s) {missing}; expected {','.join(columns)}")
+    return path, reader
+
+
 def read_manifest(path: str | Path) -> list[dict]:
     """Read and check a manifest written by :func:`write_manifest`.
 
@@ -105,15 +129,7 @@ def read_manifest(path: str | Path) -> list[dict]:
         DataError: the file is missing or unreadable, lacks a column, repeats a (path, slice) or has a bad value;
             the message names the file and line.
     """
-    path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read manifest {str(path)!r}: {e}") from e
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or []) and c not in OPTIONAL_COLUMNS]
-    if missing:
-        raise DataError(f"manifest {str(path)!r} lacks column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")
+    path, reader = open_csv(path, "manifest", tuple(c for c in MANIFEST_COLUMNS if c not in OPTIONAL_COLUMNS))
     rows, seen = [], set()
     for line, raw in enumerate(reader, start=2):
         row = _row(raw, f"manifest {str(path)!r} line {line}")

@@ -34,7 +34,6 @@ Registered data sets whose file numbers are not slice positions can turn the rul
 """
 from __future__ import annotations
 
-import csv
 import io
 import re
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ import numpy as np
 from tuneae.data.duplicates import components
 from tuneae.data.errors import DataError
 from tuneae.data.items import Items
+from tuneae.data.manifest import open_csv
 from tuneae.images import image_suffix
 
 GROUP_LEVELS = ("patient", "study", "series")
@@ -161,14 +161,7 @@ def read_groups_csv(path: str | Path, known: set[str]) -> dict[str, str]:
         DataError: the file is unreadable or lacks a column, or a row (named by its line) has an empty path or
             group, repeats a path, or names a path that is not an image file of the data folder.
     """
-    path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read groups CSV {str(path)!r}: {e}") from e
-    reader = csv.DictReader(io.StringIO(text))
-    if not {"path", "group"} <= set(reader.fieldnames or []):
-        raise DataError(f"groups CSV {str(path)!r} has columns {reader.fieldnames}; expected path,group")
+    path, reader = open_csv(path, "groups CSV", ("path", "group"))
     out: dict[str, str] = {}
     for line, row in enumerate(reader, start=2):
         rel, group = (row.get("path") or "").strip().replace("\\", "/"), (row.get("group") or "").strip()

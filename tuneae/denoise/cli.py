@@ -147,6 +147,7 @@ def check_outputs(jobs: list[Job], out_dir: Path, preview: bool, overwrite: bool
 
 
 def preview_path(out_dir: Path, job: Job) -> Path:
+    """Where ``--preview`` writes a job's PNG: ``<out>/<PREVIEW_DIR>/<the output's path below out>.png``."""
     rel = job.out.relative_to(out_dir)
     return out_dir / PREVIEW_DIR / rel.parent / f"{rel.name}.png"
 
@@ -213,6 +214,11 @@ def preview_png(before: np.ndarray, after: np.ndarray, title: str) -> bytes:
 
 # -------------------------------------------------------------------------------------------- the run
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line of ``python -m tuneae.denoise`` (``argv`` None: ``sys.argv[1:]``).
+
+    Raises:
+        SystemExit: bad flags (status 2) or ``--help``, from argparse.
+    """
     ap = argparse.ArgumentParser(prog="python -m tuneae.denoise",
                                  description="Denoise MRI images, volumes and series with a trained tuneae model; "
                                              "outputs in each input's own format, grid, dtype and metadata.")

@@ -77,7 +77,7 @@ EIGHT_BIT = Window(0.0, 255.0, rule="8bit")
 
 
 def percentile_window(values: np.ndarray, window: tuple[float, float], invert: bool = False) -> Window:
-    """The window of :func:`tuneae.images.percentile_window` (same percentiles, same fall-backs), not applied.
+    """The window of :func:`tuneae.images.percentile_window` (:func:`tuneae.images.window_bounds`), not applied.
 
     Args:
         values: stored intensities, any shape and real dtype.
@@ -88,16 +88,11 @@ def percentile_window(values: np.ndarray, window: tuple[float, float], invert: b
     Raises:
         UnreadableError: no finite value.
     """
-    x = np.asarray(values, dtype=np.float64)
-    finite = x[np.isfinite(x)]
-    if finite.size == 0:
-        raise UnreadableError("no finite pixel value")
-    lo, hi = np.percentile(finite, window)
-    if hi <= lo:
-        lo, hi = finite.min(), finite.max()
-    if hi <= lo:
-        hi = lo + 1.0
-    return Window(float(lo), float(hi), invert)
+    try:
+        lo, hi = images.window_bounds(values, window)
+    except ValueError as exc:
+        raise UnreadableError(str(exc)) from exc
+    return Window(lo, hi if hi > lo else lo + 1.0, invert)
 
 
 @dataclass(frozen=True)
@@ -188,8 +183,8 @@ def _read_raster(path: Path, raw: bytes, window: tuple[float, float]) -> Decoded
     out_mode = ""  # a grey image stored as RGB (many MRI JPEGs) is written back as RGB
     if getattr(img, "n_frames", 1) > 1:
         warnings.append(f"{path}: animated {img.format}: only its first frame is denoised and written")
-    if fmt == "png" and images._is_png16_colour(raw):
-        v = np.rint(images._luma(images._png16_samples(raw))).astype(np.uint16)  # (H, W) 16-bit grey
+    if fmt == "png" and images.is_png16_colour(raw):
+        v = np.rint(images.luma(images.png16_samples(raw))).astype(np.uint16)  # (H, W) 16-bit grey
         warnings.append(f"{path}: 16-bit colour PNG converted to 16-bit grey (ITU-R 601-2 luma); the output is grey")
     elif img.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         v = np.asarray(img).astype(np.uint16)
@@ -237,7 +232,7 @@ def _read_tiff(path: Path, raw: bytes, window: tuple[float, float]) -> Decoded:
     warnings: list[str] = []
     if "S" in axes:
         arr = np.moveaxis(arr, axes.index("S"), -1)
-        grey = images._grey8(arr) * 255 if arr.dtype == np.uint8 else images._luma(arr)
+        grey = images.grey8(arr) * 255 if arr.dtype == np.uint8 else images.luma(arr)
         arr = _to_dtype(grey, arr.dtype)
         warnings.append(f"{path}: colour TIFF converted to grey (ITU-R 601-2 luma); the output is grey")
     if arr.ndim < 2 or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
@@ -336,7 +331,7 @@ def _read_nifti(path: Path, raw: bytes, window: tuple[float, float], plane: str)
     from nibabel.orientations import apply_orientation, io_orientation, ornt_transform
 
     try:
-        img = images._nifti_image(raw, str(path))
+        img = images.nifti_image(raw, str(path))
         data = np.asanyarray(img.dataobj)  # stored dtype when unscaled, float when scl_slope / scl_inter apply
         stored = img.get_data_dtype()
     except images.ImageReadError as exc:
@@ -414,7 +409,7 @@ def read(path: str | Path, *, window: tuple[float, float] = images.DEFAULT_WINDO
         raise UnreadableError(f"{path}: cannot be read: {exc}") from exc
     if not raw:
         raise UnreadableError(f"{path}: empty file (0 bytes)")
-    kind = images._kind(str(path), raw)
+    kind = images.file_kind(str(path), raw)
     try:
         if kind == "nifti":
             return _read_nifti(path, raw, window, plane)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tuneae.models import DENOISING, FULLY_CONVOLUTIONAL, Autoencoder, size_step
+from tuneae.models import DENOISING, FULLY_CONVOLUTIONAL, Autoencoder, ResidualDenoiser, size_step
 
 RESOLUTIONS = ("auto", "native", "resize")
 """``native``: pad to a multiple of 2**depth and crop back (fully convolutional kinds only: ``unet``, ``dunet``,
@@ -122,7 +122,7 @@ class Denoiser:
         return out
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind in FULLY_CONVOLUTIONAL:
+        if isinstance(self.model, ResidualDenoiser):  # unclamped, so intensities beyond the window survive
             return self.model.estimate(x)
         return self.model(x)
 

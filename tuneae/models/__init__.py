@@ -24,6 +24,7 @@ from tuneae.models.base import (
     UNUSED_BY_KIND,
     Autoencoder,
     Code,
+    ResidualDenoiser,
     check_model_config,
     size_step,
     stride_stages,
@@ -34,8 +35,8 @@ from tuneae.models.dncnn import DnCNN
 from tuneae.models.unet import UNetAE
 
 __all__ = ["BOTTLENECK", "DENOISING", "FLAT", "FULLY_CONVOLUTIONAL", "LATENT_LAYOUTS", "LEAKY_SLOPE", "MODELS",
-           "UNUSED_BY_KIND", "VAE", "Autoencoder", "Code", "ConvAutoencoder", "DnCNN", "UNetAE", "build_model",
-           "check_model_config", "size_step", "standardize", "stride_stages"]
+           "UNUSED_BY_KIND", "VAE", "Autoencoder", "Code", "ConvAutoencoder", "DnCNN", "ResidualDenoiser", "UNetAE",
+           "build_model", "check_model_config", "size_step", "standardize", "stride_stages"]
 
 MODELS: dict[str, type[Autoencoder]] = {"ae": ConvAutoencoder, "vae": VAE, "dae": ConvAutoencoder,
                                           "unet": UNetAE, "dunet": UNetAE, "dncnn": DnCNN}

@@ -129,3 +129,33 @@ class Autoencoder(nn.Module, Generic[Code]):
         """
         out = self(x)
         return reconstruction_loss(self.cfg.recon_loss, out, target), out
+
+
+class ResidualDenoiser(Autoencoder[Code]):
+    """A model whose network predicts the noise in pixel space: the clean estimate is ``x - R(x)`` (residual
+    learning, Zhang et al. 2017, "Beyond a Gaussian Denoiser", IEEE TIP 26(7)). Subclasses define ``estimate``.
+
+    The loss is taken on the UNCLAMPED estimate, so gradients reach every pixel (unclipped noise leaves [0, 1]);
+    ``forward`` and the image ``objective`` returns are the estimate clamped to [0, 1], the clean image's range.
+    """
+
+    def estimate(self, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+        """(B, 1, H, W) input, any real values -> the unclamped clean estimate (B, 1, H, W) on the [0, 1] scale;
+        ``keep`` receives every layer's activation, as in :meth:`forward_intermediates`."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) input (any real values) -> output (B, 1, H, W) in [0, 1]: the estimate clamped to [0, 1]."""
+        return self.estimate(x).clamp(0.0, 1.0)
+
+    def objective(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training loss ``cfg.recon_loss`` on the unclamped estimate (fp32 under autocast).
+
+        Args:
+            x: input (B, 1, H, W) (noisy for a denoising kind), any real values.
+            target: clean image (B, 1, H, W) in [0, 1].
+        Returns:
+            (loss scalar, output (B, 1, H, W) clamped to [0, 1], equal to ``forward(x)``).
+        """
+        est = self.estimate(x)
+        return reconstruction_loss(self.cfg.recon_loss, est, target), est.clamp(0.0, 1.0)

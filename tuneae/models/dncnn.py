@@ -5,12 +5,11 @@ import torch
 from torch import nn
 
 from tuneae.config import ModelConfig
-from tuneae.losses import reconstruction_loss
-from tuneae.models.base import Autoencoder, check_model_config
+from tuneae.models.base import ResidualDenoiser, check_model_config
 from tuneae.models.blocks import norm_layer, standardize
 
 
-class DnCNN(Autoencoder[torch.Tensor]):
+class DnCNN(ResidualDenoiser[torch.Tensor]):
     """The denoising CNN of Zhang, Zuo, Chen, Meng & Zhang 2017 ("Beyond a Gaussian Denoiser: Residual Learning of
     Deep CNN for Image Denoising", IEEE TIP 26(7), section III-A and Fig. 1).
 
@@ -76,21 +75,7 @@ class DnCNN(Autoencoder[torch.Tensor]):
         """
         return x - self.head(self._features(x, keep))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) input (any real values) -> output (B, 1, H, W) in [0, 1]: the estimate clamped to [0, 1]."""
-        return self.estimate(x).clamp(0.0, 1.0)
 
-    def objective(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training loss ``cfg.recon_loss`` on the UNCLAMPED estimate (gradients at every pixel), in fp32.
-
-        Args:
-            x: noisy input (B, 1, H, W), any real values.
-            target: clean image (B, 1, H, W) in [0, 1].
-        Returns:
-            (loss scalar, output (B, 1, H, W) clamped to [0, 1], equal to ``forward(x)``).
-        """
-        est = self.estimate(x)
-        return reconstruction_loss(self.cfg.recon_loss, est, target), est.clamp(0.0, 1.0)
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
         """Output plus every hidden layer's activation (after its ReLU), for the report.

@@ -5,12 +5,11 @@ import torch
 from torch import nn
 
 from tuneae.config import ModelConfig
-from tuneae.losses import reconstruction_loss
-from tuneae.models.base import Autoencoder, check_model_config
+from tuneae.models.base import ResidualDenoiser, check_model_config
 from tuneae.models.blocks import double_conv, down, standardize
 
 
-class UNetAE(Autoencoder[list[torch.Tensor]]):
+class UNetAE(ResidualDenoiser[list[torch.Tensor]]):
     """U-Net autoencoder: skip connections between encoder and decoder at every scale (Ronneberger et al. 2015,
     "U-Net: Convolutional Networks for Biomedical Image Segmentation", MICCAI).
 
@@ -92,21 +91,7 @@ class UNetAE(Autoencoder[list[torch.Tensor]]):
         """
         return x - self._noise(self._encode(x, keep), keep)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, S, S) input (any real values) -> output (B, 1, S, S) in [0, 1]: the estimate clamped to [0, 1]."""
-        return self.estimate(x).clamp(0.0, 1.0)
 
-    def objective(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training loss ``cfg.recon_loss`` on the UNCLAMPED estimate (gradients at every pixel), in fp32.
-
-        Args:
-            x: input (B, 1, S, S) (noisy for ``dunet``, any real values).
-            target: clean image (B, 1, S, S) in [0, 1].
-        Returns:
-            (loss scalar, output (B, 1, S, S) clamped to [0, 1], equal to ``forward(x)``).
-        """
-        est = self.estimate(x)
-        return reconstruction_loss(self.cfg.recon_loss, est, target), est.clamp(0.0, 1.0)
 
     def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
         """Output plus every encoder and decoder stage's activation (after its last LeakyReLU), for the report.
