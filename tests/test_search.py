@@ -63,6 +63,41 @@ def test_smoke_search_end_to_end(smoke_run):
     assert not list(smoke_run["results"].rglob("*.pt"))
 
 
+def test_stopped_trials_write_nothing_past_their_rung(smoke_run):
+    """A trial ASHA stops at a rung ends there: no checkpoint of a later epoch is on disk (without the decision board
+    the workers trained and checkpointed the next rung and the last epoch before Ray ended them)."""
+    from pathlib import Path
+
+    rows = list(csv.DictReader((smoke_run["results"] / "trials.csv").open()))
+    stopped = [r for r in rows if r["stopped_early"] == "True"]
+    assert stopped, "ASHA stopped no trial"
+    train = smoke_run["storage"] / "smoke" / "train"
+    for r in stopped:
+        written = [load_checkpoint(Path(p).parent)[1]["epoch"] for p in (train / f"trial-{r['trial_id']}").glob(
+            "checkpoint_*/model.pt")]
+        assert written and max(written) <= int(r["last_epoch"]), (r["trial_id"], r["last_epoch"], written)
+
+
+def test_ray_public_api_reaches_every_checkpoint(smoke_run):
+    """Ray's own API alone finds each trial's checkpoints and the same best trial and checkpoint as summary.json:
+    ``ExperimentAnalysis`` picks the trial, its ``train_run`` result opens with ``ray.train.Result.from_path``."""
+    from pathlib import Path
+
+    import ray.train
+    from ray.tune import ExperimentAnalysis
+
+    for kind in SMOKE_KINDS:
+        analysis = ExperimentAnalysis(str(smoke_run["storage"] / "smoke" / kind))
+        assert len(analysis.trials) == 4
+        for trial in analysis.trials:
+            run = ray.train.Result.from_path(trial.last_result["train_run"])
+            assert run.checkpoint is not None and run.best_checkpoints, trial.trial_id
+        best = analysis.get_best_trial("val/mse", "min", scope="last")
+        assert best.trial_id == smoke_run["summary"]["models"][kind]["best_trial"]
+        checkpoint = ray.train.Result.from_path(best.last_result["train_run"]).checkpoint
+        assert Path(checkpoint.path).resolve() == best_checkpoint(smoke_run, kind).resolve()
+
+
 def test_wandb_offline_runs_written(smoke_run):
     runs = list((smoke_run["storage"] / "smoke" / "wandb").rglob("offline-run-*/run-*.wandb"))
     # an offline run for every trial (the report, if it ran first, adds its own run beside them)

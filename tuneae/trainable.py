@@ -21,6 +21,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from tuneae.checkpoint import asha_rungs, checkpoint_kind, restore_checkpoint, save_checkpoint
 from tuneae.config import from_flat
+from tuneae.decisions import StoppedByScheduler, wait_for_decision
 from tuneae.layout import RunLayout
 from tuneae.recipe import Recipe
 from tuneae.train import fit, seeded_model
@@ -33,6 +34,11 @@ NOT_RETRIED = (FloatingPointError, ValueError)
 """Errors of the worker loop that would only happen again on a retry: divergence, impossible settings or data."""
 ASHA_KEYS = ("asha.grace_period", "asha.reduction_factor", "asha.max_t")
 """Trial-config keys of the search's ASHA settings; the worker derives the rung epochs it checkpoints from them."""
+TRIAL_KEY = "_trial"
+"""Config key carrying ``{"id": Tune trial id, "board": decision board name, "run": Train run folder}``."""
+TRAIN_RUN_METRIC = "train_run"
+"""Reported every epoch: the trial's Ray Train run folder (or URI), which ``ray.train.Result.from_path`` opens to
+list the trial's checkpoints with their metrics (the search's results from Tune record it too)."""
 
 
 WORKER_SETUP_HOOK = "tuneae.trainable.warm_worker"
@@ -80,8 +86,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
         config: flat ``section.field`` config (see :func:`tuneae.config.to_flat`) plus ``DATA_KEY`` and, in a
             search, the :data:`ASHA_KEYS` (the rung epochs are checkpointed).
     Reports per epoch: ``train/loss``, ``val/loss``, ``val/mse``, ``val/psnr`` (dB), ``epoch``, ``node_id`` (the
-    Ray node of this worker), ``checkpoint/bytes`` and ``checkpoint/save_s`` (what rank 0 wrote, 0 when nothing);
-    a checkpoint folder where :func:`tuneae.checkpoint.checkpoint_kind` asks for one.
+    Ray node of this worker), ``checkpoint/bytes`` and ``checkpoint/save_s`` (what rank 0 wrote, 0 when nothing),
+    :data:`TRAIN_RUN_METRIC`; a checkpoint folder where :func:`tuneae.checkpoint.checkpoint_kind` asks for one.
+    After reporting a rung epoch the worker waits for the scheduler's decision (:mod:`tuneae.decisions`) and ends
+    the loop, writing nothing more, when the trial was stopped there.
     Returns:
         None, or ``{FAILED_KEY: [type name, message]}`` for an error of :data:`NOT_RETRIED` (the loss diverged,
         or settings or data training cannot use). It is returned, not raised, because Ray Train retries every
@@ -105,6 +113,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
                   f"moments (and a weight average) start afresh")
     rungs = asha_rungs(*(config[k] for k in ASHA_KEYS)) if all(k in config for k in ASHA_KEYS) else ()
     node_id = ray.get_runtime_context().get_node_id()  # shows where each trial ran (trials.csv), not sent to W&B
+    trial = config.get(TRIAL_KEY, {})
 
     def report(epoch: int, metrics: dict[str, float]) -> None:
         kind = checkpoint_kind(epoch, train_cfg.epochs, train_cfg.checkpoint_every, rungs)
@@ -117,18 +126,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> dict[str, str] | None:
                 written = sum(f.stat().st_size for f in Path(tmp).iterdir())
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report({**metrics, "node_id": node_id, "checkpoint/bytes": written,
-                              "checkpoint/save_s": took}, checkpoint=checkpoint)
+                              "checkpoint/save_s": took, TRAIN_RUN_METRIC: trial.get("run", "")},
+                             checkpoint=checkpoint)
+        if epoch in rungs and epoch < train_cfg.epochs and wait_for_decision(trial.get("board", ""),
+                                                                             trial.get("id", ""), epoch):
+            raise StoppedByScheduler(epoch)
 
     try:  # every rank raises at the same step (fit agrees across ranks), so all return together
         fit(model, arrays["train"], arrays["val"], train_cfg, device, report, optimizer=recipe,
             start_epoch=start_epoch, rank=rank, world_size=world, wrap=ray.train.torch.prepare_model)
     except NOT_RETRIED as exc:
         return {FAILED_KEY: [type(exc).__name__, str(exc)]}
+    except StoppedByScheduler:  # every rank waited for the same decision: all end here
+        return None
     return None
 
 
 def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResources, train_storage: str,
-              max_failures: int = 2) -> None:
+              max_failures: int = 2, decision_board: str = "") -> None:
     """Tune function trainable: launch one ``TorchTrainer`` run for this trial's config and wait for it.
 
     Args:
@@ -137,15 +152,18 @@ def run_trial(config: dict[str, Any], *, data_box: dict, resources: TrialResourc
         resources: per-trial worker resources.
         train_storage: folder (or URI) under which each trial's Train run keeps its checkpoints.
         max_failures: restarts of a failed worker group (a lost node, a worker error) from the latest checkpoint.
+        decision_board: the experiment's :class:`tuneae.decisions.DecisionBoard` name ("": none, never wait).
     Raises:
         ray.train.TrainingFailedError: the run failed beyond ``max_failures`` (Tune marks the trial errored).
         FloatingPointError: the loss diverged (not retried; Tune marks the trial errored with this reason).
         ValueError: settings or data that training cannot use (not retried either).
     """
     trial_id = ray.tune.get_context().get_trial_id()  # stable across driver restarts: resume finds its run
+    run = f"{train_storage.rstrip('/')}/{RunLayout.trial_run(trial_id)}"
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={**config, DATA_KEY: data_box},
+        train_loop_config={**config, DATA_KEY: data_box,
+                           TRIAL_KEY: {"id": trial_id, "board": decision_board, "run": run}},
         scaling_config=ray.train.ScalingConfig(
             num_workers=resources.workers, use_gpu=resources.gpus_per_worker > 0,
             resources_per_worker=resources.per_worker()),

@@ -48,15 +48,16 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _trainable(layout: RunLayout, search: SearchConfig, data_box: dict):
-    """The trial function with its data, resources and Train storage bound, and its own (near-zero) resources."""
+def _trainable(layout: RunLayout, search: SearchConfig, data_box: dict, board: str):
+    """The trial function with its data, resources, Train storage and decision board bound, and its own
+    (near-zero) resources."""
     from ray import tune
 
     from tuneae.trainable import TrialResources, run_trial
 
     resources = TrialResources(search.workers_per_trial, search.cpus_per_trial, search.gpus_per_trial)
     trainable = tune.with_parameters(run_trial, data_box=data_box, resources=resources,
-                                     train_storage=layout.train_dir)
+                                     train_storage=layout.train_dir, decision_board=board)
     # The driver function only waits on TorchTrainer.fit(): no CPU, a sliver of the head node's marker resource
     # (an all-zero request is rejected). Drivers therefore never starve workers of CPUs: no deadlock.
     return tune.with_resources(trainable, {"CPU": 0, "node:__internal_head__": 0.001})
@@ -87,10 +88,13 @@ def run_one(kind: str, cfg: Config, data_box: dict, max_concurrent: int, resume:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from tuneae.decisions import DecisionCallback, board_name
+
     search = cfg.search
     layout = RunLayout.of(search)
-    trainable = _trainable(layout, search, data_box)
     path = layout.kind_dir(kind)
+    board = board_name(path)  # a stopped trial's workers stop at its rung (tuneae.decisions)
+    trainable = _trainable(layout, search, data_box, board)
     space = param_space(kind, cfg)
     callback = tracking.tune_callback(search.wandb_project, f"{search.name}-{kind}") if search.wandb else None
     if resume and tune.Tuner.can_restore(path):
@@ -124,7 +128,8 @@ def run_one(kind: str, cfg: Config, data_box: dict, max_concurrent: int, resume:
         tune_config=tune.TuneConfig(metric=METRIC, mode=MODE, search_alg=searcher, scheduler=scheduler,
                                     num_samples=search.num_samples, max_concurrent_trials=max_concurrent,
                                     trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(name=kind, storage_path=layout.experiment, callbacks=[callback] if callback else [],
+        run_config=tune.RunConfig(name=kind, storage_path=layout.experiment,
+                                  callbacks=[DecisionCallback(board, STEP_KEY), *([callback] if callback else [])],
                                   verbose=1, failure_config=tune.FailureConfig(max_failures=0)),
     )
     return tuner.fit()
