@@ -29,14 +29,14 @@ UNET_CPU_SPACE: dict[str, tuple] = {
     "model.norm": ("batch", "group", "none"),
     "model.input_norm": ("none", "standardize"),
     "train.lr": (1e-3, 5e-4),
-    "train.epochs": (4, 8),
+    "train.epochs": (8,),
     "train.batch_size": (16, 32),
 }
 """U-Net space that fits 2 CPUs (an epoch at 128 px costs 50 s at base 8, 150 s at base 16 there): narrow,
 shallow, few epochs."""
 
 DNCNN_CPU_SPACE: dict[str, tuple] = {"model.depth": (8, 12, 17), "model.base_channels": (16, 32),
-                                      "train.crop_size": (64,), "train.lr": (1e-3, 5e-4), "train.epochs": (4, 8),
+                                      "train.crop_size": (64,), "train.lr": (1e-3, 5e-4), "train.epochs": (8,),
                                       "train.batch_size": (16, 32)}
 """DnCNN space that fits 2 CPUs: every layer keeps the full resolution (at 128 px a forward pass costs 0.9 GMAC at
 depth 8, width 32: 5x the base-8, depth-3 U-Net), so it trains on random 64 px crops (the paper: 40 / 50 px patches),
@@ -60,7 +60,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"image_size": 128},
         "search": {"models": ("ae", "vae", "dae", "dunet", "dncnn"), "num_samples": 8, "cpus_per_trial": 2.0,
                    "grace_period": 1, "reduction_factor": 3.0, "name": "cpu"},
-        "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (3, 6, 9), "train.batch_size": (16, 32, 64),
+        "space": {"train.lr": (1e-3, 5e-4, 1e-4), "train.epochs": (9,), "train.batch_size": (16, 32, 64),
                   "model.latent_dim": (512, 1024, 2048), "model.latent_layout": ("dense", "spatial"),
                   "model.recon_loss": ("mse", "l1_ssim"), "train.optimizer": ("adam", "adamw"),
                   "train.weight_decay": (0.0, 1e-2), "train.lr_schedule": ("constant", "cosine")},
@@ -72,7 +72,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"image_size": 128},
         "search": {"models": ("ae", "vae", "dae", "dunet", "dncnn"), "num_samples": 27, "cpus_per_trial": 2.0,
                    "gpus_per_trial": 0.25, "grace_period": 5, "reduction_factor": 2.0, "name": "gpu"},
-        "space": {**SEED_SPACE, **ARCH_SPACE, "train.optimizer": ("adam", "adamw"),
+        "space": {**SEED_SPACE, "train.epochs": (max(SEED_SPACE["train.epochs"]),), **ARCH_SPACE,
+                  "train.optimizer": ("adam", "adamw"),
                   "train.weight_decay": (0.0, 1e-4, 1e-2), "train.lr_schedule": ("constant", "cosine", "onecycle"),
                   "train.ema_decay": (0.0, 0.999), "train.grad_clip": (0.0, 1.0)},
         "space_by_kind": {"ae": {"model.depth": (4, 5)}, "vae": {"model.depth": (4, 5)}, "dae": {"model.depth": (4, 5)},
@@ -81,12 +82,18 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {},
     },
 }
-"""Presets: smoke (synthetic 32 px phantoms, seconds per trial: the tests use it; its ``models`` stay the default
-ae and vae, with a tiny dncnn space for ``--model dncnn``), cpu (real data at 128 px with a reduced budget for 2
-CPUs, about 35 min per kind: ae, vae, dae, the denoising U-Net and DnCNN, 8 trials each (TPE's
-random start-up is max(2, 8 // 4) = 2 of them, the first the seed project's recipe, so 6 are TPE's), epochs {3, 6, 9}
-for the bottleneck kinds, ``UNET_CPU_SPACE`` for U-Nets and ``DNCNN_CPU_SPACE`` for DnCNN; the code layout for the
-bottleneck kinds and MSE or L1 + SSIM as training loss), gpu (the seed project's full grid and epochs, 1/4 GPU per
+"""Presets. The epoch budget is never searched: each preset fixes ``train.epochs`` (one choice), which is ASHA's
+``max_t`` and the length of every LR schedule; ASHA stops weaker trials at its rungs (the cpu preset: epochs 1 and
+3 of 9; gpu: 5, 10 and 20 of 40, the seed grid's 10 / 20 / 40 among them), where a stopped trial is judged
+mid-schedule. Searching the budget would spend trials on a known answer (more epochs win at a fixed schedule); a
+space of several ``train.epochs`` choices (``--epochs 10 20``) still works, max_t then being the largest.
+
+smoke (synthetic 32 px phantoms, seconds per trial: the tests use it; its ``models`` stay the default ae and vae,
+with a tiny dncnn space for ``--model dncnn``), cpu (real data at 128 px with a reduced budget for 2 CPUs, about 35
+min per kind: ae, vae, dae, the denoising U-Net and DnCNN, 8 trials each (TPE's random start-up is max(2, 8 // 4) = 2
+of them, the first the seed project's recipe, so 6 are TPE's); 9 epochs for the bottleneck kinds, 8 for the others;
+``UNET_CPU_SPACE`` for U-Nets and ``DNCNN_CPU_SPACE`` for DnCNN; the code layout for the bottleneck kinds and MSE or
+L1 + SSIM as training loss), gpu (the seed project's full grid but for its epochs: 40, its largest; 1/4 GPU per
 trial; the same five kinds). The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer,
 input normalization, code layout, residual blocks, training loss) and depth for every kind (``DNCNN_GPU_SPACE``:
 the paper's DnCNN), and the training recipe (optimizer, weight decay, LR schedule, weight average, clipping;
