@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
-from skimage.metrics import structural_similarity
+# scipy.stats and scikit-image are imported where used: every Ray worker of a trial imports this module through
+# tuneae.train, and the two cost about 0.6 s of each worker's start-up (python -X importtime).
 
 DATA_RANGE = 1.0
 """Images are compared on the [0, 1] scale: the peak of PSNR and the dynamic range L of SSIM."""
@@ -76,6 +76,8 @@ def ssim(output: np.ndarray, clean: np.ndarray) -> np.ndarray:
     o, c = _pair(output, clean)
     if min(o.shape[1:]) < 11:
         raise ValueError(f"images of {o.shape[1]}x{o.shape[2]} px: SSIM's 11x11 Gaussian window needs at least 11 px")
+    from skimage.metrics import structural_similarity
+
     return np.array([structural_similarity(a, b, **SSIM_SETTINGS) for a, b in zip(o, c)])
 
 
@@ -154,6 +156,8 @@ def mean_interval(values: np.ndarray, confidence: float = CONFIDENCE, n_resample
     mean = float(v.mean())
     if np.ptp(v) == 0:  # every resample has the same mean; scipy would warn about degenerate data
         return Interval(mean, mean, mean, len(v), confidence, n_resamples)
+    from scipy import stats
+
     res = stats.bootstrap((v,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
                           method="percentile", vectorized=True, rng=np.random.default_rng(seed))
     ci = res.confidence_interval
@@ -206,6 +210,8 @@ def unpaired_difference(a: np.ndarray, b: np.ndarray, confidence: float = CONFID
 
     def stat(x, y, axis=-1):
         return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+    from scipy import stats
 
     res = stats.bootstrap((a, b), stat, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
                           vectorized=True, paired=False, rng=np.random.default_rng(seed))
