@@ -1,9 +1,11 @@
 """What a trial costs besides training: Ray's fixed cost per trial, its per-epoch overhead, checkpoint traffic.
 
     python benchmarks/overhead.py [--quick] [--cpus 2] [--trials 4] [--variants product preimport side-by-side]
-                                  [--full-images 300] [--full-epochs 4] [--out results/bench-overhead.json]
+                                  [--full-images 300] [--full-epochs 4] [--skip-fixed] [--skip-full]
+                                  [--search-epochs [--epoch-data DIR] [--epoch-env KEY=VALUE ...] [--compete 0.25]
+                                   [--epoch-no-wandb]] [--out results/bench-overhead.json]
 
-Three measurements, each against the same training in plain PyTorch (:func:`tuneae.train.fit` in this process):
+Four measurements, each against the same training in plain PyTorch (:func:`tuneae.train.fit`):
 
 1. **Fixed cost of one trial**: ``--trials`` trials of the product's trial function (:func:`tuneae.trainable.run_trial`:
    a Ray Tune function that launches a Ray Train ``TorchTrainer``) under a plain Tune experiment, one at a time,
@@ -25,15 +27,23 @@ Three measurements, each against the same training in plain PyTorch (:func:`tune
    every-epoch rule, ``checkpoint_every=1``; ``before`` in the output's keys), measured
    at full size and projected for the cpu and gpu presets' schedules.
 
+4. **Per-epoch ratio in the real search** (``--search-epochs``): the seed project's AE recipe (latent 512, batch 16)
+   for ``--epoch-epochs`` epochs on the real data at 128 px, once through ``python -m tuneae.search --preset cpu``
+   (one trial, W&B on, Tune's ``time_this_iter_s`` per epoch) and once in plain PyTorch in its own process on the
+   same split, both with the environment ``--epoch-env`` (e.g. ``OMP_WAIT_POLICY=PASSIVE``) and, with
+   ``--compete``, next to a process that keeps that share of one core busy (contention).
+
 Writes ``--out`` (JSON). Run it on a quiet machine: every figure is a wall-clock time.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +60,8 @@ from tuneae.train import fit, make_optimizer, seeded_model
 
 GOALS = {"fixed_cost_s": 2.0, "epoch_ratio": 1.05}
 """The goals: at most 2 s of fixed cost per trial, a Ray epoch at most 5% slower than plain PyTorch."""
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri"
+"""This project's MRI folder beside the checkout (section 4's data when it exists)."""
 VARIANTS = ("product", "preimport", "side-by-side")
 """Ways of running the same trials (see the module's docstring)."""
 LOG_KEY, TRIAL_KEY = "bench.log", "bench.trial"
@@ -303,6 +315,84 @@ def full_size(args) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------- 4. per-epoch ratio in the real search
+PLAIN_CHILD = """
+import json, sys, time
+import torch
+from tuneae.config import DataConfig, ModelConfig, TrainConfig
+from tuneae.data import load_splits
+from tuneae.train import fit, seeded_model
+source, size, epochs, cache, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+torch.set_num_threads(threads)
+s = load_splits(DataConfig(source=source, image_size=size, cache_dir=cache))
+cfg = TrainConfig(epochs=epochs)
+stamps = [time.perf_counter()]
+fit(seeded_model(ModelConfig(image_size=size), cfg), s.train, s.val, cfg,
+    on_epoch=lambda e, m: stamps.append(time.perf_counter()))
+print("EPOCHS " + json.dumps([b - a for a, b in zip(stamps, stamps[1:])]))
+"""
+"""The plain side of section 4, in its own process (so an environment variant applies to it as to the search):
+the seed project's recipe (the dataclass defaults: AE, latent 512, batch 16) on the same split, torch threads given."""
+COMPETITOR = "import time\nwhile True:\n    t = time.perf_counter()\n    while time.perf_counter() - t < {busy}: pass\n" \
+             "    time.sleep({idle})\n"
+"""A competing process: busy for ``duty`` of every 100 ms, asleep for the rest (one core's share)."""
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--epoch-env {pair!r}: expected KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def _median_after_first(values: list[float]) -> float:
+    return statistics.median(values[1:] or values) if values else float("nan")
+
+
+def search_epochs(args) -> dict:
+    """Section 4: seconds per epoch of the seed project's AE recipe in the real search (``python -m tuneae.search
+    --preset cpu``, one trial, W&B on unless ``--epoch-no-wandb``) and in plain PyTorch on the
+    same split, each in its own process with the same environment (``--epoch-env``), optionally next to a competing
+    process (``--compete``: the share of one core it keeps busy). Ratio = median of epochs >= 2, search over plain."""
+    source = args.epoch_data
+    out: dict = {"data": Path(source).name if source != "phantom" else "phantom", "size": args.epoch_size,
+                 "epochs": args.epoch_epochs, "env": args.epoch_env, "compete": args.compete,
+                 "wandb": not args.epoch_no_wandb}
+    env = _env(args.epoch_env)
+    competitor = None
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = str(Path(tmp) / "runs" / "cache")
+        if args.compete > 0:
+            busy = 0.1 * args.compete
+            competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR.format(busy=busy, idle=0.1 - busy)])
+        try:
+            plain_run = subprocess.run([sys.executable, "-c", PLAIN_CHILD, source, str(args.epoch_size),
+                                        str(args.epoch_epochs), cache, str(args.cpus)],
+                                       env=env, capture_output=True, text=True, check=True)
+            plain_s = json.loads(plain_run.stdout.split("EPOCHS ", 1)[1])
+            cmd = [sys.executable, "-m", "tuneae.search", "--preset", "cpu", "--model", "ae", "--num-samples", "1",
+                   "--epochs", str(args.epoch_epochs), "--image-size", str(args.epoch_size), "--data", source,
+                   "--cpus-per-trial", str(args.cpus), "--storage-path", str(Path(tmp) / "runs"),
+                   "--results-dir", str(Path(tmp) / "results"), "--name", "epochs", *(["--no-wandb"] if args.epoch_no_wandb else [])]
+            t = time.perf_counter()
+            subprocess.run(cmd, env={**env, "HOME": tmp}, cwd=tmp, capture_output=True, text=True, check=True)
+            wall = time.perf_counter() - t
+        finally:
+            if competitor is not None:
+                competitor.kill()
+                competitor.wait()
+        (progress,) = (Path(tmp) / "runs" / "epochs" / "ae").glob("trial_*/progress.csv")
+        search_s = [float(r["time_this_iter_s"]) for r in csv.DictReader(progress.open())]
+    out.update(plain_epoch_s=[round(x, 2) for x in plain_s], search_epoch_s=[round(x, 2) for x in search_s],
+               search_wall_s=round(wall, 1),
+               epoch_ratio=round(_median_after_first(search_s) / _median_after_first(plain_s), 3))
+    print("search epochs", json.dumps(out), flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the sections asked for and write the JSON file; returns what it wrote."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -313,6 +403,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--full-size", type=int, default=128)
     ap.add_argument("--full-epochs", type=int, default=4)
     ap.add_argument("--skip-full", action="store_true", help="only the fixed cost")
+    ap.add_argument("--search-epochs", action="store_true",
+                    help="section 4: the per-epoch ratio in the real search (python -m tuneae.search) on --epoch-data")
+    ap.add_argument("--epoch-data", default=str(REAL_DATA) if REAL_DATA.is_dir() else "phantom",
+                    help="data of section 4 (default: this project's MRI folder beside the checkout)")
+    ap.add_argument("--epoch-size", type=int, default=128)
+    ap.add_argument("--epoch-epochs", type=int, default=3)
+    ap.add_argument("--epoch-env", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="environment of both sides of section 4, e.g. OMP_WAIT_POLICY=PASSIVE")
+    ap.add_argument("--compete", type=float, default=0.0,
+                    help="section 4 next to a process that keeps this share of one core busy (0: none)")
+    ap.add_argument("--epoch-no-wandb", action="store_true", help="section 4's search without W&B")
+    ap.add_argument("--skip-fixed", action="store_true", help="skip section 1 (the fixed cost)")
     ap.add_argument("--quick", action="store_true",
                     help="a check that it runs: 2 trials, the product variant, 32 px full size")
     ap.add_argument("--out", default="results/bench-overhead.json")
@@ -323,10 +425,13 @@ def main(argv: list[str] | None = None) -> dict:
             "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                         "ray_cpus": args.cpus, "torch_threads_plain": args.cpus},
             "versions": {"torch": torch.__version__, "ray": __import__("ray").__version__},
-            "date": time.strftime("%Y-%m-%d"), "goals": GOALS,
-            "fixed_cost": fixed_cost(args, args.variants)}
+            "date": time.strftime("%Y-%m-%d"), "goals": GOALS}
+    if not args.skip_fixed:
+        info["fixed_cost"] = fixed_cost(args, args.variants)
     if not args.skip_full:
         info["full_size"] = full_size(args)
+    if args.search_epochs:
+        info["search_epochs"] = search_epochs(args)
     info["checkpoint_projection"] = {
         f"ae_latent_{latent}": projection(ModelConfig(kind="ae", image_size=128, latent_dim=latent),
                                           {"cpu_preset": (1, 3.0, 9), "gpu_preset": (5, 2.0, 40)},
