@@ -65,6 +65,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tuneae.layout import portable_command  # importing tuneae also keeps matplotlib's cache out of $HOME
+
 REPO = Path(__file__).resolve().parents[1]
 NAME, KIND = "scale", "ae"
 """The search's ``--name`` and its one model kind."""
@@ -505,8 +507,6 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error("--trials must be >= 2, --epochs >= 1 and --interval > 0")
     if args.reanalyse:
         return analyse_folder(Path(args.reanalyse), Path(args.out))
-    from tuneae.layout import portable_command
-
     info = {"command": portable_command("python benchmarks/scale.py", sys.argv[1:] if argv is None else argv),
             "search_command": "python -m tuneae.search " + " ".join(search_args(args, "<tmp>/runs",
                                                                                  "<tmp>/results")),
