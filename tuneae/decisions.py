@@ -101,12 +101,15 @@ def wait_for_decision(name: str, trial_id: str, epoch: int, timeout_s: float = W
         epoch: the epoch just reported (1-based).
         timeout_s: longest wait; without a decision by then, False.
     Returns:
-        True when the trial was stopped at that epoch.
+        True when the trial was stopped at that epoch; False also when the board is gone (its search driver ended:
+        Tune then ends this trial's actors itself, or a resumed search restarts the trial from its checkpoint).
     """
     if not name:
         return False
     try:
         board = ray.get_actor(name)
+        return bool(ray.get(board.wait.remote(trial_id, epoch, timeout_s)))
     except ValueError:  # no board: a run outside a search
         return False
-    return bool(ray.get(board.wait.remote(trial_id, epoch, timeout_s)))
+    except ray.exceptions.RayError:  # the board died with its driver
+        return False
