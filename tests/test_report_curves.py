@@ -126,7 +126,10 @@ def test_seed_interval_and_the_per_seed_comparisons_in_the_report():
     t = check_targets({"models": {"ae": model}, "denoising": {}, "finalfit": seeds})
     above = t["reconstruction"]["above_baselines"]["ae-trial-x"]
     assert above["mean"] == pytest.approx(2.25) and above["status"].startswith("met")
-    assert "ae above ae-trial-x (trial t, same seeds)" in "\n".join(targets_markdown(t))
+    # the kind's baselines are the issue's target 3, for every kind, judged on the t-interval over seeds (> 0)
+    md = "\n".join(targets_markdown(t))
+    assert "issue 3: ae's found configuration vs ae-trial-x, same seeds, same 2 epochs, clean test PSNR" in md
+    assert "ae above ae-trial-x" not in md  # not twice
 
 
 def test_ssim_curve_where_the_final_fit_measured_it_gives_the_ssim_target_its_epochs(tmp_path):

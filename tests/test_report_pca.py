@@ -77,6 +77,17 @@ def test_report_rows_paired_sign_and_seeds(data):
     assert vae["over_seeds"]["psnr"]["per_seed"] == pytest.approx([40.0 - pca2, 41.0 - pca2])
     assert vae["over_seeds"]["psnr"]["low"] < vae["over_seeds"]["psnr"]["mean"] < vae["over_seeds"]["psnr"]["high"]
     assert ae["over_seeds"] is None  # no final fit
+    assert "paired" not in vae["over_seeds"]  # no per-image PSNR per seed given
+    # with each seed's per-image PSNR: each seed minus PCA paired over images (the issue's "in every seed")
+    pca2_images = per_image["vae"]["psnr"] - expected  # PCA-2's per-image PSNR
+    seed_images = {"vae": {1: per_image["vae"]["psnr"], 2: pca2_images - 40.0}}  # seed 2: 40 dB below, every image
+    paired = pca_baselines(models, per_image, train, clean, labels, CLASSES, seeds, seed_images)["vs"]["vae"]
+    s1, s2 = paired["over_seeds"]["paired"]
+    assert (s1["seed"], s2["seed"]) == (1, 2) and s1["mean"] == pytest.approx(vae["psnr"]["mean"])
+    assert s1["low"] > 0 and s1["beats"]  # seed 1 is the reported model: better than PCA-2 on every image
+    assert s2["mean"] == pytest.approx(-40.0) and s2["high"] < 0 and not s2["beats"]
+    md = "\n".join(pca_markdown({"train_images": 40, "vs": {"vae": paired}}))
+    assert "seed 1: +" in md and "seed 2: -40.00 [-40.00, -40.00]" in md
     capped = pca_baselines(models, per_image, small, clean, labels, CLASSES)["codes"]["16"]
     assert capped["components"] == 4 and capped["capped"]
     rows = pca_table_rows(p)

@@ -7,10 +7,18 @@ import pytest
 
 from tuneae.classical import METHODS
 from tuneae.noise import PRIMARY
-from tuneae.report.denoising import SigmaResult, class_gaps, comparisons, selection
+from tuneae.report.denoising import SigmaResult, class_gaps, comparisons, references, selection
 from tuneae.report.metrics import summarise
-from tuneae.report.statistics import difference, fmt_interval, seed_interval, select_best, threshold_status
-from tuneae.report.targets import DENOISING_TARGETS_DB, TARGET_MARGIN_DB, check_targets, targets_markdown
+from tuneae.report.statistics import (
+    difference,
+    fmt_interval,
+    seed_interval,
+    select_best,
+    threshold_status,
+    welch_interval,
+)
+from tuneae.report.targets import DENOISING_TARGETS_DB, TARGET_MARGIN_DB, check_targets, target_gaps, targets_markdown
+from tuneae.report.versus import BM3D_MARGIN_DB, PCA_MARGIN_DB, REFERENCES
 
 CLASSES = ("glioma", "pituitary", "no_tumor")
 LABELS = np.repeat([0, 1, 2], 20)  # 60 test images, 20 per class
@@ -40,6 +48,7 @@ def _metrics(r: SigmaResult, learned: list[str], key: str = "0.1") -> dict:
     return {"denoising": {PRIMARY: {key: {k: summarise(v, LABELS, CLASSES) for k, v in r.test.items()}}},
             "selection": {PRIMARY: {key: sel}},
             "comparisons": {PRIMARY: {key: comparisons(r, learned, sel["comparator"])}},
+            "reference_comparisons": {PRIMARY: {key: references(r, learned, REFERENCES)}},
             "denoising_classes": {PRIMARY: {key: class_gaps(r, LABELS, CLASSES, [*learned, *METHODS], sel)}},
             "models": {}}
 
@@ -205,3 +214,248 @@ def test_denoising_headline_is_the_seed_mean_of_the_chosen_model():
     assert t["met"] and t["status"] == "met (clearly)" and t["gap_db"] == 0
     md = "\n".join(targets_markdown(check_targets(m)))
     assert "dunet, mean of 3 seeds: 29.97 [" in md and "seed 1: " in md
+
+
+# --- the issue's targets (tuneae.report.versus): PCA + 1 dB in every seed, BM3D + 0.5 dB, DnCNN, the recipe, gpu
+
+
+def _pca_m(over_images: dict, per_seed: list[float] | None = None, paired: list[tuple] | None = None,
+           test_psnr: float = 27.0) -> dict:
+    """Metrics with ae (the best bottleneck model) against pca-512: over images, per seed and paired per seed."""
+    seeds = None
+    if per_seed is not None:
+        seeds = {"seeds": list(range(1, len(per_seed) + 1)), "psnr": seed_interval(per_seed),
+                 "ssim": seed_interval([0.0] * len(per_seed))}
+        if paired is not None:
+            seeds["paired"] = [{"seed": i + 1, "mean": mu, "low": lo, "high": hi} for i, (mu, lo, hi) in
+                               enumerate(paired)]
+    return {"models": {"ae": _bottleneck(test_psnr, 0.8)}, "denoising": {},
+            "pca": {"vs": {"ae": {"k": 512, "pca": "pca-512", "psnr": over_images, "over_seeds": seeds}}}}
+
+
+def test_issue_pca_margin_needs_1_db_and_every_seed_s_paired_interval_above_0():
+    assert PCA_MARGIN_DB == 1.0
+    p = check_targets(_pca_m({"mean": 1.5, "low": 1.3, "high": 1.7}))["reconstruction"]["pca_margin"]
+    assert p["basis"] == "single run" and p["met"] and p["status"] == "met (clearly)"
+    assert p["per_seed"][0]["seed"] is None and p["every_seed_excludes_0"]  # the reported run is the one seed
+    p = check_targets(_pca_m({"mean": 0.8, "low": 0.6, "high": 0.95}))["reconstruction"]["pca_margin"]
+    assert not p["met"] and p["status"] == "not met (clearly)" and p["gap_db"] == pytest.approx(0.2)
+    p = check_targets(_pca_m({"mean": 1.5, "low": -0.1, "high": 3.1}))["reconstruction"]["pca_margin"]
+    assert not p["met"] and "reported run" in p["status"]  # the mean is there, the interval includes 0
+    ok = [(1.5, 1.3, 1.7), (1.6, 1.4, 1.8), (1.4, 1.2, 1.6)]
+    m = _pca_m({"mean": 1.5, "low": 1.3, "high": 1.7}, [1.5, 1.6, 1.4], ok)
+    t = check_targets(m)
+    p = t["reconstruction"]["pca_margin"]
+    assert p["basis"] == "seed mean" and p["n_seeds"] == 3 and p["headline"]["mean"] == pytest.approx(1.5)
+    assert p["met"] and p["status"] == "met (clearly)" and t["gpu"] is None
+    md = "\n".join(targets_markdown(t))
+    assert "issue 1: best bottleneck model vs PCA at the same code size + 1 dB" in md
+    assert "ae - pca-512, mean of 3 seeds: +1.50 [" in md and "seed 2: +1.60 [+1.40, +1.80]" in md
+    assert "--preset gpu" not in md  # every issue target measured here is met: no gpu run to ask for
+    # one seed whose paired interval includes 0: not met although the mean over seeds clears the margin
+    t = check_targets(_pca_m(m["pca"]["vs"]["ae"]["psnr"], [1.5, 1.6, 1.4], [ok[0], (1.6, -0.1, 3.3), ok[2]]))
+    p = t["reconstruction"]["pca_margin"]
+    assert not p["met"] and p["every_seed_excludes_0"] is False and p["status"].endswith("for seed 2)")
+    assert t["gpu"]["kinds"] == ["ae"]
+    # no per-seed paired intervals (an older report): not met, and not a matter for a gpu run
+    t = check_targets(_pca_m(m["pca"]["vs"]["ae"]["psnr"], [1.5, 1.6, 1.4]))
+    p = t["reconstruction"]["pca_margin"]
+    assert not p["met"] and p["status"] == "not met (no per-seed paired interval measured)" and t["gpu"] is None
+    del m["pca"]
+    p = check_targets(m)["reconstruction"]["pca_margin"]
+    assert not p["measured"] and not p["met"] and p["status"].startswith("not measured")
+
+
+def _curves(kind: str) -> dict:
+    """A final fit's learning curves for ``kind``: 16 epochs, +1.5 dB per doubling."""
+    from tuneae.report.curves import learning_curves
+
+    seeds = [{"seed": s, "history": [{"epoch": e, "val/psnr": 20 + s * 0.1 + 1.5 * np.log2(e)} for e in range(1, 17)]}
+             for s in (1, 2)]
+    return learning_curves({"kinds": {kind: {"kind": kind, "seeds": seeds}}})
+
+
+def test_a_missed_pca_margin_gets_the_learning_curve_and_the_gpu_commands():
+    m = _pca_m({"mean": 0.5, "low": 0.3, "high": 0.7}, [0.5, 0.6, 0.4], [(0.5, 0.3, 0.7)] * 3)
+    m["learning_curves"] = _curves("ae")
+    m["data"] = {"source": "benschill/brain-tumor-collection"}
+    t = check_targets(m)
+    p = t["reconstruction"]["pca_margin"]
+    assert not p["met"] and p["gap_db"] == pytest.approx(0.5) and t["reconstruction"]["met"]
+    assert p["more_epochs"]["curve"] == "ae" and p["more_epochs"]["doublings"] == pytest.approx(0.5 / 1.5)
+    assert target_gaps(t) == {"ae": pytest.approx(0.5)}  # the figure's "needed" line
+    g = t["gpu"]
+    assert g["commands"] == ["python -m tuneae.search --preset gpu --model ae --data benschill/brain-tumor-collection",
+                             "python -m tuneae.finalfit results/gpu --seeds 3", "python -m tuneae.report results/gpu"]
+    md = "\n".join(targets_markdown(t))
+    table_end = md.index("| issue 1:")
+    assert md.index("issue 1, vs PCA + 1 dB: 0.50 dB short after 16 epochs") > table_end
+    assert md.index("```\npython -m tuneae.search --preset gpu --model ae") > table_end
+    assert "the learning curves above say whether more epochs" in md
+    # the lines are the real command lines: each entry point's own parser reads them
+    import shlex
+
+    from tuneae.finalfit import _parser as finalfit_parser
+    from tuneae.report.make import build_parser as report_parser
+    from tuneae.search.cli import build_parser as search_parser
+
+    search, fit, report = (shlex.split(c)[3:] for c in g["commands"])
+    args = search_parser().parse_args(search)
+    assert args.preset == "gpu" and vars(args)["search.models"] == ["ae"]
+    assert vars(args)["data.source"] == "benschill/brain-tumor-collection"
+    assert finalfit_parser().parse_args(fit).seeds == 3 and report_parser().parse_args(report).run == "results/gpu"
+    m["data"] = {"source": "phantom (synthetic head phantoms, not MRI)", "synthetic": True}
+    t = check_targets(m)
+    assert t["gpu"]["commands"][0].endswith("--data PATH") and "phantoms" in t["gpu"]["data_note"]
+
+
+def _issue_result(means: dict[str, float], val: dict[str, float]) -> SigmaResult:
+    return _result({"noisy": 20.0, **means, "tv_chambolle": 25.0, "wavelet": 24.0},
+                   {"noisy": 20.0, **val, "tv_chambolle": 25.0, "wavelet": 24.0})
+
+
+def test_issue_bm3d_margin_is_against_bm3d_whichever_method_the_comparator_is():
+    assert BM3D_MARGIN_DB == 0.5
+    val = {"ae": 24.0, "dunet": 27.5, "nl_means": 26.5, "bm3d": 26.0}  # nl_means is the comparator (validation)
+    r = _issue_result({"ae": 25.0, "dunet": 30.0, "nl_means": 26.5, "bm3d": 28.0}, val)
+    m = _metrics(r, ["ae", "dunet"])
+    t = check_targets(m)
+    e = t["vs_bm3d"]["0.1"]
+    assert m["selection"][PRIMARY]["0.1"]["comparator"] == "nl_means" and e["reference"] == "bm3d"
+    assert e["learned"] == "dunet" and e["basis"] == "single run"
+    assert e["headline"]["mean"] == pytest.approx(r.test["dunet"]["psnr"].mean() - r.test["bm3d"]["psnr"].mean())
+    assert e["met"] and e["status"] == "met (clearly)"
+    assert t["vs_bm3d"]["0.2"]["status"].startswith("not measured (sigma 0.2 not in this report")
+    r = _issue_result({"ae": 25.0, "dunet": 28.3, "nl_means": 26.5, "bm3d": 28.0}, val)
+    m = _metrics(r, ["ae", "dunet"])
+    e = check_targets(m)["vs_bm3d"]["0.1"]
+    assert not e["met"] and e["status"] == "not met (clearly)" and e["gap_db"] == pytest.approx(0.2, abs=0.1)
+    ref = m["denoising"][PRIMARY]["0.1"]["bm3d"]["psnr"]["mean"]
+    m["finalfit"] = {"dunet": _seed_rows([35.0] * 3, [0.9] * 3, [ref + 2.0, ref - 0.8, ref + 0.4])}
+    t = check_targets(m)
+    e = t["vs_bm3d"]["0.1"]
+    assert e["basis"] == "seed mean" and e["headline"]["mean"] == pytest.approx(0.5333, abs=1e-3)
+    assert e["headline"]["low"] < 0 and not e["met"] and e["status"] == "not met (interval includes 0)"
+    assert "dunet" in t["gpu"]["kinds"]
+    md = "\n".join(targets_markdown(t))
+    assert "issue 2: best learned denoiser vs bm3d + 0.5 dB, sigma 0.1" in md and "dunet - bm3d, mean of 3 seeds" in md
+    assert "the reported models paired over images" in md
+    m["finalfit"] = {"dunet": _seed_rows([35.0] * 3, [0.9] * 3, [ref + 0.9, ref + 1.0, ref + 1.1])}
+    e = check_targets(m)["vs_bm3d"]["0.1"]
+    assert e["met"] and e["status"] == "met (clearly)"
+
+
+def test_issue_dncnn_row_compares_the_best_other_learned_denoiser_with_dncnn():
+    val = {"ae": 24.0, "dunet": 27.0, "dncnn": 27.5, "nl_means": 26.5, "bm3d": 26.0}
+    r = _issue_result({"ae": 25.0, "dunet": 29.0, "dncnn": 28.5, "nl_means": 26.5, "bm3d": 27.0}, val)
+    m = _metrics(r, ["ae", "dunet", "dncnn"])
+    e = check_targets(m)["vs_dncnn"]["0.1"]
+    assert e["best_learned"] == "dncnn" and e["learned"] == "dunet" and e["basis"] == "reported models"
+    assert e["headline"] == m["reference_comparisons"][PRIMARY]["0.1"]["dncnn"]["dunet"]["psnr"]
+    assert e["headline"]["mean"] == pytest.approx(0.5, abs=0.15) and e["met"] and e["status"] == "met (clearly)"
+    r = _issue_result({"ae": 25.0, "dunet": 28.0, "dncnn": 28.5, "nl_means": 26.5, "bm3d": 27.0}, val)
+    m = _metrics(r, ["ae", "dunet", "dncnn"])
+    e = check_targets(m)["vs_dncnn"]["0.1"]
+    assert not e["met"] and e["status"] == "not met (clearly)"
+    # both final-fitted: the difference of the seed means, Welch's interval (each trained with its own seeds)
+    m["finalfit"] = {"dunet": _seed_rows([30.0] * 3, [0.9] * 3, [29.0, 28.0, 29.5]),
+                     "dncnn": _seed_rows([30.0] * 3, [0.9] * 3, [28.5, 28.4, 28.6])}
+    t = check_targets(m)
+    e = t["vs_dncnn"]["0.1"]
+    assert e["basis"] == "seed means" and e["interval"] == "Welch t over seeds"
+    assert e["headline"] == welch_interval([29.0, 28.0, 29.5], [28.5, 28.4, 28.6])
+    assert e["headline"]["mean"] == pytest.approx(1 / 3) and e["headline"]["low"] < 0 < e["headline"]["high"]
+    assert e["met"] and e["status"] == "met"  # met by the mean; the interval includes 0 and is reported
+    md = "\n".join(targets_markdown(t))
+    assert "issue 2: best learned denoiser other than dncnn vs dncnn, sigma 0.1" in md
+    assert "dunet - dncnn, difference of the seed means (3 and 3 seeds): +0.33 [" in md
+    assert "Welch t-interval over seeds, unpaired" in md and "met by the mean; the interval is reported" in md
+    m["finalfit"]["dunet"] = _seed_rows([30.0] * 3, [0.9] * 3, [27.0, 27.5, 28.0])
+    t = check_targets(m)
+    assert not t["vs_dncnn"]["0.1"]["met"] and {"dunet", "dncnn"} <= set(t["gpu"]["kinds"])
+    # a run without dncnn: the row says so instead of disappearing, and the gpu run would search it
+    val.pop("dncnn")
+    r = _issue_result({"ae": 25.0, "dunet": 29.0, "nl_means": 26.5, "bm3d": 27.0}, val)
+    t = check_targets(_metrics(r, ["ae", "dunet"]))
+    e = t["vs_dncnn"]["0.1"]
+    assert not e["measured"] and not e["met"] and e["status"] == "not measured (no dncnn in this run)"
+    assert "dncnn" in t["gpu"]["kinds"]
+    md = "\n".join(targets_markdown(t))
+    assert "| issue 2: best learned denoiser other than dncnn vs dncnn, sigma 0.1 | not measured (no dncnn in this " \
+           "run) |" in md
+
+
+def _fit(kind: str, test: list[float], den: dict[str, list[float]] | None = None, trial: str = "t") -> dict:
+    """A final-fit entry: one row per seed with clean test PSNR and denoised PSNR per sigma."""
+    den = den or {}
+    return {"kind": kind, "source_trial": trial, "epochs": 9, "best_seed": 1,
+            "seeds": [{"seed": i + 1, "test": {"psnr": p, "ssim": 0.7},
+                       "denoising": {k: v[i] for k, v in den.items()}} for i, p in enumerate(test)]}
+
+
+def _recipe_m() -> dict:
+    best, base = [30.0, 30.2, 30.1], [29.0, 29.5, 29.9]  # dunet at 0.1: +1.0, +0.7, +0.2, the interval includes 0
+    ff = {"ae": _fit("ae", [25.0, 25.2, 25.1]), "ae-trial-x": _fit("ae", [23.0, 23.0, 23.0], trial="x"),
+          "dunet": _fit("dunet", [30.0] * 3, {"0.1": best, "0.2": [25.0] * 3}),
+          "dunet-trial-y": _fit("dunet", [29.0] * 3, {"0.1": base, "0.2": [24.0, 24.1, 23.9]}, trial="y")}
+    ff["ae-trial-x"]["vs_best"] = {"seeds": [1, 2, 3], "per_seed": [2.0, 2.2, 2.1],
+                                   "over_seeds": seed_interval([2.0, 2.2, 2.1]),
+                                   "seed_mean": {"mean": 2.1, "low": 2.0, "high": 2.2}}
+    ff["dunet-trial-y"]["vs_best"] = {"seeds": [1, 2, 3], "per_seed": [1.0] * 3, "over_seeds": seed_interval([1.0] * 3)}
+    search = {k: {"trials": [{"number": 0, "tune_trial_id": first, "origin": "seed recipe"},
+                             {"number": 1, "tune_trial_id": k + "-2", "origin": "sampler"}]}
+              for k, first in (("ae", "x"), ("vae", "v0"), ("dunet", "w"))}
+    models = {"ae": _bottleneck(27.0, 0.8), "vae": {**_bottleneck(26.0, 0.8), "val": {"psnr": 20.0}},
+              "dunet": {"model_config": {"latent_dim": 0}, "val": {"psnr": 35.0}}}
+    return {"name": "cpu", "models": models, "denoising": {}, "finalfit": ff, "search": search}
+
+
+def test_issue_recipe_rows_for_every_kind_with_a_baseline_and_one_row_for_the_rest():
+    m = _recipe_m()
+    t = check_targets(m)
+    rows = {(e["label"], e["metric"]): e for e in t["vs_recipe"]["rows"]}
+    assert set(rows) == {("ae-trial-x", "clean"), ("dunet-trial-y", "0.1"), ("dunet-trial-y", "0.2")}
+    ae = rows["ae-trial-x", "clean"]
+    assert ae["is_recipe"] and ae["met"] and ae["status"] == "met (clearly)" and ae["headline"]["mean"] == 2.1
+    d1, d2 = rows["dunet-trial-y", "0.1"], rows["dunet-trial-y", "0.2"]
+    assert d1["is_recipe"] is False  # y is not dunet's first trial (w)
+    assert d1["headline"]["per_seed"] == pytest.approx([1.0, 0.7, 0.2]) and d1["headline"]["low"] < 0
+    assert not d1["met"] and d1["status"] == "not met (interval includes 0)"
+    assert d2["met"] and d2["headline"]["per_seed"] == pytest.approx([1.0, 0.9, 1.1])
+    miss = t["vs_recipe"]["missing"]  # vae has no baseline, dunet's is not the recipe
+    assert miss["kinds"] == ["vae", "dunet"] and not miss["measured"] and not miss["met"]
+    assert miss["command"] == "python -m tuneae.finalfit RESULTS --seeds 3 --baseline v0 w"
+    assert t["gpu"]["kinds"] == ["dunet"]  # the one measured recipe target missed
+    assert "--baseline <first trial id of each kind in results/gpu/trials.csv>" in t["gpu"]["commands"][1]
+    md = "\n".join(targets_markdown(t))
+    assert "issue 3: ae's found configuration vs ae-trial-x (the default recipe), same seeds, same 9 epochs, clean " \
+           "test PSNR | per seed +2.00, +2.20, +2.10 dB; mean +2.10 [" in md
+    assert "vs dunet-trial-y (NOT the default-recipe trial)" in md and "denoised test PSNR, sigma 0.1" in md
+    assert "not measured: run `python -m tuneae.finalfit RESULTS --seeds 3 --baseline v0 w` (RESULTS: this run's " \
+           "results folder, e.g. results/cpu)" in md
+    del m["search"]  # no study: the trial ids are placeholders, and whether a baseline is the recipe is unknown
+    miss = check_targets(m)["vs_recipe"]["missing"]
+    assert miss["kinds"] == ["vae"]
+    assert miss["command"].endswith("--baseline <first vae trial id in RESULTS/trials.csv>")
+    m["finalfit"]["ae-trial-x"]["vs_best_skipped"] = "ae-trial-x trained 5 epochs, ae 9"
+    del m["finalfit"]["ae-trial-x"]["vs_best"]
+    e = next(e for e in check_targets(m)["vs_recipe"]["rows"] if e["label"] == "ae-trial-x")
+    assert not e["measured"] and not e["met"] and "trained 5 epochs, ae 9" in e["status"]
+    del m["finalfit"]
+    t = check_targets(m)
+    assert t["vs_recipe"]["rows"] == [] and t["vs_recipe"]["missing"]["kinds"] == ["ae", "vae", "dunet"]
+    assert "--seeds" not in t["vs_recipe"]["missing"]["command"]
+
+
+def test_welch_interval_matches_scipy_and_handles_few_seeds():
+    from scipy import stats
+
+    a, b = [29.0, 28.0, 29.5], [28.5, 28.4, 28.6, 28.2]
+    w = welch_interval(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (w["low"], w["high"]) == pytest.approx((ci.low, ci.high)) and w["n"] == [3, 4]
+    assert welch_interval([1.0], [0.0, 0.5])["low"] is None
+    same = welch_interval([1.0, 1.0], [0.5, 0.5])
+    assert same["mean"] == same["low"] == same["high"] == 0.5
+    with pytest.raises(ValueError, match="no values"):
+        welch_interval([], [1.0])

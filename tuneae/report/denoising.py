@@ -105,6 +105,18 @@ def comparisons(r: SigmaResult, learned: list[str], comparator: str | None) -> d
             for k in learned}
 
 
+def references(r: SigmaResult, learned: list[str], names: tuple[str, ...]) -> dict[str, dict[str, dict]]:
+    """Each learned model minus each named reference method (a classical method such as ``bm3d``, or a learned
+    kind such as ``dncnn``) that this sigma measured, paired over the test images (:func:`comparisons`), whichever
+    the comparator is: the references the issue's targets name (:mod:`tuneae.report.versus`).
+
+    Returns:
+        ``{reference: {kind: {"psnr": difference, "ssim": difference}}}``, a reference never against itself;
+        references not in ``r.test`` are left out.
+    """
+    return {ref: comparisons(r, [k for k in learned if k != ref], ref) for ref in names if ref in r.test}
+
+
 def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], methods: list[str],
                sel: dict) -> dict:
     """Per class: each method's PSNR gain over the noisy input and the paired difference best learned - comparator
@@ -145,4 +157,4 @@ def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], met
     return {"per_class": per_class, "groups": groups}
 
 
-__all__ = ["NO_TUMOUR", "SigmaResult", "class_gaps", "comparisons", "run_sigma", "selection"]
+__all__ = ["NO_TUMOUR", "SigmaResult", "class_gaps", "comparisons", "references", "run_sigma", "selection"]

@@ -24,7 +24,7 @@ from tuneae.metrics import SSIM_SETTINGS
 from tuneae.models import VAE
 from tuneae.noise import PRIMARY, PROTOCOLS, check_sigma, eval_seed
 from tuneae.report.curves import learning_curves, plot_learning_curves
-from tuneae.report.denoising import class_gaps, comparisons, run_sigma, selection
+from tuneae.report.denoising import class_gaps, comparisons, references, run_sigma, selection
 from tuneae.report.layers import layer_table
 from tuneae.report.markdown import report_markdown
 from tuneae.report.metrics import image_metrics, predict, spread, summarise
@@ -41,6 +41,7 @@ from tuneae.report.search_plots import search_report
 from tuneae.report.seeds import seed_metrics, seeds_vs_comparator
 from tuneae.report.tables import csv_tables
 from tuneae.report.targets import check_targets, target_gaps
+from tuneae.report.versus import REFERENCES
 from tuneae.run import RunError, find_run
 from tuneae.run.find import Run
 from tuneae.run.reload import load_data, load_model, reload_check
@@ -124,7 +125,9 @@ def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict,
 def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, workers: int, m: dict,
                figures: dict, out: Path, bar) -> None:
     """Every denoiser at every protocol and sigma; fills ``m``'s ``denoising``, ``selection``, ``comparisons`` and
-    ``denoising_classes`` (each ``[protocol][sigma]``) and the primary protocol's figures."""
+    ``denoising_classes`` (each ``[protocol][sigma]``), ``reference_comparisons`` (the primary protocol's, each
+    learned model against the issue's references, :data:`tuneae.report.versus.REFERENCES`) and the primary
+    protocol's figures."""
     kinds, first, methods = list(models), im.shown[0], [*models, *METHODS]
     for protocol in PROTOCOLS:
         for section in ("denoising", "selection", "comparisons", "denoising_classes"):
@@ -141,6 +144,7 @@ def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, w
             m["comparisons"][protocol][key] = comparisons(r, kinds, sel["comparator"])
             m["denoising_classes"][protocol][key] = class_gaps(r, im.labels, im.classes, methods, sel)
             if protocol == PRIMARY:
+                m["reference_comparisons"].setdefault(protocol, {})[key] = references(r, kinds, REFERENCES)
                 figures[f"denoise_{key}"] = plot_denoising_example(im.clean_np[first], r.example, s, im.title(first),
                                                                    out / f"denoising_sigma{key}.png")
     figures["curves"] = plot_denoising_curves(m["denoising"][PRIMARY], kinds, out / "denoising_curves.png")
@@ -244,19 +248,20 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         _denoising(models, im, sigmas, seed, workers, m, figures, out, bar)
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
-    m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed)
+    seed_images: dict[str, dict[int, np.ndarray]] = {}  # kind -> seed -> per-image clean-test PSNR, for PCA
+    m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed, seed_images)
     seeds_vs_comparator(m["finalfit"], m)
     m["pca"] = pca_baselines(m["models"], per_image, to_float(splits.train).numpy(), im.clean_np, im.labels,
-                             im.classes, m["finalfit"])
+                             im.classes, m["finalfit"], seed_images)
     m["learning_curves"] = learning_curves(run.finalfit.to_json() if run.finalfit else None)
+    search_md, search_figures, m["search"] = search_report(run, out)  # before the targets: the recipe's trial ids
+    figures.update(search_figures)
     m["targets"] = check_targets(m)
     curves_png = plot_learning_curves(m["learning_curves"], target_gaps(m["targets"]), out / CURVES_PNG,
                                       {r["best_bottleneck"]: r["gap_ssim"] for r in [m["targets"].get("reconstruction")]
                                        if r and r.get("gap_ssim", 0) > 0})
     if curves_png:
         figures["learning_curves"] = m["targets"]["learning_curves_figure"] = curves_png
-    search_md, search_figures, m["search"] = search_report(run, out)
-    figures.update(search_figures)
     m["wall_time_s"] = round(time.time() - started, 1)
     tables, total = _write(m, figures, layers, out, search_md)
     if use_wandb:
@@ -283,7 +288,8 @@ def _header(run: Run, splits: Splits, im: Images, sigmas: tuple[float, ...], see
                   "test_seeds": {f"{s:g}": eval_seed(seed, s, "test") for s in sigmas},
                   "val_seeds": {f"{s:g}": eval_seed(seed, s, "val") for s in sigmas}},
         "ssim": {"source": "Wang et al. 2004 via skimage.metrics.structural_similarity", **SSIM_SETTINGS},
-        "models": {}, "denoising": {}, "selection": {}, "comparisons": {}, "denoising_classes": {}}
+        "models": {}, "denoising": {}, "selection": {}, "comparisons": {}, "reference_comparisons": {},
+        "denoising_classes": {}}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,8 @@ k = its ``latent_dim`` components (:mod:`tuneae.pca`, exact SVD) is fitted on th
 images the models trained on, and reconstructs the report's clean test images. The model beats PCA only where the
 95% bootstrap interval of the paired per-image difference model - PCA excludes 0 (:func:`statistics.difference`);
 where the kind has a final fit, each training seed's mean test PSNR minus PCA's gives a t-interval over seeds
-(:func:`statistics.seed_interval`; PCA is deterministic and the test images fixed).
+(:func:`statistics.seed_interval`; PCA is deterministic and the test images fixed), and each seed's own paired
+difference over images its bootstrap interval (the issue's "a paired interval excluding 0 in every seed").
 
 k is capped at ``n_train - 1`` (the variance-carrying components of ``n_train`` centred images,
 :func:`tuneae.pca.max_components`); a capped row says so.
@@ -34,18 +35,26 @@ def label(k: int) -> str:
     return f"pca-{k}"
 
 
-def _seed_diffs(entry: dict | None, pca_test: dict[str, np.ndarray]) -> dict[str, Any] | None:
-    """Each final-fit seed's mean test PSNR / SSIM minus PCA's on the same images, with a t-interval over seeds."""
+def _seed_diffs(entry: dict | None, pca_test: dict[str, np.ndarray], names: tuple[str, str],
+                images: dict[int, np.ndarray] | None = None) -> dict[str, Any] | None:
+    """Each final-fit seed's mean test PSNR / SSIM minus PCA's on the same images, with a t-interval over seeds;
+    with the seeds' per-image PSNR (``images``: seed -> (N,) dB), also each seed minus PCA paired over images
+    (``"paired"``: one :func:`statistics.difference` per seed, with its ``seed``)."""
     if not entry or not entry.get("seeds"):
         return None
     seeds = entry["seeds"]
-    return {"seeds": [r["seed"] for r in seeds],
-            **{q: seed_interval([r["test"][q] - float(pca_test[q].mean()) for r in seeds]) for q in ("psnr", "ssim")}}
+    out = {"seeds": [r["seed"] for r in seeds],
+           **{q: seed_interval([r["test"][q] - float(pca_test[q].mean()) for r in seeds]) for q in ("psnr", "ssim")}}
+    if images and all(r["seed"] in images for r in seeds):
+        out["paired"] = [{"seed": r["seed"], **difference(images[r["seed"]], pca_test["psnr"],
+                                                          f"{names[0]} seed {r['seed']}", names[1])} for r in seeds]
+    return out
 
 
 def pca_baselines(models: dict[str, dict], per_image: dict[str, dict[str, np.ndarray]], train: np.ndarray,
                   clean: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
-                  seeds: dict[str, Any] | None = None) -> dict[str, Any]:
+                  seeds: dict[str, Any] | None = None,
+                  seed_images: dict[str, dict[int, np.ndarray]] | None = None) -> dict[str, Any]:
     """PCA at each bottleneck model's code size, measured and compared on the report's test images.
 
     Args:
@@ -58,11 +67,15 @@ def pca_baselines(models: dict[str, dict], per_image: dict[str, dict[str, np.nda
         labels: (N,) class index of each test image.
         classes: class names.
         seeds: the report's ``finalfit`` (:func:`tuneae.report.seeds.seed_metrics`), or None.
+        seed_images: kind -> seed -> that final-fit seed's per-image clean-test PSNR (dB, (N,), in the order of
+            ``clean``; ``seed_metrics``' ``images``), or None.
     Returns:
         ``{"method", "train_images", "codes": {k: {"components", "capped", "kinds", "test": summarise(mse, psnr,
         ssim)}}, "vs": {kind: {"k", "pca": label, "psnr", "ssim": paired difference model - PCA over images
         (:func:`statistics.difference`), "over_seeds": {"seeds", "psnr", "ssim": seed_interval of per-seed
-        differences} or None}}}``; ``codes`` and ``vs`` are empty without a bottleneck model. PSNR in dB.
+        differences, "paired": [{"seed", **statistics.difference}: that seed minus PCA paired over images] where
+        ``seed_images`` has every seed} or None}}}``; ``codes`` and ``vs`` are empty without a bottleneck model. PSNR
+        in dB.
     """
     kinds = [k for k in models if k in BOTTLENECK and k in per_image]
     out: dict[str, Any] = {"method": METHOD, "train_images": len(train), "codes": {}, "vs": {}}
@@ -81,7 +94,8 @@ def pca_baselines(models: dict[str, dict], per_image: dict[str, dict[str, np.nda
         out["codes"][str(k)]["kinds"].append(kind)
         out["vs"][kind] = {"k": k, "pca": label(k),
                            **{q: difference(per_image[kind][q], tests[k][q], kind, label(k)) for q in ("psnr", "ssim")},
-                           "over_seeds": _seed_diffs((seeds or {}).get(kind), tests[k])}
+                           "over_seeds": _seed_diffs((seeds or {}).get(kind), tests[k], (kind, label(k)),
+                                                     (seed_images or {}).get(kind))}
     return out
 
 
@@ -105,15 +119,17 @@ def pca_markdown(pca: dict[str, Any]) -> list[str]:
     rows = []
     for kind, v in vs.items():
         s = v.get("over_seeds")
-        seeds = "-" if not s else (", ".join(f"{d:+.2f}" for d in s["psnr"]["per_seed"]) + "; mean "
-                                   + fmt_interval(s["psnr"], signed=True))
+        each = ([f"seed {d['seed']}: {fmt_interval(d, signed=True)}" for d in s["paired"]] if s and s.get("paired")
+                else [f"{d:+.2f}" for d in s["psnr"]["per_seed"]] if s else [])
+        seeds = "-" if not s else ", ".join(each) + "; mean " + fmt_interval(s["psnr"], signed=True)
         rows.append([f"{kind} - {v['pca']}", fmt_interval(v["psnr"], signed=True),
                      fmt_interval(v["ssim"], 3, signed=True), v["psnr"]["verdict"], seeds])
     return [f"Learned code minus PCA with as many components as the code has numbers (PCA fitted on the "
             f"{pca['train_images']} training images only, the images the models trained on; exact SVD). Paired per "
             "test image (the reported model: the best-validation seed where there is a final fit), and per final-fit "
-            "seed (each seed's mean test PSNR minus PCA's, with a t-interval over the seeds where there are two or "
-            "more). A model beats PCA only where the interval excludes 0:", "",
+            "seed (each seed's mean test PSNR minus PCA's, with its paired interval over images where measured, and "
+            "the mean with a t-interval over the seeds where there are two or more). A model beats PCA only where "
+            "the interval excludes 0:", "",
             md_table(["difference", "PSNR (dB), paired over images", "SSIM", "PSNR verdict",
                       "PSNR per final-fit seed (dB)"], rows), ""]
 

@@ -64,7 +64,8 @@ def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor,
     return entry, per_image
 
 
-def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed: int) -> dict[str, Any]:
+def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed: int,
+                 images: dict[str, dict[int, np.ndarray]] | None = None) -> dict[str, Any]:
     """Every final-fit seed of every reported kind, and of every baseline, on the same test images: clean
     reconstruction and denoising at each sigma (primary protocol, the report's seeded noise), then mean / sd /
     min / max over seeds; each baseline also against its kind's best, seed by seed and paired over images.
@@ -75,6 +76,9 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
         sigmas: noise sd on the [0, 1] scale.
         seed: the report's noise seed (:func:`tuneae.noise.eval_noisy`), so each seed sees the same noisy images
             as the report's other sections.
+        images: filled, when given, with kind -> seed -> that seed's per-image clean-test PSNR (dB, (N,) in the
+            order of ``clean``), for comparisons paired over images seed by seed (PCA, :mod:`tuneae.report.pca`);
+            kinds only, not baselines.
     Returns:
         ``{kind or baseline label: {"kind", "source_trial", "epochs", "best_seed", "seeds": [{"seed", "val_psnr",
         "test": {"psnr", "ssim"}, "denoising": {sigma: psnr}}], "over_seeds": {"val_psnr" | "test_psnr" |
@@ -96,6 +100,8 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
     for kind, k in ff.kinds.items():
         if kind in run.trials:
             out[kind], per_image[kind] = _entry(run, kind, k, clean, noisy)
+    if images is not None:
+        images.update(per_image)
     for label, k in ff.baselines.items():
         kind = k.kind
         if kind not in out:

@@ -5,7 +5,10 @@
 - "A beats B" is claimed only where the 95% bootstrap interval of the paired per-image difference A - B on the
   test images lies wholly above 0 (:func:`difference`, :func:`tuneae.metrics.beats`).
 - A target is "met" when the test mean reaches it; :func:`threshold_status` adds whether the interval says so
-  clearly.
+  clearly; a target "above a reference by a margin" also needs the interval to exclude 0 (:func:`margin_status`).
+- A headline is the mean over a final fit's seeds (a t-interval over seeds, :func:`seed_interval`) where the model
+  has at least :data:`MIN_SEEDS` of them (:func:`final_seeds`), else the one reported run; two configurations
+  trained with their own seeds are compared by their seed means (:func:`welch_interval`).
 """
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ from scipy import stats
 from tuneae.metrics import beats, paired_difference, unpaired_difference, verdict
 from tuneae.run.best import best_by
 from tuneae.run.fits import over_seeds
+
+MIN_SEEDS = 2
+"""Final-fit seeds from which a target's headline is the mean over seeds (with a t-interval over them) rather than
+the one reported run (with a bootstrap interval over test images)."""
 
 
 def select_best(val_scores: dict[str, float], candidates: Iterable[str]) -> str | None:
@@ -63,6 +70,67 @@ def threshold_status(s: dict, threshold: float) -> str:
     return ("met" if met else "not met") + (" (clearly)" if clear else "")
 
 
+def excludes_0_status(d: dict) -> str:
+    """The status of a "> 0" claim on a difference ``{"mean", "low", "high"}``: met only where the whole interval
+    is above 0."""
+    if d.get("low") is None:
+        return "not met (no interval)" if d["mean"] > 0 else "not met"
+    return "met (clearly)" if d["low"] > 0 else "not met (clearly)" if d["high"] < 0 else \
+        "not met (interval includes 0)"
+
+
+def margin_status(d: dict, margin: float) -> tuple[bool, str]:
+    """Whether a difference A - reference (``{"mean", "low", "high"}``, dB) reaches ``margin`` by its mean with an
+    interval that excludes 0: (met, status text; :func:`threshold_status` against the margin, or why not met)."""
+    status = threshold_status(d, margin)
+    if not status.startswith("met"):
+        return False, status
+    if d.get("low") is None:
+        return False, "not met (no interval)"
+    if d["low"] <= 0:
+        return False, "not met (interval includes 0)"
+    return True, status
+
+
+def final_seeds(m: dict, label: str | None, key: str | None = None) -> list[dict] | None:
+    """The final-fit seeds of ``label`` (:func:`tuneae.report.seeds.seed_metrics` rows of ``m["finalfit"]``) when
+    there are at least :data:`MIN_SEEDS` of them (and, given a sigma ``key``, every one measured denoising there),
+    else None."""
+    rows = ((m.get("finalfit") or {}).get(label) or {}).get("seeds") or []
+    if key is not None and not all(key in r.get("denoising", {}) for r in rows):
+        return None
+    return rows if len(rows) >= MIN_SEEDS else None
+
+
+def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[str, Any]:
+    """mean(a) - mean(b) over two sets of training seeds with Welch's t-interval (unequal variances,
+    Welch-Satterthwaite degrees of freedom): two configurations each trained with its own seeds, so nothing pairs
+    seed i of one with seed i of the other.
+
+    Args:
+        a, b: one value per training seed of each configuration (e.g. mean test PSNR in dB).
+        level: coverage of the two-sided interval.
+    Returns:
+        ``{"mean", "low", "high", "n": [len(a), len(b)], "df", "per_seed": [a, b]}``; ``low`` / ``high`` / ``df``
+        None when either side has fewer than 2 values; a zero-width interval when both sides are constant.
+    Raises:
+        ValueError: no values on a side.
+    """
+    if not len(a) or not len(b):
+        raise ValueError("welch_interval: no values on a side")
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    out: dict[str, Any] = {"mean": float(x.mean() - y.mean()), "low": None, "high": None, "n": [len(x), len(y)],
+                           "df": None, "per_seed": [[float(v) for v in x], [float(v) for v in y]]}
+    if min(len(x), len(y)) < 2:
+        return out
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    if va + vb == 0:
+        return {**out, "low": out["mean"], "high": out["mean"]}
+    df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(y) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df) * np.sqrt(va + vb))
+    return {**out, "low": out["mean"] - half, "high": out["mean"] + half, "df": float(df)}
+
+
 def fmt_interval(s: dict | None, digits: int = 2, signed: bool = False) -> str:
     """``"mean [low, high]"`` of a summary or difference dict (just the mean without an interval; "-" for None)."""
     if s is None or s.get("mean") is None:
@@ -98,4 +166,5 @@ def seed_interval(values: list[float], level: float = 0.95) -> dict[str, Any]:
     return out
 
 
-__all__ = ["difference", "fmt_interval", "over_seeds", "seed_interval", "select_best", "threshold_status"]
+__all__ = ["MIN_SEEDS", "difference", "excludes_0_status", "final_seeds", "fmt_interval", "margin_status",
+           "over_seeds", "seed_interval", "select_best", "threshold_status", "welch_interval"]
