@@ -257,6 +257,9 @@ def test_issue_pca_margin_needs_1_db_and_every_seed_s_paired_interval_above_0():
     p = t["reconstruction"]["pca_margin"]
     assert not p["met"] and p["every_seed_excludes_0"] is False and p["status"].endswith("for seed 2)")
     assert t["gpu"]["kinds"] == ["ae"]
+    p = check_targets(_pca_m(m["pca"]["vs"]["ae"]["psnr"], [0.5, 0.6, 0.4], [ok[0], (0.6, -0.1, 1.2), ok[2]]))
+    assert p["reconstruction"]["pca_margin"]["status"] == ("not met (clearly); the paired interval over images does "
+                                                           "not exclude 0 for seed 2")  # both reasons
     # no per-seed paired intervals (an older report): not met, and not a matter for a gpu run
     t = check_targets(_pca_m(m["pca"]["vs"]["ae"]["psnr"], [1.5, 1.6, 1.4]))
     p = t["reconstruction"]["pca_margin"]

@@ -117,11 +117,11 @@ def pca_margin(m: dict, best: str) -> dict[str, Any]:
     bad = [p["seed"] for p in per_seed or [] if p.get("low") is None or p["low"] <= 0]
     every = None if per_seed is None else not bad
     margin = threshold_status(h, PCA_MARGIN_DB)
-    status = (margin if not margin.startswith("met") or every else
-              "not met (no per-seed paired interval measured)" if every is None else
-              "not met (the paired interval over images does not exclude 0 for "
-              + ", ".join("the reported run" if s is None else f"seed {s}" for s in bad) + ")")
     met = margin.startswith("met") and bool(every)
+    why = ("no per-seed paired interval measured" if every is None else
+           "the paired interval over images does not exclude 0 for "
+           + ", ".join("the reported run" if s is None else f"seed {s}" for s in bad) if bad else "")
+    status = margin if met or not why else f"not met ({why})" if margin.startswith("met") else f"{margin}; {why}"
     short = not margin.startswith("met") or every is False  # not a report without per-seed intervals: rerun it
     return {"learned": best, "reference": v["pca"], "k": v["k"], "margin_db": PCA_MARGIN_DB, "headline": h,
             **_basis(seeds["seeds"] if on_seeds else None), "per_seed": per_seed, "every_seed_excludes_0": every,
