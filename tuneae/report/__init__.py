@@ -31,7 +31,7 @@ Run discovery, model and data reloading and the reload check are the run layer's
 :mod:`tuneae.run.reload`); the report's own modules, in the order it uses them: :mod:`.metrics` (outputs; summaries
 with intervals), :mod:`.statistics` (selection on validation, paired differences, target status), :mod:`.denoising`
 (both noise protocols, every denoiser), :mod:`.layers` (receptive fields, layer roles), :mod:`.plots`, :mod:`.pca`
-(PCA at each code size), :mod:`.targets` (the project's targets) with :mod:`.versus` (the issue's targets against
+(PCA at each code size), :mod:`.targets` (the project's targets) with :mod:`.versus` (the margin targets against
 PCA, BM3D, DnCNN and the default recipe), :mod:`.tables` (CSV rows), :mod:`.markdown`
 (report.md), :mod:`.search_plots` (the Search section), :mod:`.make` (``make_report`` and ``main``).
 """

@@ -108,7 +108,7 @@ def comparisons(r: SigmaResult, learned: list[str], comparator: str | None) -> d
 def references(r: SigmaResult, learned: list[str], names: tuple[str, ...]) -> dict[str, dict[str, dict]]:
     """Each learned model minus each named reference method (a classical method such as ``bm3d``, or a learned
     kind such as ``dncnn``) that this sigma measured, paired over the test images (:func:`comparisons`), whichever
-    the comparator is: the references the issue's targets name (:mod:`tuneae.report.versus`).
+    the comparator is: the references the margin targets name (:mod:`tuneae.report.versus`).
 
     Returns:
         ``{reference: {kind: {"psnr": difference, "ssim": difference}}}``, a reference never against itself;

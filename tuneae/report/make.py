@@ -126,7 +126,7 @@ def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, w
                figures: dict, out: Path, bar) -> None:
     """Every denoiser at every protocol and sigma; fills ``m``'s ``denoising``, ``selection``, ``comparisons`` and
     ``denoising_classes`` (each ``[protocol][sigma]``), ``reference_comparisons`` (the primary protocol's, each
-    learned model against the issue's references, :data:`tuneae.report.versus.REFERENCES`) and the primary
+    learned model against the margin targets' references, :data:`tuneae.report.versus.REFERENCES`) and the primary
     protocol's figures."""
     kinds, first, methods = list(models), im.shown[0], [*models, *METHODS]
     for protocol in PROTOCOLS:

@@ -6,7 +6,7 @@ images the models trained on, and reconstructs the report's clean test images. T
 95% bootstrap interval of the paired per-image difference model - PCA excludes 0 (:func:`statistics.difference`);
 where the kind has a final fit, each training seed's mean test PSNR minus PCA's gives a t-interval over seeds
 (:func:`statistics.seed_interval`; PCA is deterministic and the test images fixed), and each seed's own paired
-difference over images its bootstrap interval (the issue's "a paired interval excluding 0 in every seed").
+difference over images its bootstrap interval (the margin target's "a paired interval excluding 0 in every seed").
 
 k is capped at ``n_train - 1`` (the variance-carrying components of ``n_train`` centred images,
 :func:`tuneae.pca.max_components`); a capped row says so.

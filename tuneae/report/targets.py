@@ -3,7 +3,7 @@
 Two sets, each target its own entry and row. The fixed targets (this module): the best learned denoiser's test PSNR
 per sigma (:data:`DENOISING_TARGETS_DB`, raised to the classical comparator + :data:`TARGET_MARGIN_DB`), and the best
 bottleneck model's clean test PSNR / SSIM (:data:`RECONSTRUCTION_TARGET`) and its difference to PCA at its code size
-(> 0). The issue's targets, "A search that finds better models than the default recipe, PCA and BM3D"
+(> 0). The margin targets, "a search that finds better models than the default recipe, PCA and BM3D"
 (:mod:`tuneae.report.versus`): the best bottleneck model >= PCA + 1 dB with every seed's paired interval excluding 0;
 the best learned denoiser >= BM3D + 0.5 dB at sigma 0.1 and 0.2, and the best one other than DnCNN >= DnCNN; each
 kind's found configuration above the default recipe at equal budget; and, where one is missed, the learning curve
@@ -188,7 +188,7 @@ def _sigma_proxy(m: dict, label: str, sigma: str) -> str:
 
 def target_gaps(t: dict[str, Any]) -> dict[str, float]:
     """label -> the largest dB gap of any missed target judged on that model (for the learning-curve figure): the
-    fixed targets and the issue's margins over PCA and BM3D (not those over a trained reference, DnCNN or the
+    fixed targets and the margins over PCA and BM3D (not those over a trained reference, DnCNN or the
     recipe, which more epochs would also train)."""
     gaps: dict[str, float] = {}
     entries = [(d["best_learned"], d) for d in t["denoising"].values()]
@@ -219,7 +219,7 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
     with the best validation PSNR on clean images, met when its test PSNR and SSIM means reach both values; and
     that model minus PCA at its code size (``m["pca"]``), met only where the interval excludes 0.
 
-    The issue's targets (:mod:`tuneae.report.versus`, each its own entry): (1) the same bottleneck model minus PCA
+    The margin targets (:mod:`tuneae.report.versus`, each its own entry): (1) the same bottleneck model minus PCA
     at its code size >= ``PCA_MARGIN_DB`` (1 dB) by the headline mean, with every final-fit seed's paired interval
     over images (the reported run's without a final fit) above 0 (``reconstruction.pca_margin``); (2) per sigma of
     ``ISSUE_SIGMAS`` (0.1, 0.2), the validation-chosen best learned denoiser minus ``bm3d`` >= ``BM3D_MARGIN_DB``
@@ -281,7 +281,7 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _issue_targets(m: dict[str, Any], out: dict[str, Any], curves: dict[str, Any]) -> None:
-    """Add the issue's targets (:mod:`tuneae.report.versus`) to ``out``: ``vs_bm3d`` / ``vs_dncnn`` per sigma of
+    """Add the margin targets (:mod:`tuneae.report.versus`) to ``out``: ``vs_bm3d`` / ``vs_dncnn`` per sigma of
     ``ISSUE_SIGMAS``, ``vs_recipe``, ``gpu``; ``more_epochs`` on a missed margin over PCA or BM3D (the references
     that more epochs leave unchanged); and the gpu commands for every kind of a missed target that a run with the
     gpu budget would settle."""
@@ -368,7 +368,7 @@ def _reconstruction_rows(r: dict | None) -> list[list[str]]:
                      + (" (t-interval over seeds)" if p["basis"] == "seed mean" else " (paired over images)"),
                      f"{fmt_interval(p['paired_over_images'], signed=True)} dB, paired over images"
                      if p["basis"] == "seed mean" else "-", "> 0 dB, interval excluding 0", _yes(p["status"])])
-    # the kind's baselines (above_baselines) are the issue's target 3, in versus_rows for every kind
+    # the kind's baselines (above_baselines) are margin target 3, in versus_rows for every kind
     return rows
 
 
@@ -387,7 +387,7 @@ def targets_markdown(t: dict) -> list[str]:
             "on it; the best-validation seed (the model the other sections reload) stands beside it with its 95% "
             "bootstrap intervals over test images. Otherwise the headline is the single run, with its bootstrap "
             "interval over images. 'clearly': the whole interval is on that side of the target. Rows 'issue N' are "
-            "the targets of the issue \"A search that finds better models than the default recipe, PCA and BM3D\": "
+            "the margin targets (a search that finds better models than the default recipe, PCA and BM3D): "
             f"(1) the best bottleneck model at least PCA at the same code size + {PCA_MARGIN_DB:g} dB, with a paired "
             f"interval over images excluding 0 in every seed; (2) the best learned denoiser at least BM3D + "
             f"{BM3D_MARGIN_DB:g} dB at sigma {' and '.join(f'{x:g}' for x in ISSUE_SIGMAS)}, and the best one "

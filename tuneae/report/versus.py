@@ -1,4 +1,4 @@
-"""The targets of the issue "A search that finds better models than the default recipe, PCA and BM3D": the search's
+"""The margin targets, "a search that finds better models than the default recipe, PCA and BM3D": the search's
 best models against those references, each by a margin, on the test images under the primary noise protocol (AWGN,
 :data:`tuneae.noise.PRIMARY`). :func:`tuneae.report.targets.check_targets` judges them beside the fixed targets.
 
@@ -41,19 +41,19 @@ from tuneae.report.statistics import (
 )
 
 PCA_MARGIN_DB = 1.0
-"""The issue's margin of the best bottleneck model over PCA with as many components as its code has numbers (mean
+"""The margin of the best bottleneck model over PCA with as many components as its code has numbers (mean
 clean test PSNR, dB). A learned code must earn its nonlinearity over the linear code of the same size by a gain that
 shows, and the linear code is a hard anchor here: PCA-512 reached 24.98 dB where the seed project's best 512-number
 AE (40 epochs) reached 24.72 (design/MEASURED.md, "Linear anchor")."""
 BM3D_MARGIN_DB = 0.5
-"""The issue's margin of the best learned denoiser over BM3D at each of :data:`ISSUE_SIGMAS` (mean test PSNR, dB):
+"""The margin of the best learned denoiser over BM3D at each of :data:`ISSUE_SIGMAS` (mean test PSNR, dB):
 about what the field's learned baseline gains over it, DnCNN over BM3D on BSD68 +0.66 dB at sigma 25/255 and +0.61
 at 50/255 (Zhang et al. 2017, IEEE TIP; design/MEASURED.md, "Field anchor")."""
 DNCNN_MARGIN_DB = 0.0
-"""The issue's margin over the DnCNN baseline: the search's best other learned denoiser at least matches it, judged
-on the mean (its interval is reported, not required: the issue asks for "at least", not for a win)."""
+"""The margin over the DnCNN baseline: the search's best other learned denoiser at least matches it, judged
+on the mean (its interval is reported, not required: the target asks for "at least", not for a win)."""
 ISSUE_SIGMAS = (0.1, 0.2)
-"""Noise sd on the [0, 1] scale of the issue's denoising targets."""
+"""Noise sd on the [0, 1] scale of the margin targets for denoisers."""
 BM3D, DNCNN = "bm3d", "dncnn"
 """The references' keys: the classical method (:data:`tuneae.classical.METHODS`) and the learned kind."""
 REFERENCES = (BM3D, DNCNN)
@@ -284,7 +284,7 @@ def gpu_commands(kinds: list[str], m: dict, baseline: bool = False) -> dict[str,
 
 
 def gpu_markdown(g: dict | None, curves: bool = False) -> list[str]:
-    """The commands of a gpu run that would settle the issue's missed targets (none when every one is met);
+    """The commands of a gpu run that would settle the missed margin targets (none when every one is met);
     ``curves``: the lines above say what the final fit's learning curves extrapolate."""
     if not g:
         return []
@@ -292,7 +292,7 @@ def gpu_markdown(g: dict | None, curves: bool = False) -> list[str]:
     epochs = max(gpu["space"]["train.epochs"])
     outlook = ("the learning curves above say whether more epochs of the same configuration would" if curves else
                "no final-fit learning curve here says whether more epochs would (python -m tuneae.finalfit adds them)")
-    return [f"Issue targets missed by {', '.join(g['kinds'])}: a 2-CPU budget (the cpu preset: {cpu['num_samples']} "
+    return [f"Margin targets missed by {', '.join(g['kinds'])}: a 2-CPU budget (the cpu preset: {cpu['num_samples']} "
             f"trials per kind, a few epochs each) may not reach them; {outlook}. A run with the gpu budget "
             f"(`--preset gpu`: {gpu['search']['num_samples']} trials per kind, {epochs} epochs, the architecture "
             f"and training recipe searched too, {gpu['search']['gpus_per_trial']:g} GPU per trial) would settle "
@@ -324,7 +324,7 @@ def _not_measured(name: str, e: dict, required: str) -> list[str]:
 
 
 def versus_rows(t: dict) -> list[list[str]]:
-    """Targets-table rows (target, headline, best-validation seed, required, status) of the issue's targets in
+    """Targets-table rows (target, headline, best-validation seed, required, status) of the margin targets in
     :func:`tuneae.report.targets.check_targets`' result; statuses plain (the caller bolds a met one)."""
     rows = []
     p = (t.get("reconstruction") or {}).get("pca_margin")
