@@ -31,7 +31,9 @@ Four measurements, each against the same training in plain PyTorch (:func:`tunea
    for ``--epoch-epochs`` epochs on the real data at 128 px, once through ``python -m tuneae.search --preset cpu``
    (one trial, W&B on, Tune's ``time_this_iter_s`` per epoch) and once in plain PyTorch in its own process on the
    same split, both with the environment ``--epoch-env`` (e.g. ``OMP_WAIT_POLICY=PASSIVE``) and, with
-   ``--compete``, next to a process that keeps that share of one core busy (contention).
+   ``--compete``, next to a process that keeps that share of one core busy (contention). ``--ladder`` adds the
+   rungs between the two (:data:`LADDER`: Ray started beside the fit, the fit in a Ray task, in Ray Train alone; then
+   the search without W&B), each ratio to plain in ``ladder_ratio``: where the per-epoch overhead comes from.
 
 Writes ``--out`` (JSON). Run it on a quiet machine: every figure is a wall-clock time.
 """
@@ -322,17 +324,56 @@ import torch
 from tuneae.config import DataConfig, ModelConfig, TrainConfig
 from tuneae.data import load_splits
 from tuneae.train import fit, seeded_model
-source, size, epochs, cache, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-torch.set_num_threads(threads)
+source, size, epochs, cache, threads, mode = sys.argv[1:7]
+size, epochs, threads = int(size), int(epochs), int(threads)
 s = load_splits(DataConfig(source=source, image_size=size, cache_dir=cache))
 cfg = TrainConfig(epochs=epochs)
-stamps = [time.perf_counter()]
-fit(seeded_model(ModelConfig(image_size=size), cfg), s.train, s.val, cfg,
-    on_epoch=lambda e, m: stamps.append(time.perf_counter()))
-print("EPOCHS " + json.dumps([b - a for a, b in zip(stamps, stamps[1:])]))
+
+def run(train, val, wrap=None):
+    torch.set_num_threads(threads)
+    stamps = [time.perf_counter()]
+    fit(seeded_model(ModelConfig(image_size=size), cfg), train, val, cfg,
+        on_epoch=lambda e, m: stamps.append(time.perf_counter()), wrap=wrap)
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+if mode == "plain":
+    out = run(s.train, s.val)
+else:
+    import ray
+    from tuneae.search.session import start_local_ray
+    start_local_ray(num_cpus=threads)
+    if mode == "ray":  # Ray started, the fit still in this process
+        out = run(s.train, s.val)
+    elif mode == "task":  # in a plain Ray task holding the CPUs, arrays through the object store
+        ref = ray.put({"train": s.train, "val": s.val})
+        fitter = ray.remote(num_cpus=threads)(lambda box: run(ray.get(box["ref"])["train"], ray.get(box["ref"])["val"]))
+        out = ray.get(fitter.remote({"ref": ref}))
+    else:  # "train": a Ray Train TorchTrainer as the product builds it (1 worker, prepare_model), no Tune
+        import tempfile
+        import ray.train
+        import ray.train.torch
+        from ray.train.torch import TorchTrainer
+        ref = ray.put({"train": s.train, "val": s.val})
+        def loop(config):
+            arrays = ray.get(config["box"]["ref"])
+            ray.train.report({"epochs": json.dumps(run(arrays["train"], arrays["val"], ray.train.torch.prepare_model))})
+        with tempfile.TemporaryDirectory() as tmp:
+            res = TorchTrainer(loop, train_loop_config={"box": {"ref": ref}},
+                               scaling_config=ray.train.ScalingConfig(num_workers=1,
+                                                                      resources_per_worker={"CPU": threads}),
+                               run_config=ray.train.RunConfig(storage_path=tmp, name="ladder")).fit()
+            out = json.loads(res.metrics["epochs"])
+    ray.shutdown()
+print("EPOCHS " + json.dumps(out))
 """
-"""The plain side of section 4, in its own process (so an environment variant applies to it as to the search):
-the seed project's recipe (the dataclass defaults: AE, latent 512, batch 16) on the same split, torch threads given."""
+"""The non-search rungs of section 4, each in its own process (so an environment variant applies to it as to the
+search): the seed project's recipe (the dataclass defaults: AE, latent 512, batch 16) on the same split with the
+torch threads given, run ``plain`` (no Ray), ``ray`` (a local Ray started, the fit still in the driver), ``task``
+(in a Ray task holding the CPUs, the arrays through the object store) or ``train`` (in a Ray Train ``TorchTrainer``
+as the product builds one, no Tune)."""
+LADDER = ("plain", "ray", "task", "train")
+"""Section 4's rungs outside the search, from plain PyTorch to Ray Train; the search itself (W&B off, then on) follows
+with ``--ladder``."""
 COMPETITOR = "import time\nwhile True:\n    t = time.perf_counter()\n    while time.perf_counter() - t < {busy}: pass\n" \
              "    time.sleep({idle})\n"
 """A competing process: busy for ``duty`` of every 100 ms, asleep for the rest (one core's share)."""
@@ -352,6 +393,17 @@ def _median_after_first(values: list[float]) -> float:
     return statistics.median(values[1:] or values) if values else float("nan")
 
 
+def _search_run(cmd: list[str], env: dict[str, str], root: Path) -> tuple[list[float], float]:
+    """Run one section-4 search under ``root``; its epochs' seconds (Tune's ``time_this_iter_s``) and wall time."""
+    root.mkdir(parents=True)
+    t = time.perf_counter()
+    subprocess.run([*cmd, "--storage-path", str(root / "runs"), "--results-dir", str(root / "results")],
+                   env={**env, "HOME": str(root)}, cwd=root, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t
+    (progress,) = (root / "runs" / "epochs" / "ae").glob("trial_*/progress.csv")
+    return [float(r["time_this_iter_s"]) for r in csv.DictReader(progress.open())], wall
+
+
 def search_epochs(args) -> dict:
     """Section 4: seconds per epoch of the seed project's AE recipe in the real search (``python -m tuneae.search
     --preset cpu``, one trial, W&B on unless ``--epoch-no-wandb``) and in plain PyTorch on the
@@ -369,24 +421,27 @@ def search_epochs(args) -> dict:
             busy = 0.1 * args.compete
             competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR.format(busy=busy, idle=0.1 - busy)])
         try:
-            plain_run = subprocess.run([sys.executable, "-c", PLAIN_CHILD, source, str(args.epoch_size),
-                                        str(args.epoch_epochs), cache, str(args.cpus)],
-                                       env=env, capture_output=True, text=True, check=True)
-            plain_s = json.loads(plain_run.stdout.split("EPOCHS ", 1)[1])
+            rungs = {}
+            for mode in LADDER if args.ladder else ("plain",):
+                run = subprocess.run([sys.executable, "-c", PLAIN_CHILD, source, str(args.epoch_size),
+                                      str(args.epoch_epochs), cache, str(args.cpus), mode],
+                                     env={**env, "HOME": tmp}, capture_output=True, text=True, check=True)
+                rungs[mode] = json.loads(run.stdout.split("EPOCHS ", 1)[1])
+            plain_s = rungs["plain"]
             cmd = [sys.executable, "-m", "tuneae.search", "--preset", "cpu", "--model", "ae", "--num-samples", "1",
                    "--epochs", str(args.epoch_epochs), "--image-size", str(args.epoch_size), "--data", source,
-                   "--cpus-per-trial", str(args.cpus), "--storage-path", str(Path(tmp) / "runs"),
-                   "--results-dir", str(Path(tmp) / "results"), "--name", "epochs", *(["--no-wandb"] if args.epoch_no_wandb else [])]
-            t = time.perf_counter()
-            subprocess.run(cmd, env={**env, "HOME": tmp}, cwd=tmp, capture_output=True, text=True, check=True)
-            wall = time.perf_counter() - t
+                   "--cpus-per-trial", str(args.cpus), "--name", "epochs", *(["--no-wandb"] if args.epoch_no_wandb else [])]
+            if args.ladder and not args.epoch_no_wandb:  # the search without W&B first
+                rungs["search_no_wandb"] = _search_run([*cmd, "--no-wandb"], env, Path(tmp) / "nowandb")[0]
+            search_s, wall = _search_run(cmd, env, Path(tmp) / "search")
         finally:
             if competitor is not None:
                 competitor.kill()
                 competitor.wait()
-        (progress,) = (Path(tmp) / "runs" / "epochs" / "ae").glob("trial_*/progress.csv")
-        search_s = [float(r["time_this_iter_s"]) for r in csv.DictReader(progress.open())]
-    out.update(plain_epoch_s=[round(x, 2) for x in plain_s], search_epoch_s=[round(x, 2) for x in search_s],
+    out.update(ladder={k: [round(x, 2) for x in v] for k, v in rungs.items()},
+               ladder_ratio={k: round(_median_after_first(v) / _median_after_first(plain_s), 3)
+                             for k, v in rungs.items()},
+               plain_epoch_s=[round(x, 2) for x in plain_s], search_epoch_s=[round(x, 2) for x in search_s],
                search_wall_s=round(wall, 1),
                epoch_ratio=round(_median_after_first(search_s) / _median_after_first(plain_s), 3))
     print("search epochs", json.dumps(out), flush=True)
@@ -414,6 +469,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--compete", type=float, default=0.0,
                     help="section 4 next to a process that keeps this share of one core busy (0: none)")
     ap.add_argument("--epoch-no-wandb", action="store_true", help="section 4's search without W&B")
+    ap.add_argument("--ladder", action="store_true",
+                    help="section 4 also in a process with Ray started, in a Ray task, in Ray Train alone and in "
+                         "the search without W&B: where the per-epoch overhead comes from")
     ap.add_argument("--skip-fixed", action="store_true", help="skip section 1 (the fixed cost)")
     ap.add_argument("--quick", action="store_true",
                     help="a check that it runs: 2 trials, the product variant, 32 px full size")
