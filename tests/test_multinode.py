@@ -68,7 +68,7 @@ def test_trials_run_on_both_nodes(make_cluster, search_dir):
     assert f"Connecting to existing Ray cluster at address: {cluster.address}" in out
     assert search_dir.summary()["search"]["max_concurrent_used"] == 2
     rows = search_dir.rows()
-    assert len(rows) == 2 and all(r["status"] == "TERMINATED" for r in rows)
+    assert len(rows) == 2 and all(r["status"] == "TERMINATED" for r in rows), [r["error"] for r in rows]
     assert {r["node_id"] for r in rows} == {head, worker}
     for r in rows:  # every epoch of a trial ran on one node (nothing failed over)
         nodes = {res["node_id"] for res in _results(search_dir.experiment / "ae" / f"trial_{r['trial_id']}" /

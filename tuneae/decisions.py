@@ -81,8 +81,9 @@ class DecisionCallback(tune.Callback):
             self._board = DecisionBoard.options(name=self.name, get_if_exists=True).remote()
         return self._board
 
-    def setup(self, **info) -> None:
-        """Create the board before the first trial starts."""
+    def setup(self, stop=None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info) -> None:
+        """Create the board before the first trial starts (upstream signature: ``ray.tune.Callback.setup``)."""
         self._get_board()
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
