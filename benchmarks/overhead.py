@@ -356,13 +356,13 @@ else:
         ref = ray.put({"train": s.train, "val": s.val})
         def loop(config):
             arrays = ray.get(config["box"]["ref"])
-            ray.train.report({"epochs": json.dumps(run(arrays["train"], arrays["val"], ray.train.torch.prepare_model))})
+            return run(arrays["train"], arrays["val"], ray.train.torch.prepare_model)  # rank 0's: fit's return_value
         with tempfile.TemporaryDirectory() as tmp:
             res = TorchTrainer(loop, train_loop_config={"box": {"ref": ref}},
                                scaling_config=ray.train.ScalingConfig(num_workers=1,
                                                                       resources_per_worker={"CPU": threads}),
                                run_config=ray.train.RunConfig(storage_path=tmp, name="ladder")).fit()
-            out = json.loads(res.metrics["epochs"])
+            out = res.return_value
     ray.shutdown()
 print("EPOCHS " + json.dumps(out))
 """
@@ -397,8 +397,10 @@ def _search_run(cmd: list[str], env: dict[str, str], root: Path) -> tuple[list[f
     """Run one section-4 search under ``root``; its epochs' seconds (Tune's ``time_this_iter_s``) and wall time."""
     root.mkdir(parents=True)
     t = time.perf_counter()
-    subprocess.run([*cmd, "--storage-path", str(root / "runs"), "--results-dir", str(root / "results")],
-                   env={**env, "HOME": str(root)}, cwd=root, capture_output=True, text=True, check=True)
+    run = subprocess.run([*cmd, "--storage-path", str(root / "runs"), "--results-dir", str(root / "results")],
+                         env={**env, "HOME": str(root)}, cwd=root, capture_output=True, text=True, check=False)
+    if run.returncode:
+        raise RuntimeError(f"section 4's search failed (exit {run.returncode}):\n{(run.stdout + run.stderr)[-3000:]}")
     wall = time.perf_counter() - t
     (progress,) = (root / "runs" / "epochs" / "ae").glob("trial_*/progress.csv")
     return [float(r["time_this_iter_s"]) for r in csv.DictReader(progress.open())], wall
@@ -425,7 +427,9 @@ def search_epochs(args) -> dict:
             for mode in LADDER if args.ladder else ("plain",):
                 run = subprocess.run([sys.executable, "-c", PLAIN_CHILD, source, str(args.epoch_size),
                                       str(args.epoch_epochs), cache, str(args.cpus), mode],
-                                     env={**env, "HOME": tmp}, capture_output=True, text=True, check=True)
+                                     env={**env, "HOME": tmp}, capture_output=True, text=True, check=False)
+                if run.returncode or "EPOCHS " not in run.stdout:
+                    raise RuntimeError(f"section 4, rung {mode!r} failed:\n{run.stderr[-3000:]}")
                 rungs[mode] = json.loads(run.stdout.split("EPOCHS ", 1)[1])
             plain_s = rungs["plain"]
             cmd = [sys.executable, "-m", "tuneae.search", "--preset", "cpu", "--model", "ae", "--num-samples", "1",
