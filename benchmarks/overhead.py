@@ -374,8 +374,8 @@ as the product builds one, no Tune)."""
 LADDER = ("plain", "ray", "task", "train")
 """Section 4's rungs outside the search, from plain PyTorch to Ray Train; the search itself (W&B off, then on) follows
 with ``--ladder``."""
-COMPETITOR = "import time\nwhile True:\n    t = time.perf_counter()\n    while time.perf_counter() - t < {busy}: pass\n" \
-             "    time.sleep({idle})\n"
+COMPETITOR = ("import time\nwhile True:\n    t = time.perf_counter()\n"
+              "    while time.perf_counter() - t < {busy}: pass\n    time.sleep({idle})\n")
 """A competing process: busy for ``duty`` of every 100 ms, asleep for the rest (one core's share)."""
 
 
@@ -434,7 +434,8 @@ def search_epochs(args) -> dict:
             plain_s = rungs["plain"]
             cmd = [sys.executable, "-m", "tuneae.search", "--preset", "cpu", "--model", "ae", "--num-samples", "1",
                    "--epochs", str(args.epoch_epochs), "--image-size", str(args.epoch_size), "--data", source,
-                   "--cpus-per-trial", str(args.cpus), "--name", "epochs", *(["--no-wandb"] if args.epoch_no_wandb else [])]
+                   "--cpus-per-trial", str(args.cpus), "--name", "epochs",
+                   *(["--no-wandb"] if args.epoch_no_wandb else [])]
             if args.ladder and not args.epoch_no_wandb:  # the search without W&B first
                 rungs["search_no_wandb"] = _search_run([*cmd, "--no-wandb"], env, Path(tmp) / "nowandb")[0]
             search_s, wall = _search_run(cmd, env, Path(tmp) / "search")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
 # scipy.stats and scikit-image are imported where used: every Ray worker of a trial imports this module through
 # tuneae.train, and the two cost about 0.6 s of each worker's start-up (python -X importtime).
 

@@ -15,8 +15,8 @@ from typing import Any
 DEFAULT_PROJECT = "tuneae"
 """The W&B project when the user names none (``--wandb-project``)."""
 EXCLUDED_METRICS = ["checkpoint_path", "node_id", "train_run"]
-"""Reported values that are not metrics, kept out of W&B: the first two stay in trials.csv, the trial's Train run folder in
-Tune's results (absolute, so not in the committed files)."""
+"""Reported values that are not metrics, kept out of W&B: the first two stay in trials.csv, the trial's Train run
+folder in Tune's results (absolute, so not in the committed files)."""
 
 
 def project_name_problem(project: str) -> str:
