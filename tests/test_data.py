@@ -346,6 +346,9 @@ def test_48px_for_a_depth3_unet(tmp_path):
 
     s = load_splits(DataConfig(source="phantom", image_size=48, phantom_count=20, cache_dir=str(tmp_path)))
     assert s.train.shape[1:] == (1, 48, 48)
+    for name in ("train", "val", "test"):  # each phantom its own cluster
+        g = s.groups(name)
+        assert g.shape == (len(getattr(s, name)),) and len(np.unique(g)) == len(g)
     cfg = ModelConfig(kind="unet", image_size=48, depth=3, base_channels=4, norm="group")
     check_model_config(cfg)
     out = build_model(cfg)(to_float(s.val))
@@ -490,3 +493,22 @@ def test_search_writes_the_manifest(smoke_run):
     counts = smoke_run["summary"]["data"]
     for name in ("train", "val", "test"):
         assert sum(r["status"] == "kept" and r["split"] == name for r in rows) == counts[name] > 0
+
+
+def test_clusters_fall_back_from_unit_to_scan_to_the_image_and_splits_default_to_one_each():
+    from tuneae.data import Splits
+    from tuneae.data.pipeline import Decision, clusters
+
+    group = np.array([3, 3, -1, -1, -1, 0])
+    scan = np.array([0, 0, 5, 5, -1, -1])
+    d = Decision(split=np.full(6, "test"), status=np.full(6, "kept"), duplicate=np.full(6, ""),
+                 copy_of=np.full(6, ""), group=group, scan=scan, reason=np.full(6, ""), distinct_images=None)
+    c = clusters(d)
+    assert c.dtype == np.int64 and c[0] == c[1] == 3 and c[5] == 0  # the split unit where known
+    assert c[2] == c[3] and c[2] not in (0, 3)  # else the scan group, apart from every unit id
+    assert len(set(c.tolist())) == 4 and c[4] not in c[[0, 2, 5]]  # else the image alone
+    x, y = np.zeros((3, 1, 8, 8), np.uint8), np.zeros(3, np.int64)
+    old = Splits(x, y, x, y, x, y, ("a",), {})  # made without groups (as before): one cluster per image
+    assert old.test_groups is None and np.array_equal(old.groups("test"), np.arange(3))
+    with pytest.raises(ValueError, match="split='tests'"):
+        old.groups("tests")

@@ -137,3 +137,92 @@ def test_unpaired_difference_of_two_normal_groups_matches_theory():
     assert beats(d)
     flat = unpaired_difference(np.ones(3), np.zeros(4))
     assert (flat.low, flat.high) == (1.0, 1.0)
+
+
+# ------------------------------------------------------------------------------ cluster bootstrap (``groups``)
+def test_groups_none_gives_exactly_the_numbers_of_before():
+    """Recorded from the image bootstrap before ``groups`` existed (scipy.stats.bootstrap, seed 0, B = 2000)."""
+    rng = np.random.default_rng(7)
+    a = rng.normal(30, 2, 50)
+    b = a - rng.normal(0.5, 1, 50)
+    c = rng.normal(29, 2, 40)
+    want = {"mean": (29.414691420707673, 28.922735694671676, 29.88595414303158),
+            "paired": (0.4467943017121079, 0.20488487577701428, 0.6791479916937052),
+            "unpaired": (0.7243117441523594, -0.03805153985655685, 1.4365656294759348)}
+    got = {"mean": mean_interval(a, n_resamples=2000), "paired": paired_difference(a, b, n_resamples=2000),
+           "unpaired": unpaired_difference(a, c, n_resamples=2000, groups=None)}
+    for k, iv in got.items():
+        assert (iv.mean, iv.low, iv.high) == pytest.approx(want[k], rel=1e-12, abs=1e-12), k
+        assert iv.groups is None and "groups" not in iv.as_dict()
+
+
+def test_singleton_groups_match_the_image_bootstrap():
+    rng = np.random.default_rng(8)
+    v = rng.normal(30.0, 2.0, 300)
+    iid, one_each = mean_interval(v), mean_interval(v, groups=np.arange(300)[::-1])
+    assert one_each.groups == 300 and one_each.as_dict()["groups"] == 300
+    half = (iid.high - iid.low) / 2
+    assert one_each.low == pytest.approx(iid.low, abs=0.05 * half)
+    assert one_each.high == pytest.approx(iid.high, abs=0.05 * half)
+    assert mean_interval(v, groups=np.arange(300)) == mean_interval(v, groups=np.arange(300))  # seeded
+    w = v + rng.normal(0.0, 0.5, 300)
+    pd_iid, pd_one = paired_difference(v, w), paired_difference(v, w, groups=[f"s{i}" for i in range(300)])
+    assert pd_one.mean == pd_iid.mean
+    assert (pd_one.high - pd_one.low) == pytest.approx(pd_iid.high - pd_iid.low, rel=0.05)
+
+
+def _clustered(n_groups: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n_groups`` groups of ``size`` identical values (one normal draw per group): (N,) values, (N,) group ids."""
+    rng = np.random.default_rng(seed)
+    return np.repeat(rng.normal(0.0, 1.0, n_groups), size), np.repeat(np.arange(n_groups), size)
+
+
+def test_correlated_clusters_widen_the_interval():
+    v, g = _clustered(20, 10, seed=9)  # 200 values, but only 20 independent ones
+    iid, clu = mean_interval(v), mean_interval(v, groups=g)
+    assert clu.mean == iid.mean and clu.groups == 20 and clu.n == 200
+    assert (clu.high - clu.low) > 2.5 * (iid.high - iid.low)  # sqrt(10) ~ 3.2 wider in theory
+    per_group = v[::10]  # the cluster interval is that of the 20 group means
+    ref = mean_interval(per_group)
+    assert (clu.high - clu.low) == pytest.approx(ref.high - ref.low, rel=0.1)
+    # paired: a shared per-group offset in the difference a - b
+    d, _ = _clustered(20, 10, seed=10)
+    b = np.random.default_rng(11).normal(25.0, 3.0, 200)
+    p_iid, p_clu = paired_difference(b + d + 0.3, b), paired_difference(b + d + 0.3, b, groups=g)
+    assert (p_clu.high - p_clu.low) > 2.5 * (p_iid.high - p_iid.low)
+    # unpaired: each sample's groups resampled on their own
+    w, h = _clustered(15, 8, seed=12)
+    u_iid, u_clu = unpaired_difference(v, w), unpaired_difference(v, w, groups=(g, h + 100))
+    assert u_clu.mean == pytest.approx(v.mean() - w.mean()) and u_clu.groups == 35 and u_clu.n == 320
+    assert (u_clu.high - u_clu.low) > 2.0 * (u_iid.high - u_iid.low)
+
+
+def test_cluster_bootstrap_is_fast():
+    import time
+
+    rng = np.random.default_rng(13)
+    v, g = rng.normal(30.0, 2.0, 300), rng.integers(0, 150, 300)
+    start = time.perf_counter()
+    mean_interval(v, groups=g)
+    unpaired_difference(v, v[:100], groups=(g, g[:100]))
+    assert time.perf_counter() - start < 1.0
+
+
+def test_cluster_bootstrap_rejects_bad_groups():
+    v = np.arange(6.0)
+    with pytest.raises(ValueError, match=r"groups has shape \(5,\); need one group id per value, shape \(6,\)"):
+        mean_interval(v, groups=np.arange(5))
+    with pytest.raises(ValueError, match="groups has shape"):
+        paired_difference(v, v + 1, groups=np.zeros((6, 1)))
+    with pytest.raises(ValueError, match="groups holds 1 ids that are not finite"):
+        mean_interval(v, groups=np.array([0, 0, 1, 1, 2, np.nan]))
+    with pytest.raises(ValueError, match="single group"):
+        mean_interval(v, groups=np.zeros(6, int))
+    with pytest.raises(ValueError, match="not finite"):  # values checked as before
+        mean_interval(np.array([1.0, np.nan, 2.0]), groups=np.arange(3))
+    with pytest.raises(ValueError, match=r"unpaired_difference \(b\): groups has shape"):
+        unpaired_difference(v, v[:4], groups=(np.arange(6), np.arange(3)))
+    with pytest.raises(ValueError, match="groups must be a pair"):
+        unpaired_difference(v, v[:4], groups=(np.arange(6),))
+    flat = mean_interval(np.ones(4), groups=[0, 0, 1, 1])  # all equal: degenerate, as without groups
+    assert (flat.low, flat.high, flat.groups) == (1.0, 1.0, 2)

@@ -61,6 +61,9 @@ def test_report_writes_every_file_small_and_finite(smoke_report):
     assert metrics["command"] == smoke_report["summary"]["command"]
     assert metrics["report_command"].startswith("python -m tuneae.report results/smoke --out ../report")
     assert metrics["data"]["test_images"] == len(metrics["data"]["test_indices"]) <= 12
+    groups = metrics["data"]["test_groups"]  # the intervals resample scan groups; phantoms: one image each
+    assert groups == metrics["data"]["test_images"] if metrics["data"]["synthetic"] else 2 <= groups
+    assert f"resample the test images' {groups} scan groups" in text and "Davison" in metrics["data"]["bootstrap"]
     for kind in kinds:
         for q in ("mse", "psnr", "ssim"):
             assert math.isfinite(metrics["models"][kind]["test"][q]["mean"]), (kind, q)

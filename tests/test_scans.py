@@ -129,6 +129,39 @@ def test_numbered_alike_slices_and_volumes_stay_together(tmp_path):
     assert off.counts["scans"]["by"]["numbered"] == 0
 
 
+def test_splits_carry_each_images_cluster_aligned_with_the_images(tmp_path):
+    from tuneae.data import write_manifest
+    from tuneae.data.pipeline import _load_items
+
+    root = tmp_path / "d"
+    for c, cls in enumerate(("a", "b", "c")):
+        for k in range(1, 5):  # one scan of 4 slices, numbered 1-4, alike but drifting (few near copies)
+            a, b = np.asarray(_head(10 * c), np.float64), np.asarray(_head(10 * c + 1000), np.float64)
+            _save(Image.fromarray(np.round(a * (1 - 0.18 * k) + b * 0.18 * k).astype(np.uint8)),
+                  root / cls / f"s ({k}).png")
+        for k in range(5, 11):
+            _save(_texture(100 * c + k), root / cls / f"s ({k}).png")
+    cfg = _cfg(tmp_path, root)
+    s = load_splits(cfg)
+    items, _, _ = _load_items(cfg)  # the decoded slices (cached): which file each split image came from
+    rows = {(r["path"], r["slice"]): r for r in s.manifest}
+    for name in ("train", "val", "test"):
+        images, groups = getattr(s, name), s.groups(name)
+        assert groups is getattr(s, f"{name}_groups") and groups.dtype == np.int64 and groups.shape == (len(images),)
+        for img, g in zip(images, groups):
+            i = next(i for i in range(len(items.rel)) if np.array_equal(items.images[i], img))
+            row = rows[(str(items.rel[i]), int(items.slice[i]))]
+            assert (row["split"], row["status"], int(g)) == (name, "kept", row["group"])
+    for cls in ("a", "b", "c"):  # a scan's kept slices: one cluster, that many images of their split
+        scan = [rows[(f"{cls}/s ({k}).png", 0)] for k in range(1, 5)]
+        kept = [r for r in scan if r["status"] == "kept"]
+        assert len({r["group"] for r in scan}) == 1 and len(kept) >= 2
+        assert int((s.groups(scan[0]["split"]) == scan[0]["group"]).sum()) == len(kept)
+    again = load_splits(_cfg(tmp_path, root, manifest=str(write_manifest(s, tmp_path / "manifest.csv"))))
+    for name in ("train", "val", "test"):  # the split read back from the manifest carries the same clusters
+        assert np.array_equal(again.groups(name), s.groups(name))
+
+
 def test_groups_csv(tmp_path):
     root = tmp_path / "d"
     for cls in ("a", "b"):

@@ -285,15 +285,25 @@ def from_manifest(items: Items, rows: list[dict], where: str) -> Decision:
                     reason=out["reason"].astype(str), distinct_images=None)
 
 
+def clusters(decision: Decision) -> np.ndarray:
+    """(M,) int64 cluster of each item for a bootstrap over images: its split unit (which holds its scan group and
+    its copies), else its scan group, else the item alone; ids unique across the three kinds."""
+    m = len(decision.group)
+    base = int(max(decision.group.max(initial=-1), 0)) + 1  # scan ids after the unit ids, lone items after both
+    alone = base + int(max(decision.scan.max(initial=-1), 0)) + 1 + np.arange(m)
+    return np.where(decision.group >= 0, decision.group,
+                    np.where(decision.scan >= 0, base + decision.scan, alone)).astype(np.int64)
+
+
 def _arrays(items: Items, decision: Decision) -> dict[str, np.ndarray]:
-    """Kept images per split, ordered by class, then pixel fingerprint."""
-    out = {}
+    """Kept images per split, ordered by class, then pixel fingerprint, with their labels and clusters."""
+    out, cluster = {}, clusters(decision)
     for name in SPLITS:
         sel = np.flatnonzero((decision.status == "kept") & (decision.split == name))
         sel = sel[np.lexsort((items.pixel_hash[sel], items.label[sel]))]
         if len(sel) == 0:
             raise DataError(f"the {name} split is empty after de-duplication; need more distinct images")
-        out[name], out[f"{name}_labels"] = items.images[sel], items.label[sel]
+        out[name], out[f"{name}_labels"], out[f"{name}_groups"] = items.images[sel], items.label[sel], cluster[sel]
     return out
 
 
@@ -324,7 +334,8 @@ def load_splits(cfg: DataConfig) -> Splits:
         cfg: the data settings.
 
     Returns:
-        :class:`Splits` of (N, 1, S, S) uint8 images and (N,) int64 labels, with ``counts`` and ``manifest``.
+        :class:`Splits` of (N, 1, S, S) uint8 images, (N,) int64 labels and (N,) int64 clusters
+        (:func:`clusters`), with ``counts`` and ``manifest``.
 
     Raises:
         DataError: a bad setting or source (see :func:`check_source`), an unreachable hub, an unreadable image

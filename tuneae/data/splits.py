@@ -31,6 +31,12 @@ class Splits:
     ``counts`` (JSON-able) says where every file went (see :func:`tuneae.data.summary.make_counts`); ``manifest``
     holds one row per listed file or slice (see :mod:`tuneae.data.manifest`), written by
     :func:`tuneae.data.write_manifest`.
+
+    ``train_groups`` / ``val_groups`` / ``test_groups`` are ``(N,)`` int64, aligned with the images: the cluster of
+    correlated images each belongs to, for a cluster bootstrap over them (:func:`tuneae.metrics.mean_interval`'s
+    ``groups``). It is the image's split unit (its scan group, joined with its copy group; see
+    :mod:`tuneae.data.scans`), else its scan group, else the image alone (a phantom, or a manifest row without
+    either). None (splits made without them): use :meth:`groups`, which then gives each image its own group.
     """
 
     train: np.ndarray
@@ -42,6 +48,17 @@ class Splits:
     classes: tuple[str, ...]
     counts: dict
     manifest: tuple[dict, ...] = ()
+    train_groups: np.ndarray | None = None
+    val_groups: np.ndarray | None = None
+    test_groups: np.ndarray | None = None
+
+    def groups(self, split: str) -> np.ndarray:
+        """(N,) int64 cluster id of each image of ``split`` (``train`` / ``val`` / ``test``), in the order of the
+        images; each image its own group where the splits carry none."""
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: one of {list(SPLITS)}")
+        g = getattr(self, f"{split}_groups")
+        return np.arange(len(getattr(self, split)), dtype=np.int64) if g is None else g
 
 
 def _take(sizes: np.ndarray, target: float) -> int:

@@ -8,14 +8,16 @@ variation, wavelet shrinkage, BM3D) whose parameters are tuned on VALIDATION ima
 choice; the feature maps of every encoder and decoder layer with a receptive field measured from the model itself;
 VAE samples and a latent interpolation; PCA at each bottleneck model's code size (``latent_dim`` components, fitted
 on the TRAINING split only, :mod:`tuneae.pca`), the linear code a learned one must beat. Every test mean carries a
-95% percentile-bootstrap interval over images; every learned-minus-classical claim is a paired difference with its
-interval, and "beats" is said only where that interval excludes 0. The best learned model and the classical
-comparator at each sigma, and the best bottleneck model, are chosen on validation images, never on test. After a
-final fit of two or more seeds, each target's headline is the mean over seeds with a t-interval over seeds, judged
-on it, the best-validation seed beside it. SSIM is Wang et al. 2004's (Gaussian window, sd 1.5). Each model is also
-re-evaluated on the validation split exactly as the search did, to check that the checkpoint reproduces the reported
-``val/loss``. A last "Search" section draws what the searcher did, from its saved Optuna study: every trial's
-learning curve with ASHA's rungs, the objective against each hyperparameter, fANOVA importances.
+95% percentile-bootstrap interval that resamples whole scan groups of test images (a cluster bootstrap, since slices
+of one scan are alike; :func:`tuneae.metrics.mean_interval`); every learned-minus-classical claim is a paired
+difference with its interval, and "beats" is said only where that interval excludes 0. The best learned model and
+the classical comparator at each sigma, and the best bottleneck model, are chosen on validation images, never on
+test. After a final fit of two or more seeds, each target's headline is the mean over seeds with a t-interval over
+seeds, judged on it, the best-validation seed beside it. SSIM is Wang et al. 2004's (Gaussian window, sd 1.5). Each
+model is also re-evaluated on the validation split exactly as the search did, to check that the checkpoint
+reproduces the reported ``val/loss``. A last "Search" section draws what the searcher did, from its saved Optuna
+study: every trial's learning curve with ASHA's rungs, the objective against each hyperparameter, fANOVA
+importances.
 
 ``RUN`` is a results folder ``results/<name>`` (with ``summary.json``) or an experiment folder ``<storage>/<name>``
 (per-kind Tune experiments ``ae/``, ``vae/``, ... of trial folders with ``result.json``). Outputs go to ``--out``

@@ -92,33 +92,39 @@ def selection(r: SigmaResult, learned: list[str]) -> dict:
             "val_psnr": {k: round(v, 3) for k, v in r.val_psnr.items()}}
 
 
-def comparisons(r: SigmaResult, learned: list[str], comparator: str | None) -> dict[str, dict]:
+def comparisons(r: SigmaResult, learned: list[str], comparator: str | None,
+                groups: np.ndarray | None = None) -> dict[str, dict]:
     """Each learned model minus the classical comparator on the same test images: paired PSNR and SSIM differences
     with 95% bootstrap intervals and verdicts (:func:`tuneae.report.statistics.difference`).
 
+    Args:
+        r: one sigma's result; learned: the learned kinds; comparator: the classical comparator, or None.
+        groups: (N,) scan group of each test image: the intervals resample whole groups (None: images).
     Returns:
         ``{kind: {"psnr": difference, "ssim": difference}}`` (empty without a comparator).
     """
     if comparator is None:
         return {}
-    return {k: {q: difference(r.test[k][q], r.test[comparator][q], k, comparator) for q in ("psnr", "ssim")}
-            for k in learned}
+    return {k: {q: difference(r.test[k][q], r.test[comparator][q], k, comparator, groups=groups)
+                for q in ("psnr", "ssim")} for k in learned}
 
 
-def references(r: SigmaResult, learned: list[str], names: tuple[str, ...]) -> dict[str, dict[str, dict]]:
+def references(r: SigmaResult, learned: list[str], names: tuple[str, ...],
+               groups: np.ndarray | None = None) -> dict[str, dict[str, dict]]:
     """Each learned model minus each named reference method (a classical method such as ``bm3d``, or a learned
     kind such as ``dncnn``) that this sigma measured, paired over the test images (:func:`comparisons`), whichever
-    the comparator is: the references the margin targets name (:mod:`tuneae.report.versus`).
+    the comparator is: the references the margin targets name (:mod:`tuneae.report.versus`); ``groups`` as
+    :func:`comparisons`.
 
     Returns:
         ``{reference: {kind: {"psnr": difference, "ssim": difference}}}``, a reference never against itself;
         references not in ``r.test`` are left out.
     """
-    return {ref: comparisons(r, [k for k in learned if k != ref], ref) for ref in names if ref in r.test}
+    return {ref: comparisons(r, [k for k in learned if k != ref], ref, groups) for ref in names if ref in r.test}
 
 
 def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], methods: list[str],
-               sel: dict) -> dict:
+               sel: dict, groups: np.ndarray | None = None) -> dict:
     """Per class: each method's PSNR gain over the noisy input and the paired difference best learned - comparator
     (the pair chosen on validation); then the same difference pooled over the tumour classes and over the no-tumour
     class(es), and tumour minus no-tumour (two groups of images: unpaired).
@@ -126,6 +132,8 @@ def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], met
     Args:
         r: one sigma's result; labels: (N,) class index per test image; classes: class names.
         methods: every learned and classical method; sel: :func:`selection` of this sigma.
+        groups: (N,) scan group of each test image: each interval resamples the groups of its images (None:
+            images).
     Returns:
         ``{"per_class": {class: {"n", "noisy_psnr", "gain": {method: dB}, "best_learned", "best_classical",
         "learned_minus_classical": difference}}, "groups": {"tumour", "no_tumour", "tumour_minus_no_tumour":
@@ -135,6 +143,11 @@ def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], met
     if best is None or comp is None:
         return {}
     d = r.test[best]["psnr"] - r.test[comp]["psnr"]  # (N,) dB
+    g = None if groups is None else np.asarray(groups)
+
+    def of(mask):  # the groups of a subset of the images, or None
+        return None if g is None else g[mask]
+
     per_class = {}
     for i, c in enumerate(classes):
         mask = labels == i
@@ -145,15 +158,18 @@ def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], met
                         "gain": {m: float(r.test[m]["psnr"][mask].mean()) - base for m in methods},
                         "best_learned": best, "best_classical": comp,
                         "learned_minus_classical": difference(r.test[best]["psnr"][mask], r.test[comp]["psnr"][mask],
-                                                              best, comp)}
+                                                              best, comp, groups=of(mask))}
     sick = np.isin(labels, [i for i, c in enumerate(classes) if c not in NO_TUMOUR])
     healthy = np.isin(labels, [i for i, c in enumerate(classes) if c in NO_TUMOUR])
     groups = {"tumour_classes": [c for c in per_class if c not in NO_TUMOUR],
               "no_tumour_classes": [c for c in per_class if c in NO_TUMOUR],
-              "tumour": difference(d[sick], np.zeros(int(sick.sum())), best, comp) if sick.any() else None,
-              "no_tumour": difference(d[healthy], np.zeros(int(healthy.sum())), best, comp) if healthy.any() else None,
+              "tumour": (difference(d[sick], np.zeros(int(sick.sum())), best, comp, groups=of(sick))
+                         if sick.any() else None),
+              "no_tumour": (difference(d[healthy], np.zeros(int(healthy.sum())), best, comp, groups=of(healthy))
+                            if healthy.any() else None),
               "tumour_minus_no_tumour": (difference(d[sick], d[healthy], "tumour classes", "no-tumour class",
-                                                    paired=False) if sick.any() and healthy.any() else None)}
+                                                    paired=False, groups=None if g is None else (g[sick], g[healthy]))
+                                         if sick.any() and healthy.any() else None)}
     return {"per_class": per_class, "groups": groups}
 
 

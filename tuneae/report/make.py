@@ -56,6 +56,10 @@ CURVES_PNG = "learning_curves.png"
 """The final fit's learning curves (:mod:`tuneae.report.curves`)."""
 MAX_REPORT_BYTES = 5_000_000
 """Warn above this total size of the report folder."""
+BOOTSTRAP = ("cluster bootstrap over the test images' scan groups (each image's split unit: its scan group joined "
+             "with its copies; an image alone where no scan is known): whole groups resampled with replacement, "
+             "95% percentile interval (Davison & Hinkley 1997, section 3.8; Field & Welsh 2007)")
+"""How ``metrics.json`` names the resampling behind every interval over test images."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,9 @@ class Images:
     """Validation images (K, 1, S, S) in [0, 1]: they tune the classical denoisers and choose the best models."""
     shown: list[int]
     """Indices into ``clean`` of the images drawn in the figures (one or two per class)."""
+    groups: np.ndarray
+    """The scan group of each test image, (N,) int64 (:meth:`tuneae.data.Splits.groups`): every interval over test
+    images resamples whole groups (the cluster bootstrap, :func:`tuneae.metrics.mean_interval`)."""
 
     @property
     def clean_np(self) -> np.ndarray:
@@ -92,7 +99,7 @@ def choose_images(splits: Splits, max_test: int | None) -> Images:
     per_class = 2 if len(splits.classes) <= 2 else 1
     shown = [int(i) for c in range(len(splits.classes)) for i in np.flatnonzero(labels == c)[:per_class]]
     return Images(tuple(splits.classes), test_idx, to_float(splits.test[test_idx]), labels,
-                  to_float(splits.val[tune_idx]), shown)
+                  to_float(splits.val[tune_idx]), shown, splits.groups("test")[test_idx])
 
 
 def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict, figures: dict, out: Path,
@@ -114,7 +121,7 @@ def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict,
                                          trial.reported.get("val/loss", payload["metrics"].get("val/loss"))),
             "val": {q: float(v.mean()) for q, v in image_metrics(predict(model, im.val_clean)[:, 0].numpy(),
                                                                   im.val_clean[:, 0].numpy()).items()},
-            "test": summarise(per_image[kind], im.labels, im.classes)}
+            "test": summarise(per_image[kind], im.labels, im.classes, im.groups)}
         bar.update(2)
     figures["bars"] = plot_bars(m["models"], out / "reconstruction_bars.png")
     figures["grid"] = plot_reconstructions(im.clean_np[im.shown], {k: r[im.shown] for k, r in recon.items()},
@@ -137,14 +144,15 @@ def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, w
             bar.set_postfix_str(f"{protocol}, sigma {key}")
             r = run_sigma(models, im.clean, im.val_clean, s, protocol, seed, first, workers, bar)
             m["denoising"][protocol][key] = {
-                name: {**summarise(v, im.labels, im.classes),
+                name: {**summarise(v, im.labels, im.classes, im.groups),
                        **({"tuning": r.tuned[name].as_dict()} if name in r.tuned else {})}
                 for name, v in r.test.items()}
             sel = m["selection"][protocol][key] = selection(r, kinds)
-            m["comparisons"][protocol][key] = comparisons(r, kinds, sel["comparator"])
-            m["denoising_classes"][protocol][key] = class_gaps(r, im.labels, im.classes, methods, sel)
+            m["comparisons"][protocol][key] = comparisons(r, kinds, sel["comparator"], im.groups)
+            m["denoising_classes"][protocol][key] = class_gaps(r, im.labels, im.classes, methods, sel, im.groups)
             if protocol == PRIMARY:
-                m["reference_comparisons"].setdefault(protocol, {})[key] = references(r, kinds, REFERENCES)
+                m["reference_comparisons"].setdefault(protocol, {})[key] = references(r, kinds, REFERENCES,
+                                                                                      im.groups)
                 figures[f"denoise_{key}"] = plot_denoising_example(im.clean_np[first], r.example, s, im.title(first),
                                                                    out / f"denoising_sigma{key}.png")
     figures["curves"] = plot_denoising_curves(m["denoising"][PRIMARY], kinds, out / "denoising_curves.png")
@@ -249,10 +257,10 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
     seed_images: dict[str, dict[int, np.ndarray]] = {}  # kind -> seed -> per-image clean-test PSNR, for PCA
-    m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed, seed_images)
+    m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed, seed_images, im.groups)
     seeds_vs_comparator(m["finalfit"], m)
     m["pca"] = pca_baselines(m["models"], per_image, to_float(splits.train).numpy(), im.clean_np, im.labels,
-                             im.classes, m["finalfit"], seed_images)
+                             im.classes, m["finalfit"], seed_images, im.groups)
     m["learning_curves"] = learning_curves(run.finalfit.to_json() if run.finalfit else None)
     search_md, search_figures, m["search"] = search_report(run, out)  # before the targets: the recipe's trial ids
     figures.update(search_figures)
@@ -282,6 +290,7 @@ def _header(run: Run, splits: Splits, im: Images, sigmas: tuple[float, ...], see
         "data": {"source": portable(splits.counts.get("source", ""), out), "image_size": int(im.clean.shape[-1]),
                  "classes": list(im.classes), "test_images": len(im.test_idx), "test_total": len(splits.test),
                  "test_indices": im.test_idx.tolist(), "tuning_val_images": len(im.val_clean),
+                 "test_groups": len(np.unique(im.groups)), "bootstrap": BOOTSTRAP,
                  "split": splits.counts.get("split"), "per_class": splits.counts.get("per_class"),
                  "scan_rule": splits.counts.get("scan_rule"), "synthetic": splits.counts.get("source") == "phantom"},
         "noise": {"function": "tuneae.noise.eval_noisy", "protocols": list(PROTOCOLS), "primary": PRIMARY,

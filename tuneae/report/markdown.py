@@ -46,12 +46,23 @@ def _intro(m: dict) -> list[str]:
             + (f" This report: `{m['report_command']}`." if m.get("report_command") else ""),
             f"Data: `{d['source']}` at {d['image_size']} px, classes {', '.join(d['classes'])}. Every metric is on "
             f"{d['test_images']} of the {d['test_total']} held-out **test** images, which the search never saw, as "
-            f"the mean [95% percentile-bootstrap interval over images]. {d['tuning_val_images']} validation images "
-            "tune the classical denoisers and choose the best learned model, the classical comparator and the best "
-            "bottleneck model; test images choose nothing. Differences between methods are paired per image, and "
-            "one method 'beats' another only where the interval of the difference excludes 0. PSNR in dB (data "
-            "range 1); SSIM as Wang et al. 2004 (11x11 Gaussian window of sd 1.5, population covariance, data "
-            "range 1).", *_split(d), *_synthetic(d), ""]
+            f"the mean [95% percentile-bootstrap interval]. {_resampling(d)} {d['tuning_val_images']} validation "
+            "images tune the classical denoisers and choose the best learned model, the classical comparator and "
+            "the best bottleneck model; test images choose nothing. Differences between methods are paired per "
+            "image, and one method 'beats' another only where the interval of the difference excludes 0. PSNR in "
+            "dB (data range 1); SSIM as Wang et al. 2004 (11x11 Gaussian window of sd 1.5, population covariance, "
+            "data range 1).", *_split(d), *_synthetic(d), ""]
+
+
+def _resampling(d: dict) -> str:
+    """What the intervals over test images resample: the scan groups (with their count), or, in metrics files
+    written before groups were carried, the images."""
+    if d.get("test_groups") is None:
+        return "The intervals resample images."
+    return (f"The intervals resample the test images' {d['test_groups']} scan groups, not the images: slices of one "
+            "scan are alike, so a scan's images are drawn together (cluster bootstrap, Davison & Hinkley 1997, "
+            "section 3.8; a group is an image's split unit, its scan joined with its copies, or the image alone "
+            "where no scan is known); a class's interval resamples the groups of that class.")
 
 
 def _synthetic(d: dict) -> list[str]:
@@ -73,14 +84,17 @@ def _split(d: dict) -> list[str]:
     if d["split"] != "group":
         limits = ""
     elif d.get("scan_rule"):
+        resample = ("the intervals resample scan groups, so they are too narrow only where unlinked scans of one "
+                    "patient are alike" if d.get("test_groups") is not None else "the intervals resample images, "
+                    "not scans, so they are too narrow where a scan gives several test images")
         limits = (f" Slices of one scan are kept on one side ({d['scan_rule']}); slices of one patient that no rule "
-                  "links can still fall in different splits, and the intervals resample images, not scans, so they "
-                  "are too narrow where a scan gives several test images.")
+                  f"links can still fall in different splits, and {resample}.")
     else:
         limits = (" Limits of this split that a reader should weigh: duplicates are found per image (equal pixels or "
                   "a difference hash within its distance), not per patient, so neighbouring slices of one scan can "
                   "still fall in different splits, which favours the learned models over the classical ones; and "
-                  "the intervals resample images, not patients.")
+                  f"the intervals resample {'duplicate groups' if d.get('test_groups') is not None else 'images'}, "
+                  "not patients.")
     return ["", f"Split: {rule}; images per class: {counts}.{limits}"]
 
 

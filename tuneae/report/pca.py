@@ -36,10 +36,12 @@ def label(k: int) -> str:
 
 
 def _seed_diffs(entry: dict | None, pca_test: dict[str, np.ndarray], names: tuple[str, str],
-                images: dict[int, np.ndarray] | None = None) -> dict[str, Any] | None:
+                images: dict[int, np.ndarray] | None = None,
+                groups: np.ndarray | None = None) -> dict[str, Any] | None:
     """Each final-fit seed's mean test PSNR / SSIM minus PCA's on the same images, with a t-interval over seeds;
     with the seeds' per-image PSNR (``images``: seed -> (N,) dB), also each seed minus PCA paired over images
-    (``"paired"``: one :func:`statistics.difference` per seed, with its ``seed``)."""
+    (``"paired"``: one :func:`statistics.difference` per seed, with its ``seed``; ``groups``: (N,) scan group of each
+    test image, resampled whole)."""
     if not entry or not entry.get("seeds"):
         return None
     seeds = entry["seeds"]
@@ -47,14 +49,16 @@ def _seed_diffs(entry: dict | None, pca_test: dict[str, np.ndarray], names: tupl
            **{q: seed_interval([r["test"][q] - float(pca_test[q].mean()) for r in seeds]) for q in ("psnr", "ssim")}}
     if images and all(r["seed"] in images for r in seeds):
         out["paired"] = [{"seed": r["seed"], **difference(images[r["seed"]], pca_test["psnr"],
-                                                          f"{names[0]} seed {r['seed']}", names[1])} for r in seeds]
+                                                          f"{names[0]} seed {r['seed']}", names[1], groups=groups)}
+                         for r in seeds]
     return out
 
 
 def pca_baselines(models: dict[str, dict], per_image: dict[str, dict[str, np.ndarray]], train: np.ndarray,
                   clean: np.ndarray, labels: np.ndarray, classes: tuple[str, ...],
                   seeds: dict[str, Any] | None = None,
-                  seed_images: dict[str, dict[int, np.ndarray]] | None = None) -> dict[str, Any]:
+                  seed_images: dict[str, dict[int, np.ndarray]] | None = None,
+                  groups: np.ndarray | None = None) -> dict[str, Any]:
     """PCA at each bottleneck model's code size, measured and compared on the report's test images.
 
     Args:
@@ -69,6 +73,8 @@ def pca_baselines(models: dict[str, dict], per_image: dict[str, dict[str, np.nda
         seeds: the report's ``finalfit`` (:func:`tuneae.report.seeds.seed_metrics`), or None.
         seed_images: kind -> seed -> that final-fit seed's per-image clean-test PSNR (dB, (N,), in the order of
             ``clean``; ``seed_metrics``' ``images``), or None.
+        groups: (N,) scan group of each test image: every interval over images resamples whole groups (None:
+            images).
     Returns:
         ``{"method", "train_images", "codes": {k: {"components", "capped", "kinds", "test": summarise(mse, psnr,
         ssim)}}, "vs": {kind: {"k", "pca": label, "psnr", "ssim": paired difference model - PCA over images
@@ -90,12 +96,13 @@ def pca_baselines(models: dict[str, dict], per_image: dict[str, dict[str, np.nda
             used = min(k, cap)
             tests[k] = image_metrics(basis.reconstruct(clean, used), clean)
             out["codes"][str(k)] = {"components": used, "capped": used < k, "kinds": [],
-                                    "test": summarise(tests[k], labels, classes)}
+                                    "test": summarise(tests[k], labels, classes, groups)}
         out["codes"][str(k)]["kinds"].append(kind)
         out["vs"][kind] = {"k": k, "pca": label(k),
-                           **{q: difference(per_image[kind][q], tests[k][q], kind, label(k)) for q in ("psnr", "ssim")},
+                           **{q: difference(per_image[kind][q], tests[k][q], kind, label(k), groups=groups)
+                              for q in ("psnr", "ssim")},
                            "over_seeds": _seed_diffs((seeds or {}).get(kind), tests[k], (kind, label(k)),
-                                                     (seed_images or {}).get(kind))}
+                                                     (seed_images or {}).get(kind), groups)}
     return out
 
 

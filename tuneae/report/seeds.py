@@ -65,7 +65,8 @@ def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor,
 
 
 def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed: int,
-                 images: dict[str, dict[int, np.ndarray]] | None = None) -> dict[str, Any]:
+                 images: dict[str, dict[int, np.ndarray]] | None = None,
+                 groups: np.ndarray | None = None) -> dict[str, Any]:
     """Every final-fit seed of every reported kind, and of every baseline, on the same test images: clean
     reconstruction and denoising at each sigma (primary protocol, the report's seeded noise), then mean / sd /
     min / max over seeds; each baseline also against its kind's best, seed by seed and paired over images.
@@ -79,6 +80,8 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
         images: filled, when given, with kind -> seed -> that seed's per-image clean-test PSNR (dB, (N,) in the
             order of ``clean``), for comparisons paired over images seed by seed (PCA, :mod:`tuneae.report.pca`);
             kinds only, not baselines.
+        groups: (N,) scan group of each test image: ``vs_best``'s interval over images resamples whole groups
+            (None: images).
     Returns:
         ``{kind or baseline label: {"kind", "source_trial", "epochs", "best_seed", "seeds": [{"seed", "val_psnr",
         "test": {"psnr", "ssim"}, "denoising": {sigma: psnr}}], "over_seeds": {"val_psnr" | "test_psnr" |
@@ -116,7 +119,7 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
             other = np.mean([base[s] for s in shared], axis=0)
             per_seed = [float(per_image[kind][s].mean() - base[s].mean()) for s in shared]
             out[label]["vs_best"] = {"seeds": shared, "per_seed": per_seed,
-                                     "seed_mean": difference(best, other, f"{kind} best", label),
+                                     "seed_mean": difference(best, other, f"{kind} best", label, groups=groups),
                                      "over_seeds": seed_interval(per_seed)}
     return out
 

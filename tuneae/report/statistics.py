@@ -3,7 +3,8 @@
 - Which model or method is "best" is decided on VALIDATION images (:func:`select_best`), never on test images, so
   the test numbers of the chosen one are an unbiased estimate.
 - "A beats B" is claimed only where the 95% bootstrap interval of the paired per-image difference A - B on the
-  test images lies wholly above 0 (:func:`difference`, :func:`tuneae.metrics.beats`).
+  test images lies wholly above 0 (:func:`difference`, :func:`tuneae.metrics.beats`). The report resamples whole
+  scan groups of test images (the cluster bootstrap), since slices of one scan are alike.
 - A target is "met" when the test mean reaches it; :func:`threshold_status` adds whether the interval says so
   clearly; a target "above a reference by a margin" also needs the interval to exclude 0 (:func:`margin_status`).
 - A headline is the mean over a final fit's seeds (a t-interval over seeds, :func:`seed_interval`) where the model
@@ -39,8 +40,13 @@ def select_best(val_scores: dict[str, float], candidates: Iterable[str]) -> str 
     return best_by(candidates, lambda c: val_scores.get(c), "max")
 
 
+def n_groups(groups: np.ndarray | None) -> int | None:
+    """Distinct ids in ``groups`` ((N,) cluster ids, e.g. :meth:`tuneae.data.Splits.groups`), None for None."""
+    return None if groups is None else len(np.unique(np.asarray(groups)))
+
+
 def difference(a: np.ndarray, b: np.ndarray, a_name: str = "A", b_name: str = "B",
-               paired: bool = True) -> dict:
+               paired: bool = True, groups=None) -> dict:
     """mean(a - b) over images with its 95% percentile-bootstrap interval and the verdict of the "beats" rule.
 
     Args:
@@ -48,16 +54,24 @@ def difference(a: np.ndarray, b: np.ndarray, a_name: str = "A", b_name: str = "B
             order, (N,) each; unpaired, two groups of images (:func:`tuneae.metrics.unpaired_difference`).
         a_name, b_name: names for the verdict.
         paired: resample pairs together (one set of images) or each group on its own (two sets).
+        groups: the cluster of each image, for a cluster bootstrap (whole scan groups resampled,
+            :func:`tuneae.metrics.paired_difference`): paired, one (N,) array; unpaired, a pair ``(groups of a,
+            groups of b)``. None resamples images.
     Returns:
-        ``{"mean", "low", "high", "n", "confidence", "n_resamples", "beats", "verdict"}``; with fewer than 2 values
-        on either side low / high are None, ``beats`` False and the verdict ``"too few images"``.
+        ``{"mean", "low", "high", "n", "confidence", "n_resamples", "beats", "verdict"}``, with ``"groups"`` (the
+        clusters resampled) when ``groups`` is given; with fewer than 2 values (or groups) on either side low /
+        high are None, ``beats`` False and the verdict ``"too few images"`` (``"too few groups"``).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if min(len(a), len(b)) < 2:
+    sides = (None, None) if groups is None else (groups, groups) if paired else groups
+    counts = [n_groups(g) for g in sides]
+    few_groups = groups is not None and min(counts) < 2
+    if min(len(a), len(b)) < 2 or few_groups:
         mean = float(a.mean() - b.mean()) if len(a) and len(b) else None
-        return {"mean": mean, "low": None, "high": None, "n": len(a) if paired else len(a) + len(b),
-                "beats": False, "verdict": "too few images"}
-    iv = paired_difference(a, b) if paired else unpaired_difference(a, b)
+        out = {"mean": mean, "low": None, "high": None, "n": len(a) if paired else len(a) + len(b),
+               "beats": False, "verdict": "too few images" if min(len(a), len(b)) < 2 else "too few groups"}
+        return out if groups is None else {**out, "groups": counts[0] if paired else sum(counts)}
+    iv = paired_difference(a, b, groups=groups) if paired else unpaired_difference(a, b, groups=groups)
     return {**iv.as_dict(), "beats": beats(iv), "verdict": verdict(iv, a_name, b_name)}
 
 
@@ -167,4 +181,4 @@ def seed_interval(values: list[float], level: float = 0.95) -> dict[str, Any]:
 
 
 __all__ = ["MIN_SEEDS", "difference", "excludes_0_status", "final_seeds", "fmt_interval", "margin_status",
-           "over_seeds", "seed_interval", "select_best", "threshold_status", "welch_interval"]
+           "n_groups", "over_seeds", "seed_interval", "select_best", "threshold_status", "welch_interval"]
