@@ -15,7 +15,7 @@ reduction factor 2, so about half the trials stop at epoch 1; W&B on and offline
 unless ``--no-wandb``). Everything it writes, Ray's session folder (``RAY_TMPDIR``) and ``HOME`` included, lies in one
 temporary folder, removed at the end (``--keep`` keeps it).
 
-While it runs, every ``--interval`` seconds this process records (from ``/proc``; psutil is not in the venv):
+While it runs, every ``--interval`` seconds this process records (through psutil):
 
 - ``t_s``: seconds since the search was launched;
 - ``driver_rss_kib`` / ``driver_pss_kib``: the search process's (Tune's driver) resident and proportional set size;
@@ -38,7 +38,7 @@ After it ends, from each trial's ``result.json`` and Tune's experiment state:
 - the verdicts: a quantity is **flat** when its fitted growth over 100 trials is below :data:`FLAT_FRACTION` of its
   median (a falling trend counts as flat); with fewer than :data:`MIN_POINTS` points the verdict is null.
 
-Units: seconds, KiB (memory, as /proc gives it), bytes (folder). Writes ``--out`` (JSON) and the same name with
+Units: seconds, KiB (memory), bytes (folder). Writes ``--out`` (JSON) and the same name with
 ``.png`` (per-trial seconds against trial index; driver and total memory, and folder size, against finished trials).
 No path of this machine is recorded. Each sample reads about 35 ``smaps_rollup`` files (about 0.1-0.2 s of CPU); the
 JSON records this process's own CPU time. Run it on a quiet machine: every figure is a wall-clock time or a size
@@ -64,6 +64,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from tuneae.layout import portable_command  # importing tuneae also keeps matplotlib's cache out of $HOME
 
@@ -78,66 +79,67 @@ CONFIGS_PER_LR = 16
 """Configurations of the smoke space for ``ae`` per learning rate (batch 2 x latent 2 x layout 2 x loss 2)."""
 
 
-# ------------------------------------------------------------------------------------------------ /proc
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a live process, or None."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()  # the command name may hold spaces and parentheses
-    return int(fields[1]), int(fields[19])
+# ------------------------------------------------------------------------------------------------ processes
+def _processes_with(marker: str) -> list[psutil.Process]:
+    """Live processes whose command line holds ``marker``."""
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(proc.info["cmdline"] or ()):
+            out.append(proc)
+    return out
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def process_tree(root: int, marker: str) -> dict[int, int]:
+def process_tree(root: int, marker: str) -> dict[int, float]:
     """``root`` and its live descendants, plus every process whose command line holds ``marker`` (the private Ray
-    folder: a Ray process whose parent died) and their descendants; pid -> start time."""
-    table = {p: st for p in (int(e.name) for e in os.scandir("/proc") if e.name.isdigit())
-             if (st := _stat(p)) is not None}
-    children: dict[int, list[int]] = {}
-    for p, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(p)
-    out, todo = {}, [root] + [p for p in table if p != root and marker in _cmdline(p)]
-    while todo:
-        p = todo.pop()
-        if p in table and p not in out:
-            out[p] = table[p][1]
-            todo += children.get(p, [])
+    folder: a Ray process whose parent died) and their descendants; pid -> start time (psutil's create_time)."""
+    out: dict[int, float] = {}
+    try:
+        tops = [psutil.Process(root)]
+    except psutil.NoSuchProcess:
+        tops = []
+    for top in tops + _processes_with(marker):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            for proc in (top, *top.children(recursive=True)):
+                with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                    out.setdefault(proc.pid, proc.create_time())
     return out
 
 
 def memory_kib(pid: int) -> tuple[int, int] | None:
-    """(RSS, PSS) of a live process in KiB, from ``/proc/<pid>/smaps_rollup``; None once it has gone."""
+    """(RSS, PSS) of a live process in KiB (psutil's ``memory_full_info``); None once it has gone."""
     try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
+        info = psutil.Process(pid).memory_full_info()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    vals = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("Rss", "Pss"):
-            vals[key] = int(rest.split()[0])
-    return (vals["Rss"], vals["Pss"]) if len(vals) == 2 else None
+    return info.rss // 1024, info.pss // 1024
 
 
-def alive(procs: dict[int, int]) -> dict[int, str]:
+def _same(pid: int, started: float) -> psutil.Process | None:
+    """The process ``pid`` if it is still the one that started at ``started`` (not a reused pid), else None."""
+    try:
+        proc = psutil.Process(pid)
+        return proc if proc.create_time() == started else None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def alive(procs: dict[int, float]) -> dict[int, str]:
     """The processes of ``procs`` (pid -> start time) still running (same pid and start time), pid -> command."""
-    return {p: _cmdline(p) for p, t in procs.items() if (st := _stat(p)) is not None and st[1] == t}
+    out = {}
+    for pid, started in procs.items():
+        if (proc := _same(pid, started)) is not None:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                out[pid] = " ".join(proc.cmdline())
+    return out
 
 
-def kill(procs: dict[int, int]) -> dict[int, str]:
+def kill(procs: dict[int, float]) -> dict[int, str]:
     """SIGKILL the processes of ``procs`` still running (by pid, checked against their start time); returns them."""
     left = alive(procs)
-    for p in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
+    for pid in left:
+        if (proc := _same(pid, procs[pid])) is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
     return left
 
 
@@ -242,9 +244,9 @@ def run_search(args: argparse.Namespace, root: Path) -> dict:
 def end_leftovers(seen: dict[int, int], ray_tmp: str, wait_s: float = 15.0) -> dict[int, str]:
     """Wait up to ``wait_s`` for every process of the search (and any naming its Ray folder) to exit after the
     search did; kill by pid what remains and return it (pid -> command line; empty when Ray shut down cleanly)."""
-    for p in (int(e.name) for e in os.scandir("/proc") if e.name.isdigit()):
-        if ray_tmp in _cmdline(p) and (st := _stat(p)) is not None:
-            seen.setdefault(p, st[1])
+    for proc in _processes_with(ray_tmp):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            seen.setdefault(proc.pid, proc.create_time())
     deadline = time.monotonic() + wait_s
     while alive(seen) and time.monotonic() < deadline:
         time.sleep(0.5)
