@@ -35,6 +35,18 @@ UNET_CPU_SPACE: dict[str, tuple] = {
 """U-Net space that fits 2 CPUs (an epoch at 128 px costs 50 s at base 8, 150 s at base 16 there): narrow,
 shallow, few epochs."""
 
+BOTTLENECK_CPU_SPACE: dict[str, tuple] = {
+    "model.base_channels": (16, 32),
+    "model.depth": (4, 5),
+    "model.residual": (False, True),
+    "model.norm": ("batch", "group"),
+}
+"""Architecture of the bottleneck kinds (ae, vae, dae) that fits 2 CPUs at 128 px: width (base 16 or the seed's 32;
+64 is the gpu preset's), depth (4 stages, an 8 x 8 code map, or the seed's 5, 4 x 4), residual blocks (4 times
+the forward multiply-adds at base 32: 0.90 against 0.22 GMAC per 128 px image, depth 5) and the normalization
+layer. The seed project's stack (32, 5, no residual, BatchNorm) is one
+point of it, so the first trial is still its recipe."""
+
 DNCNN_CPU_SPACE: dict[str, tuple] = {"model.depth": (8, 12, 17), "model.base_channels": (16, 32),
                                       "train.crop_size": (64,), "train.lr": (1e-3, 5e-4), "train.epochs": (8,),
                                       "train.batch_size": (16, 32)}
@@ -64,8 +76,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                   "model.latent_dim": (512, 1024, 2048), "model.latent_layout": ("dense", "spatial"),
                   "model.recon_loss": ("mse", "l1_ssim"), "train.optimizer": ("adam", "adamw"),
                   "train.weight_decay": (0.0, 1e-2), "train.lr_schedule": ("constant", "cosine")},
-        "space_by_kind": {"unet": dict(UNET_CPU_SPACE), "dunet": dict(UNET_CPU_SPACE),
-                          "dncnn": dict(DNCNN_CPU_SPACE)},
+        "space_by_kind": {"ae": dict(BOTTLENECK_CPU_SPACE), "vae": dict(BOTTLENECK_CPU_SPACE),
+                          "dae": dict(BOTTLENECK_CPU_SPACE), "unet": dict(UNET_CPU_SPACE),
+                          "dunet": dict(UNET_CPU_SPACE), "dncnn": dict(DNCNN_CPU_SPACE)},
         "model": {},
     },
     "gpu": {
@@ -92,8 +105,8 @@ smoke (synthetic 32 px phantoms, seconds per trial: the tests use it; its ``mode
 with a tiny dncnn space for ``--model dncnn``), cpu (real data at 128 px with a reduced budget for 2 CPUs, about 35
 min per kind: ae, vae, dae, the denoising U-Net and DnCNN, 8 trials each (TPE's random start-up is max(2, 8 // 4) = 2
 of them, the first the seed project's recipe, so 6 are TPE's); 9 epochs for the bottleneck kinds, 8 for the others;
-``UNET_CPU_SPACE`` for U-Nets and ``DNCNN_CPU_SPACE`` for DnCNN; the code layout for the bottleneck kinds and MSE or
-L1 + SSIM as training loss), gpu (the seed project's full grid but for its epochs: 40, its largest; 1/4 GPU per
+``UNET_CPU_SPACE`` for U-Nets, ``DNCNN_CPU_SPACE`` for DnCNN and ``BOTTLENECK_CPU_SPACE`` (width, depth, residual
+blocks, normalization) plus the code layout for the bottleneck kinds; MSE or L1 + SSIM as training loss), gpu (the seed project's full grid but for its epochs: 40, its largest; 1/4 GPU per
 trial; the same five kinds). The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer,
 input normalization, code layout, residual blocks, training loss) and depth for every kind (``DNCNN_GPU_SPACE``:
 the paper's DnCNN), and the training recipe (optimizer, weight decay, LR schedule, weight average, clipping;
