@@ -13,7 +13,10 @@ Four measurements, each against the same training in plain PyTorch (:func:`tunea
    timestamps written by the trial function and the Train worker (an event log beside the run): Ray start (once
    per search), Tune's launch of the trial (actor start, imports), Ray Train's setup (controller, placement group,
    worker start, imports), the first epoch, the first report (checkpoint upload) and the teardown.
-   Variants: ``product`` (the search as it is), ``preimport`` (every Ray worker imports torch and tuneae when it
+   Variants: ``product`` (the search as it is: Ray Train's controller polls every
+   :data:`tuneae.search.session.TRAIN_POLL_S` s), ``upstream-poll`` (the product at Ray Train's default poll
+   interval, 2 s: each report, the decision a worker waits for at a rung and the trial's end reach Tune at a poll),
+   ``preimport`` (every Ray worker imports torch and tuneae when it
    starts, :data:`tuneae.trainable.WORKER_SETUP_HOOK`), ``side-by-side`` (one trial more at once than the CPUs
    hold: the next trial's launch overlaps the running trial's training while its workers wait for CPUs).
    Not a variant: Tune's ``reuse_actors``. A trial stopped by ASHA is still inside ``TorchTrainer.fit`` when Tune
@@ -58,13 +61,14 @@ import torch
 from tuneae.checkpoint import asha_rungs, checkpoint_kind, save_checkpoint
 from tuneae.config import DataConfig, ModelConfig, TrainConfig, to_flat
 from tuneae.data import phantom_images
+from tuneae.search.session import TRAIN_POLL_ENV, ray_env
 from tuneae.train import fit, make_optimizer, seeded_model
 
 GOALS = {"fixed_cost_s": 2.0, "epoch_ratio": 1.05}
 """The goals: at most 2 s of fixed cost per trial, a Ray epoch at most 5% slower than plain PyTorch."""
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brain-tumor-mri"
 """This project's MRI folder beside the checkout (section 4's data when it exists)."""
-VARIANTS = ("product", "preimport", "side-by-side")
+VARIANTS = ("product", "upstream-poll", "preimport", "side-by-side")
 """Ways of running the same trials (see the module's docstring)."""
 LOG_KEY, TRIAL_KEY = "bench.log", "bench.trial"
 """Trial-config keys of the event log's path and the trial id (``from_flat`` ignores the ``bench`` section)."""
@@ -114,8 +118,10 @@ def timed_trial(config: dict, **kwargs) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ running
-def start_ray(cpus: int, preimport: bool) -> float:
-    """Start a local Ray as the search does (:func:`tuneae.search.session.start_local_ray`); returns its seconds."""
+def start_ray(cpus: int, preimport: bool, poll_s: str | None = None) -> float:
+    """Start a local Ray as the search does (:func:`tuneae.search.session.start_local_ray`, its workers'
+    environment from :func:`tuneae.search.session.ray_env`), with Ray Train's poll interval ``poll_s`` instead of
+    the product's when given; returns its seconds."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
@@ -126,7 +132,7 @@ def start_ray(cpus: int, preimport: bool) -> float:
     t = time.perf_counter()
     port = _free_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = api = f"http://127.0.0.1:{port}"
-    env = {"env_vars": {"RAY_API_SERVER_ADDRESS": api}}
+    env = {"env_vars": {**ray_env(), "RAY_API_SERVER_ADDRESS": api, **({TRAIN_POLL_ENV: poll_s} if poll_s else {})}}
     if preimport:
         env["worker_process_setup_hook"] = WORKER_SETUP_HOOK
     ray.init(num_cpus=cpus, include_dashboard=True, dashboard_port=port, runtime_env=env, log_to_driver=False)
@@ -263,7 +269,8 @@ def fixed_cost(args, variants: list[str]) -> dict:
     config = {**to_flat(data_cfg, model_cfg, cfg)}
     out = {"data": {"images": n_img, "size": size, "epochs": 1, "model": asdict(model_cfg)}, "plain": base}
     for variant in variants:
-        ray_start = start_ray(args.cpus, preimport=variant == "preimport")
+        ray_start = start_ray(args.cpus, preimport=variant == "preimport",
+                              poll_s="2.0" if variant == "upstream-poll" else None)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 run = run_trials(arrays, config, args.trials, args.cpus, 2 if variant == "side-by-side" else 1,
@@ -488,6 +495,7 @@ def main(argv: list[str] | None = None) -> dict:
             "machine": {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                         "ray_cpus": args.cpus, "torch_threads_plain": args.cpus},
             "versions": {"torch": torch.__version__, "ray": __import__("ray").__version__},
+            "ray_train_poll_s": float(ray_env()[TRAIN_POLL_ENV]),
             "date": time.strftime("%Y-%m-%d"), "goals": GOALS}
     if not args.skip_fixed:
         info["fixed_cost"] = fixed_cost(args, args.variants)

@@ -258,6 +258,15 @@ def test_impossible_flags_are_refused(cli, flags, named):
     assert code == 2 and named in err, err
 
 
+@pytest.mark.parametrize("value", ["fast", "0", "-1", ""])
+def test_a_bad_train_poll_interval_in_the_environment_is_refused(cli, monkeypatch, value):
+    from tuneae.search.session import TRAIN_POLL_ENV
+
+    monkeypatch.setenv(TRAIN_POLL_ENV, value)
+    code, err = cli()
+    assert code == 2 and TRAIN_POLL_ENV in err and repr(value) in err
+
+
 def test_harmless_relations_only_warn():
     cfg, _ = resolve(["--preset", "smoke", "--no-wandb", "--num-samples", "2", "--max-concurrent", "8",
                       "--grace-period", "3"])

@@ -47,3 +47,15 @@ def test_the_saved_callback_keeps_only_the_name(callback):
     trial = SimpleNamespace(trial_id="t3")
     restored.on_trial_result(iteration=1, trials=[trial], trial=trial, result={"epoch": 2, "done": True})
     assert wait_for_decision(callback.name, "t3", 2, timeout_s=10) is True  # the same named board
+
+
+def test_every_worker_gets_tuneae_s_train_poll_interval(ray_session):
+    from tuneae.search.session import TRAIN_POLL_ENV, ray_env
+
+    @ray_session.remote(num_cpus=0)
+    def seen() -> str | None:
+        import os
+        return os.environ.get(TRAIN_POLL_ENV)
+
+    # the Train controller reads it in its own process; every process of the session has the same environment
+    assert ray_session.get(seen.remote()) == ray_env()[TRAIN_POLL_ENV] and float(ray_env()[TRAIN_POLL_ENV]) < 2.0

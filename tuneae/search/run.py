@@ -28,7 +28,7 @@ from tuneae.search.checks import ConfigError, validate
 from tuneae.search.cli import resolve
 from tuneae.search.names import claim_name, clear_run
 from tuneae.search.resources import check_machine, check_session
-from tuneae.search.session import open_session
+from tuneae.search.session import open_session, ray_env
 from tuneae.search.space import kind_space
 from tuneae.search.study import check_resume, read_study, study_record
 from tuneae.search.tune import derive_max_concurrent, run_one, saved_statuses
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, args = resolve(argv)
         validate(cfg)
+        ray_env()  # the environment's Ray Train settings, before any data is read
         search, data = cfg.search, cfg.data
         check_source(data)
         if not search.address:  # a local Ray has no autoscaler: a trial that cannot fit would wait forever
