@@ -77,6 +77,46 @@ def test_epoch_budget_per_kind_applies_to_the_kind_and_its_baselines(tmp_path):
     assert {p.label: p.train.epochs for p in plans} == {"ae": 2, "dunet": 4}  # ae: the search's largest
 
 
+def _study(layout: RunLayout, trials: dict[str, list[tuple[str, str, float]]]) -> None:
+    """The search's Optuna study file: per kind, trials (Tune id, origin, train.lr) in order."""
+    import optuna
+
+    from tuneae.run.study import study_storage
+
+    dist = {"train.lr": optuna.distributions.CategoricalDistribution([5e-4, 1e-3])}
+    for kind, rows in trials.items():
+        study = optuna.create_study(storage=study_storage(layout.study_file), study_name=kind)
+        for tid, origin, lr in rows:
+            study.add_trial(optuna.trial.create_trial(params={"train.lr": lr}, distributions=dist, value=0.1,
+                                                      user_attrs={"tune_trial_id": tid, "origin": origin}))
+
+
+def test_baseline_recipe_is_each_kinds_default_recipe_trial_unless_it_won(tmp_path, capsys):
+    layout = _search(tmp_path)
+    with pytest.raises(finalfit.RunError, match="--baseline recipe needs the search's Optuna study"):
+        finalfit.plan(layout.results, baselines=["recipe"])
+    _study(layout, {"ae": [("base", "seed recipe", 5e-4), ("ae", "sampler", 1e-3)],
+                    "dunet": [("dunet", "seed recipe", 5e-4), ("d2", "sampler", 1e-3)]})
+    _, plans, _ = finalfit.plan(layout.results, baselines=["recipe"])
+    assert [p.label for p in plans] == ["ae", "dunet", "ae-trial-base"]  # dunet's best is its recipe trial
+    assert "dunet: no default-recipe baseline: the best trial (dunet) is the one that ran the default recipe" \
+        in capsys.readouterr().out
+    _, plans, _ = finalfit.plan(layout.results, baselines=["base", "recipe"])  # named twice: fitted once
+    assert [p.label for p in plans] == ["ae", "dunet", "ae-trial-base"]
+    _, plans, _ = finalfit.plan(layout.results, kinds=["dunet"], baselines=["recipe"])
+    assert [p.label for p in plans] == ["dunet"]
+
+
+def test_baseline_recipe_skips_a_best_trial_that_repeats_the_recipe(tmp_path, capsys):
+    layout = _search(tmp_path)
+    _study(layout, {"ae": [("base", "seed recipe", 5e-4), ("ae", "sampler", 5e-4)],
+                    "dunet": [("dunet", "seed recipe", 5e-4)]})
+    _, plans, _ = finalfit.plan(layout.results, baselines=["recipe"])
+    assert [p.label for p in plans] == ["ae", "dunet"]
+    assert "ae: no default-recipe baseline: the best trial (ae) has the default recipe's configuration (trial base)" \
+        in capsys.readouterr().out
+
+
 def test_interrupted_final_fit_resumes_to_the_same_result(tmp_path, monkeypatch):
     full = _search(tmp_path / "a")
     assert finalfit.main([str(full.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0

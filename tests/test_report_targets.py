@@ -429,7 +429,7 @@ def test_issue_recipe_rows_for_every_kind_with_a_baseline_and_one_row_for_the_re
     assert miss["kinds"] == ["vae", "dunet"] and not miss["measured"] and not miss["met"]
     assert miss["command"] == "python -m tuneae.finalfit RESULTS --seeds 3 --baseline v0 w"
     assert t["gpu"]["kinds"] == ["dunet"]  # the one measured recipe target missed
-    assert "--baseline <first trial id of each kind in results/gpu/trials.csv>" in t["gpu"]["commands"][1]
+    assert t["gpu"]["commands"][1] == "python -m tuneae.finalfit results/gpu --seeds 3 --baseline recipe"
     md = "\n".join(targets_markdown(t))
     assert "issue 3: ae's found configuration vs ae-trial-x (the default recipe), same seeds, same 9 epochs, clean " \
            "test PSNR | per seed +2.00, +2.20, +2.10 dB; mean +2.10 [" in md
@@ -448,6 +448,28 @@ def test_issue_recipe_rows_for_every_kind_with_a_baseline_and_one_row_for_the_re
     t = check_targets(m)
     assert t["vs_recipe"]["rows"] == [] and t["vs_recipe"]["missing"]["kinds"] == ["ae", "vae", "dunet"]
     assert "--seeds" not in t["vs_recipe"]["missing"]["command"]
+
+
+def test_a_best_configuration_that_is_the_default_recipe_misses_target_3_without_a_baseline():
+    m = _recipe_m()
+    m["finalfit"]["vae"] = _fit("vae", [21.0] * 3, trial="v0")  # vae's best is its recipe trial itself
+    m["search"]["dunet"]["trials"] = [{"number": 0, "tune_trial_id": "w", "origin": "seed recipe",
+                                       "params": {"train.lr": 5e-4}},
+                                      {"number": 1, "tune_trial_id": "t", "origin": "sampler",
+                                       "params": {"train.lr": 5e-4}}]  # dunet's best (t) repeats the recipe (w)
+    t = check_targets(m)
+    same = {e["kind"]: e for e in t["vs_recipe"]["same"]}
+    assert set(same) == {"vae", "dunet"} and not any(e["met"] for e in same.values())
+    assert "(v0) is the one that ran the default recipe" in same["vae"]["why"]
+    assert "(t) has the default recipe's configuration (trial w)" in same["dunet"]["why"]
+    assert t["vs_recipe"]["missing"] is None  # nothing left to fit: no command that would refit the same thing
+    assert {"vae", "dunet"} <= set(t["gpu"]["kinds"])  # a larger search would settle it
+    md = "\n".join(targets_markdown(t))
+    assert "| issue 3: vae's found configuration vs the default recipe | the same configuration: the best trial " \
+           "(v0) is the one that ran the default recipe; the search found nothing better within its budget |" in md
+    m["search"]["dunet"]["trials"][1]["params"] = {"train.lr": 1e-3}  # a different configuration: a baseline to fit
+    t = check_targets(m)
+    assert {e["kind"] for e in t["vs_recipe"]["same"]} == {"vae"} and t["vs_recipe"]["missing"]["kinds"] == ["dunet"]
 
 
 def test_welch_interval_matches_scipy_and_handles_few_seeds():

@@ -3,7 +3,7 @@ full epoch budget with several seeds; mean and spread over seeds, and the best s
 
     python -m tuneae.finalfit results/<name> [--seeds 3] [--epochs N] [--epochs N KIND=N ...] [--model KIND ...]
                               [--device auto]
-                              [--baseline TRIAL_ID ...]
+                              [--baseline recipe | TRIAL_ID ...]
 
 The search picks each kind's best trial by ``val/mse`` (:func:`tuneae.run.best.best_trial`); its checkpoint stores the
 full configuration (data, model, training), which is trained again from scratch with ``train.seed`` = s + 1, ...,
@@ -14,9 +14,11 @@ the search allowed that kind (ASHA may have stopped the search's trials earlier)
 every kind, and ``KIND=N`` for one kind and its baselines, e.g. ``--epochs 40 dunet=20``). Selection and
 every number here use the validation split only; the test split stays for the report.
 
-``--baseline`` fits other trials' configurations (from ``trials.csv``; e.g. the seed project's recipe, each
-kind's first trial) with the same seeds, so the report (``python -m tuneae.report``) can compare the kind's best
-with them seed by seed and paired over test images; a baseline is never reported as the kind's model.
+``--baseline`` fits other trials' configurations (from ``trials.csv``) with the same seeds, so the report
+(``python -m tuneae.report``) can compare the kind's best with them seed by seed and paired over test images; a
+baseline is never reported as the kind's model. ``--baseline recipe`` means each fitted kind's default-recipe trial
+(the seed project's recipe, the search's first trial), except where the kind's best trial is that trial or repeats
+its configuration (said so; the report then shows the search found nothing better).
 
 Files (the run layout of :mod:`tuneae.layout`)::
 
@@ -55,6 +57,7 @@ from tuneae.run.errors import RunError
 from tuneae.run.find import Trial, find_run
 from tuneae.run.fits import FinalFit, FinalFits, Seed, read_finalfit
 from tuneae.run.reload import data_config, load_data, load_model
+from tuneae.run.study import read_study, recipe_trials, same_as_recipe
 from tuneae.run.summary import Summary
 from tuneae.train import fit, seeded_model
 
@@ -105,6 +108,37 @@ def _baseline_trials(layout: RunLayout, trial_ids: list[str]) -> dict[str, tuple
         if not row.get("checkpoint_path") or not (ckpt / "model.pt").is_file():
             raise RunError(f"--baseline {tid}: the trial has no checkpoint ({ckpt})")
         out[tid] = (row["model"], ckpt)
+    return out
+
+
+RECIPE_BASELINE = "recipe"
+"""The ``--baseline`` value that stands for each fitted kind's default-recipe trial (:func:`recipe_baselines`)."""
+
+
+def recipe_baselines(layout: RunLayout, best: dict[str, str]) -> list[str]:
+    """The default-recipe trial of each kind in ``best``, to fit as its baseline (printed: a kind whose best trial
+    is that trial, or repeats its configuration, gets none, since the fit would repeat the kind's own).
+
+    Args:
+        layout: the run's layout (its Optuna study file records which trial ran the recipe:
+            :func:`tuneae.run.study.recipe_trials`).
+        best: kind -> the Tune trial id of its best trial.
+    Returns:
+        Trial ids, one per kind that gets a baseline, in ``best``'s order.
+    Raises:
+        RunError: no study file, or no study for a kind in ``best`` (names the file).
+    """
+    try:
+        studies = read_study(layout.study_file, list(best), importances=False)
+    except (FileNotFoundError, KeyError) as exc:
+        raise RunError(f"--baseline {RECIPE_BASELINE} needs the search's Optuna study: {exc}") from exc
+    recipe, out = recipe_trials(studies), []
+    for kind, tid in best.items():
+        why = same_as_recipe(studies[kind], tid, recipe.get(kind))
+        if why or not recipe.get(kind):
+            print(f"[finalfit] {kind}: no default-recipe baseline: {why or 'its study has no trial'}", flush=True)
+        else:
+            out.append(recipe[kind])
     return out
 
 
@@ -159,7 +193,8 @@ def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | dict
         experiment: the experiment folder when it moved since the search.
         data: a data source overriding the checkpoints' (as the report's ``--data``).
         baselines: trial ids (``trials.csv``) whose configurations are fitted with the same seeds, to compare with
-            their kind's best (e.g. the seed project's recipe, the search's first trial).
+            their kind's best; :data:`RECIPE_BASELINE` stands for each fitted kind's default-recipe trial
+            (:func:`recipe_baselines`).
     Returns:
         (the run's layout, one plan per kind in search order then one per baseline, the splits: uint8
         (N, 1, S, S) arrays in [0, 255]).
@@ -177,7 +212,10 @@ def plan(results: str | Path, kinds: list[str] | None = None, epochs: int | dict
     if unknown:
         raise RunError(f"--epochs: no best trial for {unknown}; have {sorted(run.trials)}")
     todo = [(kind, trial, kind) for kind, trial in run.trials.items() if not kinds or kind in kinds]
-    for tid, (kind, ckpt) in _baseline_trials(run.layout, list(baselines or ())).items():
+    ids = [b for b in baselines or () if b != RECIPE_BASELINE]
+    if RECIPE_BASELINE in (baselines or ()):
+        ids += [t for t in recipe_baselines(run.layout, {k: trial.trial_id for k, trial, _ in todo}) if t not in ids]
+    for tid, (kind, ckpt) in _baseline_trials(run.layout, ids).items():
         todo.append((kind, Trial(kind, tid, ckpt, {}), f"{kind}-trial-{tid}"))
     plans, models = [], {}
     for kind, trial, label in todo:
@@ -336,9 +374,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--model", nargs="+", default=None, help="kinds to fit (default: every kind with a best trial)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     ap.add_argument("--experiment", default=None, help="the experiment folder, when it moved since the search")
-    ap.add_argument("--baseline", nargs="+", default=[], metavar="TRIAL_ID",
+    ap.add_argument("--baseline", nargs="+", default=[], metavar="recipe|TRIAL_ID",
                     help="also fit these trials' configurations (trials.csv) with the same seeds, to compare with "
-                         "their kind's best, e.g. the seed project's recipe (the first trial of each kind)")
+                         "their kind's best; 'recipe': each kind's default-recipe trial (the seed project's recipe, "
+                         "the search's first), unless the kind's best is that configuration")
     ap.add_argument("--data", default=None, metavar="SOURCE",
                     help="data source instead of the one in the checkpoints (when the search ran elsewhere)")
     return ap

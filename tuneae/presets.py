@@ -106,10 +106,11 @@ with a tiny dncnn space for ``--model dncnn``), cpu (real data at 128 px with a 
 min per kind: ae, vae, dae, the denoising U-Net and DnCNN, 8 trials each (TPE's random start-up is max(2, 8 // 4) = 2
 of them, the first the seed project's recipe, so 6 are TPE's); 9 epochs for the bottleneck kinds, 8 for the others;
 ``UNET_CPU_SPACE`` for U-Nets, ``DNCNN_CPU_SPACE`` for DnCNN and ``BOTTLENECK_CPU_SPACE`` (width, depth, residual
-blocks, normalization) plus the code layout for the bottleneck kinds; MSE or L1 + SSIM as training loss), gpu (the seed project's full grid but for its epochs: 40, its largest; 1/4 GPU per
-trial; the same five kinds). The gpu preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer,
-input normalization, code layout, residual blocks, training loss) and depth for every kind (``DNCNN_GPU_SPACE``:
-the paper's DnCNN), and the training recipe (optimizer, weight decay, LR schedule, weight average, clipping;
+blocks, normalization) plus the code layout for the bottleneck kinds; MSE or L1 + SSIM as training loss), gpu (the
+seed project's full grid but for its epochs: 40, its largest; 1/4 GPU per trial; the same five kinds). The gpu
+preset adds ``ARCH_SPACE`` (base channels, kernel size, normalization layer, input normalization, code layout,
+residual blocks, training loss) and depth for every kind (``DNCNN_GPU_SPACE``: the paper's DnCNN), and the training
+recipe (optimizer, weight decay, LR schedule, weight average, clipping;
 tuneae.recipe); the cpu preset a part of it (optimizer, weight decay, constant or cosine LR). Trials are selected
 on val/mse whatever their loss."""
 

@@ -244,7 +244,7 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
             the default-recipe trial ids), ``learning_curves`` and ``data`` where measured.
     Returns:
         ``{"denoising": {sigma: {...}}, "reconstruction": {...} | None, "vs_bm3d": {sigma: {...}}, "vs_dncnn":
-        {sigma: {...}}, "vs_recipe": {"rows": [...], "missing": {...} | None}, "gpu": {"kinds", "data",
+        {sigma: {...}}, "vs_recipe": {"rows": [...], "same": [...], "missing": {...} | None}, "gpu": {"kinds", "data",
         "data_note", "commands"} | None}``; every entry has ``met`` (bool) and a
         ``status`` text, judged on its ``headline`` (``{"basis": "seed mean" | "single run", "n_seeds",
         "interval", "best_seed", "psnr", ...}``, PSNR in dB), while ``psnr`` / ``ssim`` /
@@ -296,9 +296,10 @@ def _issue_targets(m: dict[str, Any], out: dict[str, Any], curves: dict[str, Any
     for k, e in out["vs_bm3d"].items():
         if e["measured"] and e["gap_db"] > 0:
             _more_epochs(e, e["learned"], curves, _sigma_proxy(m, e["learned"], k))
-    entries = [p or {}, *out["vs_bm3d"].values(), *out["vs_dncnn"].values(), *out["vs_recipe"]["rows"]]
+    recipe_entries = [*out["vs_recipe"]["rows"], *out["vs_recipe"]["same"]]
+    entries = [p or {}, *out["vs_bm3d"].values(), *out["vs_dncnn"].values(), *recipe_entries]
     kinds = list(dict.fromkeys(k for e in entries if not e.get("met", True) for k in e.get("settle") or []))
-    recipe_missed = any(not e["met"] and e.get("settle") for e in out["vs_recipe"]["rows"])
+    recipe_missed = any(not e["met"] and e.get("settle") for e in recipe_entries)
     out["gpu"] = gpu_commands(kinds, m, baseline=recipe_missed)
 
 

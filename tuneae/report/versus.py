@@ -39,6 +39,7 @@ from tuneae.report.statistics import (
     threshold_status,
     welch_interval,
 )
+from tuneae.run.study import recipe_trials, same_as_recipe
 
 PCA_MARGIN_DB = 1.0
 """The margin of the best bottleneck model over PCA with as many components as its code has numbers (mean
@@ -59,8 +60,6 @@ BM3D, DNCNN = "bm3d", "dncnn"
 REFERENCES = (BM3D, DNCNN)
 """What every learned model is compared with, paired over images, at each sigma
 (:func:`tuneae.report.denoising.references`, ``m["reference_comparisons"]``)."""
-RECIPE_ORIGIN = "seed recipe"
-"""The Optuna ``origin`` of a kind's trial that ran the default recipe (:mod:`tuneae.search.searcher`: the first)."""
 GPU_SEEDS = 3
 """Final-fit seeds of the gpu run that would settle a missed target."""
 GPU_RESULTS = f"{SearchConfig().results_dir}/{PRESETS['gpu']['search']['name']}"
@@ -187,17 +186,6 @@ def dncnn_target(m: dict, key: str) -> dict[str, Any]:
             "gap_db": max(0.0, DNCNN_MARGIN_DB - h["mean"]), "settle": [] if met else [challenger, DNCNN]}
 
 
-def _recipe_trials(m: dict) -> dict[str, str | None]:
-    """kind -> the id of its trial that ran the default recipe (``origin`` :data:`RECIPE_ORIGIN`, else its first
-    trial), from the search's saved study (``m["search"]``); {} without one."""
-    out = {}
-    for kind, study in (m.get("search") or {}).items():
-        trials = study.get("trials") or []
-        t = next((t for t in trials if t.get("origin") == RECIPE_ORIGIN), trials[0] if trials else None)
-        out[kind] = (t or {}).get("tune_trial_id")
-    return out
-
-
 def _recipe_rows(m: dict, label: str, s: dict, recipe: dict[str, str | None]) -> list[dict[str, Any]]:
     """The target-3 entries of one baseline: its kind's best minus it, seed by seed, in test PSNR on clean input
     (every kind but the denoisers without a code, dunet and dncnn) and denoised at each of :data:`ISSUE_SIGMAS`
@@ -234,25 +222,35 @@ def _recipe_rows(m: dict, label: str, s: dict, recipe: dict[str, str | None]) ->
 def recipe_targets(m: dict) -> dict[str, Any]:
     """Target 3: each kind's found configuration (its final fit) minus each of its baselines fitted with the same
     seeds and epochs (``finalfit --baseline``, ``m["finalfit"][label]["vs_best"]``), per seed, met when the
-    t-interval over seeds of the per-seed difference excludes 0 (> 0). A reported kind without a baseline that is
-    its default-recipe trial gets one shared "not measured" entry with the command that would fit it.
+    t-interval over seeds of the per-seed difference excludes 0 (> 0). A reported kind whose configuration is the
+    default recipe itself (its trial, or a repeat of it) has nothing to compare and misses the target ("same"); a
+    reported kind without a baseline that is its default-recipe trial gets one shared "not measured" entry with
+    the command that would fit it.
 
     Returns:
-        ``{"rows": [entry per baseline and metric ("clean" or a sigma)], "missing": entry | None}``.
+        ``{"rows": [entry per baseline and metric ("clean" or a sigma)], "same": [{"kind", "why", "measured",
+        "met", "status", "settle"}], "missing": entry | None}``.
     """
-    recipe = _recipe_trials(m)
+    recipe = recipe_trials(m.get("search") or {})
     rows = [r for label, s in (m.get("finalfit") or {}).items() if s.get("kind") not in (None, label)
             for r in _recipe_rows(m, label, s, recipe)]
     covered = {r["kind"] for r in rows if r["is_recipe"] is not False}
     kinds = [k for k in m.get("models") or {} if k not in covered]
+    ff, studies = m.get("finalfit") or {}, m.get("search") or {}
+    best = {k: (ff.get(k) or {}).get("source_trial") or ((m.get("models") or {}).get(k) or {}).get("trial")
+            for k in kinds}
+    same = [{"kind": k, "why": why, "measured": True, "met": False, "settle": [k],
+             "status": "not met (the search's best is the default recipe)"}
+            for k in kinds if (why := same_as_recipe(studies.get(k), best[k], recipe.get(k)))]
+    kinds = [k for k in kinds if k not in {e["kind"] for e in same}]
     if not kinds:
-        return {"rows": rows, "missing": None}
+        return {"rows": rows, "same": same, "missing": None}
     ids = [recipe.get(k) or f"<first {k} trial id in RESULTS/trials.csv>" for k in kinds]
     n = max((len(s.get("seeds") or []) for s in (m.get("finalfit") or {}).values()), default=0)
     command = (f"python -m tuneae.finalfit RESULTS{f' --seeds {n}' if n else ''} --baseline {' '.join(ids)}")
     results = f"{SearchConfig().results_dir}/{m['name']}" if m.get("name") else None
-    return {"rows": rows, "missing": _missing("no default-recipe baseline fitted", kinds=kinds, command=command,
-                                              results=results)}
+    return {"rows": rows, "same": same,
+            "missing": _missing("no default-recipe baseline fitted", kinds=kinds, command=command, results=results)}
 
 
 def _data_arg(d: dict) -> tuple[str, str]:
@@ -277,7 +275,7 @@ def gpu_commands(kinds: list[str], m: dict, baseline: bool = False) -> dict[str,
     order = [k for k in MODELS if k in kinds] + sorted(set(kinds) - set(MODELS))
     data, note = _data_arg(m.get("data") or {})
     fit = f"python -m tuneae.finalfit {GPU_RESULTS} --seeds {GPU_SEEDS}" + (
-        f" --baseline <first trial id of each kind in {GPU_RESULTS}/trials.csv>" if baseline else "")
+        " --baseline recipe" if baseline else "")
     return {"kinds": order, "data": data, "data_note": note,
             "commands": [f"python -m tuneae.search --preset gpu --model {' '.join(order)} --data {data}", fit,
                          f"python -m tuneae.report {GPU_RESULTS}"]}
@@ -379,6 +377,10 @@ def _recipe_table_rows(r: dict) -> list[list[str]]:
                      "-" if not e["seed_mean_paired"] else
                      f"{fmt_interval(e['seed_mean_paired'], signed=True)} dB, per-image PSNR averaged over the seeds, "
                      "paired over images", need, e["status"]])
+    for e in r.get("same") or []:
+        rows.append([f"issue 3: {e['kind']}'s found configuration vs the default recipe",
+                     f"the same configuration: {e['why']}; the search found nothing better within its budget", "-",
+                     "> 0 dB, t-interval over seeds excluding 0", e["status"]])
     miss = r.get("missing")
     if miss:
         where = f" (RESULTS: this run's results folder, e.g. {miss['results']})" if miss.get("results") else ""

@@ -15,6 +15,9 @@ from typing import Any
 
 from tuneae.layout import STUDY_FILE
 
+RECIPE_ORIGIN = "seed recipe"
+"""The ``origin`` user attribute of the trial that ran the default recipe (:mod:`tuneae.search.searcher` enqueues
+it as each kind's first trial)."""
 IMPORTANCE_METHOD = "fANOVA (Hutter et al. 2014; optuna.importance.FanovaImportanceEvaluator, seed 0)"
 """How :func:`read_study` measures hyperparameter importance (on completed trials only: pruned trials stopped at
 other budgets)."""
@@ -70,12 +73,14 @@ def _trial(t) -> dict[str, Any]:
             "value": _finite(t.value)}
 
 
-def read_study(path: str | Path, kinds: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def read_study(path: str | Path, kinds: list[str] | None = None,
+               importances: bool = True) -> dict[str, dict[str, Any]]:
     """Read an experiment's saved studies back as plain data (JSON-ready: non-finite numbers become None).
 
     Args:
         path: the study file (``RunLayout.study_file``).
         kinds: the studies to read (default: every study in the file).
+        importances: measure the importances (fANOVA, seconds per study); False leaves them None.
     Returns:
         ``{kind: study}``; each study has
         ``name``; ``direction`` (``minimize``/``maximize``);
@@ -113,14 +118,49 @@ def read_study(path: str | Path, kinds: list[str] | None = None) -> dict[str, di
         trials = [t for t in everything if "duplicate_of" not in t.user_attrs]
         states = [t.state.name for t in trials]
         replaced = sum(str(t.user_attrs.get("origin", "")).startswith("nearest unseen") for t in trials)
-        importances, note = _importances(study, trials)
+        imp, note = _importances(study, trials) if importances else (None, "not measured here")
         out[name] = {"name": name, "direction": study.direction.name.lower(), "attrs": dict(study.user_attrs),
                      "trials": [_trial(t) for t in trials],
                      "counts": {"completed": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
                                 "failed": states.count("FAIL"), "running": states.count("RUNNING"),
                                 "repeats_replaced": replaced},
-                     "importances": importances, "importance_note": note}
+                     "importances": imp, "importance_note": note}
     return out
+
+
+def recipe_trials(studies: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+    """kind -> the Tune trial id of its trial that ran the default recipe (``origin`` :data:`RECIPE_ORIGIN`, else
+    the study's first trial; None for a study without trials).
+
+    Args:
+        studies: :func:`read_study`'s value (or the report's ``m["search"]``).
+    """
+    out = {}
+    for kind, study in studies.items():
+        trials = study.get("trials") or []
+        t = next((t for t in trials if t.get("origin") == RECIPE_ORIGIN), trials[0] if trials else None)
+        out[kind] = (t or {}).get("tune_trial_id")
+    return out
+
+
+def same_as_recipe(study: dict[str, Any] | None, best: str | None, recipe: str | None) -> str:
+    """Why a kind's best trial ``best`` is its default recipe ``recipe`` itself: the same trial, or the same searched
+    parameters in the study (a repeat); "" when it is not, or when that is unknown (an id or a study missing).
+
+    Args:
+        study: one value of :func:`read_study` (its ``trials`` with ``tune_trial_id`` and ``params``), or None.
+        best: the Tune trial id of the kind's best trial.
+        recipe: the Tune trial id of its default-recipe trial (:func:`recipe_trials`).
+    """
+    if not best or not recipe:
+        return ""
+    if best == recipe:
+        return f"the best trial ({best}) is the one that ran the default recipe"
+    trials = {t.get("tune_trial_id"): t for t in (study or {}).get("trials") or []}
+    a, b = (trials.get(best) or {}).get("params"), (trials.get(recipe) or {}).get("params")
+    if a and a == b:
+        return f"the best trial ({best}) has the default recipe's configuration (trial {recipe})"
+    return ""
 
 
 def _points(seed_point: Any) -> dict[str, list]:
