@@ -194,6 +194,39 @@ def test_a_seed_folder_of_another_config_is_refused(tmp_path, capsys):
     assert "another configuration" in capsys.readouterr().err
 
 
+def test_the_report_refuses_a_final_fit_that_lacks_a_kind_or_fitted_another_trial(tmp_path, monkeypatch):
+    from tuneae import report
+    from tuneae.run import find_run
+
+    layout = _search(tmp_path)
+    assert finalfit.main([str(layout.results), "--seeds", "1", "--model", "ae", "--device", "cpu"]) == 0
+    monkeypatch.setattr(report.make, "load_model", lambda *a: pytest.fail("nothing may load before the check"))
+    with pytest.raises(finalfit.RunError, match=r"no final fit of \['dunet'\] \(fitted: \['ae'\]\).*"
+                                                r"python -m tuneae\.finalfit .* --model dunet"):
+        report.make_report(layout.results, max_test=4, sigmas=(0.1,), use_wandb=False)
+    assert find_run(layout.results).trials["ae"].trial_id.startswith("final fit seed")  # others take what exists
+    summary = json.loads((layout.results / "summary.json").read_text())
+    summary["models"]["ae"]["best_trial"] = "resumed"  # the search's best changed after the fit
+    summary["models"]["dunet"]["best_checkpoint"] = None
+    (layout.results / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(finalfit.RunError, match="ae was fitted from trial ae, the search's best is now resumed"):
+        report.make_report(layout.results, max_test=4, sigmas=(0.1,), use_wandb=False)
+
+
+def test_the_report_refuses_a_seed_checkpoint_that_is_not_the_recorded_one(tmp_path):
+    from tuneae import report
+
+    layout = _search(tmp_path)
+    assert finalfit.main([str(layout.results), "--seeds", "2", "--device", "cpu"]) == 0
+    other = 3 - json.loads(layout.finalfit_file.read_text())["kinds"]["ae"]["best_seed"]  # only its seed row reads it
+    data = DataConfig(source="phantom", image_size=32, phantom_count=24, cache_dir=str(tmp_path / "cache"))
+    save_checkpoint(layout.finalfit_seed("ae", other), build_model(MODELS["ae"]), data,
+                    TrainConfig(epochs=2, batch_size=8, lr=1e-3), 1, {"val/mse": 0.3})  # a refit cut at epoch 1
+    with pytest.raises(finalfit.RunError, match=f"ae final fit, seed {other}: the checkpoint .* holds epoch 1 "
+                                                r"\(val/mse 0.3\), finalfit.json records epoch 2"):
+        report.make_report(layout.results, max_test=4, sigmas=(0.1,), use_wandb=False)
+
+
 def test_report_reloads_the_best_seed_and_gives_the_spread_over_seeds(tmp_path):
     from tuneae import report
 

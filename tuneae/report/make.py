@@ -242,7 +242,7 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
         raise RunError(f"max_test={max_test}: must be at least 2 (an interval over images needs two)")
     if workers < 1:
         raise RunError(f"workers={workers}: must be at least 1")
-    run = find_run(run_path, experiment)
+    run = find_run(run_path, experiment, complete=True)  # every kind from the final fit, or none
     out = Path(out) if out else run.layout.report_dir
     models = {kind: load_model(t) for kind, t in run.trials.items()}  # kind -> (model, payload)
     splits = load_data(models, run, data)

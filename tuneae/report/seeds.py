@@ -39,16 +39,24 @@ def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor,
     Returns:
         (its report entry, seed -> per-image clean-test PSNR in dB, (N,), for paired comparisons).
     Raises:
-        RunError: a seed's checkpoint is missing or unreadable.
+        RunError: a seed's checkpoint is missing or unreadable, or is not the one ``finalfit.json`` recorded (another
+            epoch or validation MSE: a fit of it running or cut short).
     """
     clean_np = clean[:, 0].numpy()
     rows, per_image = [], {}
     for s in k.seeds:
         path = run.layout.checkpoint(s.checkpoint)
         try:
-            model, _ = load_checkpoint(path)
+            model, payload = load_checkpoint(path)
         except CheckpointError as exc:
             raise RunError(f"{label} final fit, seed {s.seed}: {exc}") from exc
+        saved, recorded = payload.get("metrics", {}).get("val/mse"), s.metrics.get("val/mse")
+        if payload.get("epoch") != k.epochs or (saved is not None and recorded is not None
+                                                and not np.isclose(saved, recorded, rtol=1e-6, atol=0)):
+            raise RunError(f"{label} final fit, seed {s.seed}: the checkpoint {path} holds epoch "
+                           f"{payload.get('epoch')} (val/mse {saved}), finalfit.json records epoch {k.epochs} "
+                           f"(val/mse {recorded}): a fit of it is running or was cut short; let "
+                           "`python -m tuneae.finalfit` finish first")
         test = _measure(model, clean, clean_np)
         per_image[s.seed] = test["psnr"]
         rows.append({"seed": s.seed, "val_psnr": s.metrics["val/psnr"],

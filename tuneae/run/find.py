@@ -72,7 +72,8 @@ def _locate(layout: RunLayout, recorded: str, kind: str) -> Path:
     return path
 
 
-def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = None, final_fit: bool = True) -> Run:
+def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = None, final_fit: bool = True,
+             complete: bool = False) -> Run:
     """Find the best trial of every model kind in a results folder or an experiment folder.
 
     A results folder's ``summary.json`` names each kind's best checkpoint. In an experiment folder each kind's best
@@ -85,6 +86,8 @@ def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = Non
             the place ``summary.json`` records, relative to the results folder).
         final_fit: take each kind that a final fit (``finalfit.json``) trained again from its best seed; False:
             always the search's own best trial (what the final fit itself starts from).
+        complete: with ``final_fit``, refuse a final fit that lacks a kind the search found or fitted another trial
+            than its best (the report: every kind from the same kind of run); False takes what was fitted.
     Returns:
         The run with its best trial per kind (kinds without one are left out, with a warning for a results folder).
     Raises:
@@ -95,11 +98,12 @@ def find_run(path: str | os.PathLike, experiment: str | os.PathLike | None = Non
     if not run.is_dir():
         raise RunError(f"run folder {run} does not exist; give results/<name> or <storage_path>/<name>")
     if (run / SUMMARY_FILE).is_file():
-        return _from_summary(run, experiment, final_fit)
+        return _from_summary(run, experiment, final_fit, complete)
     return _from_experiment(run)
 
 
-def _from_summary(run: Path, experiment: str | os.PathLike | None, final_fit: bool = True) -> Run:
+def _from_summary(run: Path, experiment: str | os.PathLike | None, final_fit: bool = True,
+                  complete: bool = False) -> Run:
     """The run of a results folder, from its ``summary.json``."""
     summary, raw = read_summary(run / SUMMARY_FILE)
     layout = RunLayout.from_summary(run, raw, experiment)
@@ -109,7 +113,7 @@ def _from_summary(run: Path, experiment: str | os.PathLike | None, final_fit: bo
             ckpt = _locate(layout, m.best_checkpoint, kind)
             reported = dict(m.best_metrics) if m.best_metrics is not None else {}
             trials[kind] = Trial(kind, str(m.best_trial), ckpt, reported)
-    finalfit = _final_fit(run, layout, trials) if final_fit else None
+    finalfit = _final_fit(run, layout, trials, complete) if final_fit else None
     missing = sorted(set(summary.models) - set(trials))
     if not trials:
         raise RunError(f"{run / SUMMARY_FILE}: no finished trial with a checkpoint (best_trial is null for "
@@ -119,15 +123,21 @@ def _from_summary(run: Path, experiment: str | os.PathLike | None, final_fit: bo
     return Run(run, summary.name or run.name, summary, trials, is_results=True, layout=layout, finalfit=finalfit)
 
 
-def _final_fit(run: Path, layout: RunLayout, trials: dict[str, Trial]) -> FinalFits | None:
+def _final_fit(run: Path, layout: RunLayout, trials: dict[str, Trial], complete: bool = False) -> FinalFits | None:
     """Read ``finalfit.json`` when the results folder has one and put each fitted kind's best seed (by validation
     MSE, :func:`tuneae.run.best.best_seed`, recorded as ``best_seed``) in ``trials`` in place of the search's best
     trial.
 
+    With ``complete`` every reported kind must come from the same kind of run: a final fit that lacks a kind the
+    search found (its fit not finished, or a call with ``--model``), or that fitted another trial than the search's
+    best now (the search resumed since), is refused rather than mixed with the search's single runs.
+
     Returns:
         The record, or None without one.
     Raises:
-        RunError: the file cannot be read or is malformed, or a best seed's checkpoint does not exist.
+        RunError: the file cannot be read or is malformed, with ``complete`` lacks a kind of ``trials`` or fitted
+            another trial than its best (names the kinds and the command that fits them), or a best seed's
+            checkpoint does not exist.
     """
     try:
         finalfit = read_finalfit(run / FINALFIT_FILE)
@@ -135,6 +145,17 @@ def _final_fit(run: Path, layout: RunLayout, trials: dict[str, Trial]) -> FinalF
         raise RunError(f"cannot read the final fit: {exc}") from exc
     if finalfit is None:
         return None
+    stale = sorted(k for k, f in finalfit.kinds.items() if k in trials and f.source_trial
+                   and f.source_trial != trials[k].trial_id)
+    missing = sorted(set(trials) - set(finalfit.kinds))
+    if complete and (stale or missing):
+        parts = [f"no final fit of {missing} (fitted: {sorted(finalfit.kinds)})"] if missing else []
+        parts += [f"{k} was fitted from trial {finalfit.kinds[k].source_trial}, the search's best is now "
+                  f"{trials[k].trial_id}" for k in stale]
+        raise RunError(f"{run / FINALFIT_FILE}: {'; '.join(parts)}; the report does not mix final-fit seeds with "
+                       f"the search's single runs: run `python -m tuneae.finalfit {run} --model "
+                       f"{' '.join(missing + stale)}` "
+                       "first (finished seeds are read back), or move finalfit.json aside to report the search alone")
     for kind, k in finalfit.kinds.items():
         best = k.best
         ckpt = _locate(layout, best.checkpoint, f"{kind} final fit")
