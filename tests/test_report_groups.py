@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tuneae.report.denoising import SigmaResult, class_gaps, comparisons, references, selection
+from tuneae.report.denoising import SigmaResult, class_gaps, comparisons, references, selection, units
 from tuneae.report.markdown import _intro
 from tuneae.report.metrics import summarise
 from tuneae.report.statistics import difference
@@ -59,6 +59,30 @@ def test_comparisons_and_class_gaps_pass_the_groups_of_their_images():
     g = gaps["groups"]
     assert (g["tumour"]["groups"], g["no_tumour"]["groups"], g["tumour_minus_no_tumour"]["groups"]) == (8, 4, 12)
     assert _width(g["tumour_minus_no_tumour"]) > 1.8 * _width(plain["groups"]["tumour_minus_no_tumour"])
+
+
+def test_intervals_over_few_or_dominated_groups_are_flagged_in_the_report():
+    from tuneae.report.markdown import _denoising
+    from tuneae.report.tables import csv_tables
+    from tuneae.report.targets import _few_units
+
+    assert units(None) == {} and units(np.arange(30))["few_units"] is False  # 30 groups of one image
+    assert units(np.repeat(np.arange(4), 5)) == {"groups": 4, "largest_share": 0.25, "few_units": True}
+    dominated = np.concatenate([np.zeros(31), np.arange(1, 21)])  # one group of 31 images, 20 singletons
+    assert units(dominated)["groups"] == 21 and units(dominated)["few_units"] is True  # 61% in one group
+    r = _result()
+    sel = selection(r, ["dunet"])
+    gaps = class_gaps(r, LABELS, CLASSES, ["dunet", "bm3d", "nl_means"], sel, GROUPS)
+    assert gaps["per_class"]["no_tumor"]["groups"] == 4 and gaps["per_class"]["no_tumor"]["few_units"]
+    assert gaps["groups"]["units"]["no_tumour"] == {"groups": 4, "largest_share": 0.25, "few_units": True}
+    assert "no-tumour 4 scan groups, largest 25%" in _few_units(gaps["groups"]["units"])
+    m = {"denoising_classes": {"awgn": {"0.1": gaps}}, "denoising": {}, "comparisons": {}, "selection": {},
+         "data": {"test_images": 60},
+         "pca": {}, "models": {}, "layers": {}}
+    rows = csv_tables(m, [])["denoising_classes"]
+    assert {r["class"]: (r["scan_groups"], r["few_units"]) for r in rows}["no_tumor"] == (4, True)
+    text = "\n".join(_denoising(m, rows))
+    assert "| 0.1 | no_tumor | 20 (4 groups, largest 25%) FEW UNITS |" in text
 
 
 def test_difference_with_a_single_group_gives_no_interval():

@@ -2,14 +2,15 @@
 
 Each model kind's best trial is rebuilt from its checkpoint alone and measured on the held-out TEST split, which the
 search never saw: reconstruction MSE / PSNR / SSIM per image (overall and per class); denoising at noise sd sigma in
-{0.05, 0.1, 0.2, 0.3} under two protocols (:mod:`tuneae.noise`: additive white Gaussian noise, not clipped, the
-primary; and clipped 8-bit noise) against classical denoisers (:mod:`tuneae.classical`: non-local means, total
-variation, wavelet shrinkage, BM3D) whose parameters are tuned on VALIDATION images over grids with an interior
-choice; the feature maps of every encoder and decoder layer with a receptive field measured from the model itself;
-VAE samples and a latent interpolation; PCA at each bottleneck model's code size (``latent_dim`` components, fitted
-on the TRAINING split only, :mod:`tuneae.pca`), the linear code a learned one must beat. Every test mean carries a
-95% percentile-bootstrap interval that resamples whole scan groups of test images (a cluster bootstrap, since slices
-of one scan are alike; :func:`tuneae.metrics.mean_interval`); every learned-minus-classical claim is a paired
+{0.05, 0.1, 0.2, 0.3} under three protocols (:mod:`tuneae.noise`: additive white Gaussian noise, not clipped, the
+primary; the same clipped to [0, 1] and quantized to 8 bits; Rician, the magnitude of complex Gaussian noise)
+against classical denoisers (:mod:`tuneae.classical`: non-local means, total variation, wavelet shrinkage, BM3D)
+whose parameters are tuned on VALIDATION images over grids with an interior choice; the feature maps of every
+encoder and decoder layer with a receptive field measured from the model itself; VAE samples and a latent
+interpolation; PCA at each bottleneck model's code size (``latent_dim`` components, fitted on the TRAINING split
+only, :mod:`tuneae.pca`), the linear code a learned one must beat. Every test mean carries a 95%
+percentile-bootstrap interval that resamples whole scan groups of test images (a cluster bootstrap, since slices of
+one scan are alike; :func:`tuneae.metrics.mean_interval`); every learned-minus-classical claim is a paired
 difference with its interval, and "beats" is said only where that interval excludes 0. The best learned model and
 the classical comparator at each sigma, and the best bottleneck model, are chosen on validation images, never on
 test. After a final fit of two or more seeds, each target's headline is the mean over seeds with a t-interval over

@@ -11,6 +11,7 @@ and per class.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,6 +124,26 @@ def references(r: SigmaResult, learned: list[str], names: tuple[str, ...],
     return {ref: comparisons(r, [k for k in learned if k != ref], ref, groups) for ref in names if ref in r.test}
 
 
+MIN_UNITS = 15
+"""Fewer independent scan groups than this behind an interval (or one group holding most of its images) make the
+cluster bootstrap's percentile interval unreliable: with G groups, (1 - 1/G)**G of the resamples leave any one
+group out, so a dominant group makes the resampled means bimodal; such intervals are flagged ``few_units``."""
+MAX_GROUP_SHARE = 0.5
+"""A group holding more than this share of an interval's images flags it ``few_units`` whatever the group count."""
+
+
+def units(groups: np.ndarray | None) -> dict[str, Any]:
+    """The independent units behind an interval over images with these scan groups (N,): ``{"groups": distinct
+    groups, "largest_share": the largest group's share of the images, "few_units": fewer than MIN_UNITS groups or a
+    share above MAX_GROUP_SHARE}``; {} without groups."""
+    if groups is None or len(groups) == 0:
+        return {}
+    _, counts = np.unique(np.asarray(groups), return_counts=True)
+    share = float(counts.max() / counts.sum())
+    return {"groups": len(counts), "largest_share": share,
+            "few_units": bool(len(counts) < MIN_UNITS or share > MAX_GROUP_SHARE)}
+
+
 def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], methods: list[str],
                sel: dict, groups: np.ndarray | None = None) -> dict:
     """Per class: each method's PSNR gain over the noisy input and the paired difference best learned - comparator
@@ -135,9 +156,10 @@ def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], met
         groups: (N,) scan group of each test image: each interval resamples the groups of its images (None:
             images).
     Returns:
-        ``{"per_class": {class: {"n", "noisy_psnr", "gain": {method: dB}, "best_learned", "best_classical",
-        "learned_minus_classical": difference}}, "groups": {"tumour", "no_tumour", "tumour_minus_no_tumour":
-        difference | None, "tumour_classes", "no_tumour_classes"}}``; empty without a learned model or comparator.
+        ``{"per_class": {class: {"n", :func:`units` of its images, "noisy_psnr", "gain": {method: dB},
+        "best_learned", "best_classical", "learned_minus_classical": difference}}, "groups": {"tumour", "no_tumour",
+        "tumour_minus_no_tumour": difference | None, "tumour_classes", "no_tumour_classes", "units": {"tumour",
+        "no_tumour"}}}``; empty without a learned model or comparator.
     """
     best, comp = sel["best_learned"], sel["comparator"]
     if best is None or comp is None:
@@ -154,7 +176,7 @@ def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], met
         if not mask.any():
             continue
         base = float(r.test["noisy"]["psnr"][mask].mean())
-        per_class[c] = {"n": int(mask.sum()), "noisy_psnr": base,
+        per_class[c] = {"n": int(mask.sum()), **units(of(mask)), "noisy_psnr": base,
                         "gain": {m: float(r.test[m]["psnr"][mask].mean()) - base for m in methods},
                         "best_learned": best, "best_classical": comp,
                         "learned_minus_classical": difference(r.test[best]["psnr"][mask], r.test[comp]["psnr"][mask],
@@ -167,10 +189,12 @@ def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], met
                          if sick.any() else None),
               "no_tumour": (difference(d[healthy], np.zeros(int(healthy.sum())), best, comp, groups=of(healthy))
                             if healthy.any() else None),
+              "units": {"tumour": units(of(sick)), "no_tumour": units(of(healthy))},
               "tumour_minus_no_tumour": (difference(d[sick], d[healthy], "tumour classes", "no-tumour class",
                                                     paired=False, groups=None if g is None else (g[sick], g[healthy]))
                                          if sick.any() and healthy.any() else None)}
     return {"per_class": per_class, "groups": groups}
 
 
-__all__ = ["NO_TUMOUR", "SigmaResult", "class_gaps", "comparisons", "references", "run_sigma", "selection"]
+__all__ = ["MAX_GROUP_SHARE", "MIN_UNITS", "NO_TUMOUR", "SigmaResult", "class_gaps", "comparisons",
+           "references", "run_sigma", "selection", "units"]

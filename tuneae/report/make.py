@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m tuneae.report``."""
     p = argparse.ArgumentParser(prog="python -m tuneae.report", description=(
         "Report a finished search: reload each model's best trial from its checkpoint, measure it on the held-out "
-        "test split (reconstruction; denoising under AWGN and clipped 8-bit noise against non-local means, total "
+        "test split (reconstruction, with PCA at the same code size; denoising under AWGN, clipped 8-bit and "
+        "Rician noise against DnCNN where searched and against non-local means, total "
         "variation, wavelet shrinkage and BM3D tuned on validation images; 95% bootstrap intervals; feature maps; "
         "VAE samples) and write report.md, metrics.json, CSV tables and figures."))
     p.add_argument("run", metavar="RUN", help="results/<name> (with summary.json) or an experiment folder "

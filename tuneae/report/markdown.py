@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tuneae.models import BOTTLENECK
 from tuneae.noise import PRIMARY
+from tuneae.report.denoising import MAX_GROUP_SHARE, MIN_UNITS
 from tuneae.report.layers import TOP_CHANNELS
 from tuneae.report.pca import label as pca_label
 from tuneae.report.pca import pca_markdown, pca_table_rows
@@ -162,19 +163,48 @@ def _denoising(m: dict, gaps: list[dict]) -> list[str]:
         lines += [*_comparisons(m, p), *_tuning(m, p), ""]
     lines += ["Per class (primary protocol): PSNR gain over the noisy input (dB) of the best learned model and the "
               "comparator, and their paired difference:", "",
-              md_table(["sigma", "class", "n", "noisy PSNR", "best learned", "comparator", "learned - comparator"],
-                       [[r["sigma"], r["class"], r["n"], f"{r['noisy_psnr']:.2f}",
+              md_table(["sigma", "class", "n (scan groups, largest group's share)", "noisy PSNR", "best learned",
+                        "comparator", "learned - comparator"],
+                       [[r["sigma"], r["class"], _units_cell(r), f"{r['noisy_psnr']:.2f}",
                          f"{r['best_learned']} {r['learned_gain_db']:+.2f}",
                          f"{r['best_classical']} {r['classical_gain_db']:+.2f}",
                          fmt_interval({"mean": r["learned_minus_classical_mean"],
                                        "low": r["learned_minus_classical_low"],
                                        "high": r["learned_minus_classical_high"]}, signed=True)]
-                        for r in gaps if r["protocol"] == PRIMARY]), ""]
+                        for r in gaps if r["protocol"] == PRIMARY]),
+              f"A class interval over fewer than {MIN_UNITS} scan groups, or with one group holding more than "
+              f"{MAX_GROUP_SHARE:.0%} of its images, is marked FEW UNITS: the cluster bootstrap's interval is "
+              "unreliable there (a resample leaves a group out with probability (1 - 1/G)^G), so read its class "
+              "difference as descriptive only.", ""]
     return lines
 
 
+def _few(u: dict) -> str:
+    """The FEW UNITS note of the tumour / no-tumour comparison (empty when both sides rest on enough groups)."""
+    few = [f"{side.replace('_', '-')}: {v['groups']} scan groups, largest {v['largest_share']:.0%}"
+           for side, v in u.items() if v.get("few_units")]
+    return f"; FEW UNITS ({'; '.join(few)}): descriptive only" if few else ""
+
+
+def _units_cell(r: dict) -> str:
+    """``n (G groups, largest S%)``, FEW UNITS where the interval rests on few independent groups."""
+    if r.get("scan_groups") is None:
+        return str(r["n"])
+    return (f"{r['n']} ({r['scan_groups']} groups, largest {r['largest_group_share']:.0%})"
+            + (" FEW UNITS" if r.get("few_units") else ""))
+
+
 def _comparisons(m: dict, p: str) -> list[str]:
-    """Each learned model minus the comparator (paired, test images), per sigma."""
+    """Each learned model minus the comparator (paired, test images), per sigma; says whose checkpoint the rows are
+    (after a final fit, the best-validation seed of each kind) and, off the primary protocol, that the comparison
+    is not like for like."""
+    n = max((len(s.get("seeds") or []) for s in (m.get("finalfit") or {}).values()), default=0)
+    whose = (f" Each learned row is one checkpoint, the best-validation seed of its kind's final fit (1 of {n}); "
+             "the Targets section judges the mean over seeds." if n > 1 else "")
+    unlike = (" Not like for like: the learned models were trained on their own noise protocol (see their "
+              "train_config) and meet this one unadapted, while the classical methods were tuned and debiased for it, "
+              "so these verdicts describe this test as run, not which method is better at this noise."
+              if p != PRIMARY else "")
     rows = []
     for s, by in m["comparisons"][p].items():
         sel = m["selection"][p][s]
@@ -185,7 +215,7 @@ def _comparisons(m: dict, p: str) -> list[str]:
     return ["Learned minus classical comparator, paired per test image (PSNR dB, SSIM). The bold row, the learned "
             "model chosen on validation, is the claim; the other rows are for reference (one claim per sigma, so no "
             "correction for multiple comparisons is made). The comparator was chosen and tuned for PSNR, so only "
-            "PSNR carries a verdict:", "",
+            "PSNR carries a verdict." + whose + unlike, "",
             md_table(["sigma", "difference", "PSNR", "SSIM", "PSNR verdict"], rows), ""] if rows else []
 
 
@@ -212,7 +242,7 @@ def _classes(m: dict) -> list[str]:
                          f"({', '.join(grp['tumour_classes'])}) {fmt_interval(grp['tumour'], signed=True)} dB vs "
                          f"{fmt_interval(grp['no_tumour'], signed=True)} dB on {', '.join(grp['no_tumour_classes'])};"
                          f" tumour minus no-tumour {fmt_interval(grp['tumour_minus_no_tumour'], signed=True)} dB "
-                         f"({grp['tumour_minus_no_tumour']['verdict']}).")
+                         f"({grp['tumour_minus_no_tumour']['verdict']})" + _few(grp.get("units") or {}) + ".")
     lines += ["", "Every method per class (primary protocol), test PSNR (dB) / SSIM:", ""]
     den = m["denoising"][PRIMARY]
     sig = list(den)

@@ -59,7 +59,8 @@ def csv_tables(m: dict, layers: list[dict]) -> dict[str, list[dict]]:
                               "val_psnr": m["selection"][p][s]["val_psnr"].get(k)}
                              for p, by in den.items() for s, res in by.items() for k, v in res.items()
                              if "tuning" in v],
-        "denoising_classes": [{"protocol": p, "sigma": s, "class": c, "n": v["n"],
+        "denoising_classes": [{"protocol": p, "sigma": s, "class": c, "n": v["n"], "scan_groups": v.get("groups"),
+                               "largest_group_share": v.get("largest_share"), "few_units": v.get("few_units"),
                                "noisy_psnr": round(v["noisy_psnr"], 3), "best_learned": v["best_learned"],
                                "learned_gain_db": round(v["gain"][v["best_learned"]], 3),
                                "best_classical": v["best_classical"],

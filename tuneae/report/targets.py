@@ -110,7 +110,15 @@ def _denoising_target(m: dict, key: str, fixed: float) -> dict | None:
         "chosen_on": "validation", "healthy_classes": groups.get("no_tumour_classes", []),
         "tumour_minus_classical": groups.get("tumour"), "no_tumour_minus_classical": groups.get("no_tumour"),
         "tumour_minus_no_tumour": gap, "tumour_classes_no_worse": no_worse,
-        "tumour_status": None if gap is None else threshold_status(gap, 0.0)}
+        "tumour_status": None if gap is None else threshold_status(gap, 0.0) + _few_units(groups.get("units"))}
+
+
+def _few_units(u: dict | None) -> str:
+    """The note on a tumour / no-tumour comparison resting on few scan groups (:func:`tuneae.report.denoising.units`);
+    empty when neither side does."""
+    few = [f"{side.replace('_', '-')} {v['groups']} scan groups, largest {v['largest_share']:.0%}"
+           for side, v in (u or {}).items() if v.get("few_units")]
+    return f"; FEW UNITS ({', '.join(few)}): descriptive only" if few else ""
 
 
 def _vs_pca(m: dict, best: str) -> dict | None:
