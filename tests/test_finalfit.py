@@ -255,6 +255,13 @@ def test_report_reloads_the_best_seed_and_gives_the_spread_over_seeds(tmp_path):
         assert seeds["over_seeds"]["test_psnr"]["n"] == 2 and psnr[0] != psnr[1]
         assert seeds["over_seeds"]["test_psnr"]["mean"] == pytest.approx(sum(psnr) / 2)
         assert set(seeds["over_seeds"]) >= {"val_psnr", "test_ssim", "denoising_0.1"}
+    sel = m["selection"]["awgn"]["0.1"]  # the chosen denoiser's seed mean, paired over images with each method
+    paired = m["finalfit"][sel["best_learned"]]["seed_mean_paired"]["0.1"]
+    assert sel["comparator"] in paired and "bm3d" in paired
+    rows = m["finalfit"][sel["best_learned"]]["seeds"]
+    for name, d in paired.items():  # the mean over images of the seed mean equals the mean of the seeds' means
+        ref = m["denoising"]["awgn"]["0.1"][name]["psnr"]["mean"]
+        assert d["mean"] == pytest.approx(sum(r["denoising"]["0.1"] for r in rows) / len(rows) - ref, abs=1e-6)
     r = m["targets"]["reconstruction"]  # the headline is the mean over the two seeds, the best seed beside it
     assert r["best_bottleneck"] == "ae" and r["headline"]["basis"] == "seed mean" and r["headline"]["n_seeds"] == 2
     assert r["headline"]["psnr"]["mean"] == pytest.approx(m["finalfit"]["ae"]["over_seeds"]["test_psnr"]["mean"])

@@ -212,6 +212,14 @@ def test_denoising_headline_is_the_seed_mean_of_the_chosen_model():
     m["finalfit"]["dunet"] = _seed_rows([35.0] * 3, [0.9] * 3, [30.0, 29.8, 30.1])
     t = check_targets(m)["denoising"]["0.1"]
     assert t["met"] and t["status"] == "met (clearly)" and t["gap_db"] == 0
+    comparator = t["best_classical"]
+    m["finalfit"]["dunet"]["seed_mean_paired"] = {"0.1": {comparator: {"mean": 3.5, "low": -0.1, "high": 7.0}}}
+    t = check_targets(m)["denoising"]["0.1"]  # the seeds agree, the scans do not: not met
+    assert not t["met"] and t["status"].startswith("not met (the seed mean paired over images includes 0")
+    m["finalfit"]["dunet"]["seed_mean_paired"]["0.1"][comparator]["low"] = 2.0
+    t = check_targets(m)["denoising"]["0.1"]
+    assert t["met"] and t["seed_mean_paired"]["low"] == 2.0
+    del m["finalfit"]["dunet"]["seed_mean_paired"]
     md = "\n".join(targets_markdown(check_targets(m)))
     assert "dunet, mean of 3 seeds: 29.97 [" in md and "seed 1: " in md
 
@@ -345,7 +353,17 @@ def test_issue_bm3d_margin_is_against_bm3d_whichever_method_the_comparator_is():
     assert "the reported models paired over images" in md
     m["finalfit"] = {"dunet": _seed_rows([35.0] * 3, [0.9] * 3, [ref + 0.9, ref + 1.0, ref + 1.1])}
     e = check_targets(m)["vs_bm3d"]["0.1"]
-    assert e["met"] and e["status"] == "met (clearly)"
+    assert e["met"] and e["status"] == "met (clearly)" and e["seed_mean_paired"] is None
+    # three consistent seeds, but paired over the few scans of the test set the seed mean's interval includes 0
+    m["finalfit"]["dunet"]["seed_mean_paired"] = {"0.1": {"bm3d": {"mean": 1.0, "low": -0.2, "high": 2.2}}}
+    t = check_targets(m)
+    e = t["vs_bm3d"]["0.1"]
+    assert not e["met"] and e["status"].startswith("not met (the seed mean paired over images includes 0")
+    assert "dunet" in t["gpu"]["kinds"]
+    assert "+1.00 [-0.20, +2.20] dB, the seed mean paired over images (scan-group bootstrap)" in \
+        "\n".join(targets_markdown(t))
+    m["finalfit"]["dunet"]["seed_mean_paired"]["0.1"]["bm3d"]["low"] = 0.3
+    assert check_targets(m)["vs_bm3d"]["0.1"]["met"]
 
 
 def test_issue_dncnn_row_compares_the_best_other_learned_denoiser_with_dncnn():

@@ -130,11 +130,13 @@ def _reconstruction(run: Run, models: dict, splits: Splits, im: Images, m: dict,
 
 
 def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, workers: int, m: dict,
-               figures: dict, out: Path, bar) -> None:
+               figures: dict, out: Path, bar) -> dict[str, dict[str, np.ndarray]]:
     """Every denoiser at every protocol and sigma; fills ``m``'s ``denoising``, ``selection``, ``comparisons`` and
     ``denoising_classes`` (each ``[protocol][sigma]``), ``reference_comparisons`` (the primary protocol's, each
     learned model against the margin targets' references, :data:`tuneae.report.versus.REFERENCES`) and the primary
-    protocol's figures."""
+    protocol's figures. Returns sigma key -> classical method -> its per-image test PSNR under the primary protocol
+    (dB, (N,)), for the final fit's seed-mean comparisons."""
+    classical: dict[str, dict[str, np.ndarray]] = {}
     kinds, first, methods = list(models), im.shown[0], [*models, *METHODS]
     for protocol in PROTOCOLS:
         for section in ("denoising", "selection", "comparisons", "denoising_classes"):
@@ -151,11 +153,13 @@ def _denoising(models: dict, im: Images, sigmas: tuple[float, ...], seed: int, w
             m["comparisons"][protocol][key] = comparisons(r, kinds, sel["comparator"], im.groups)
             m["denoising_classes"][protocol][key] = class_gaps(r, im.labels, im.classes, methods, sel, im.groups)
             if protocol == PRIMARY:
+                classical[key] = {name: r.test[name]["psnr"] for name in METHODS if name in r.test}
                 m["reference_comparisons"].setdefault(protocol, {})[key] = references(r, kinds, REFERENCES,
                                                                                       im.groups)
                 figures[f"denoise_{key}"] = plot_denoising_example(im.clean_np[first], r.example, s, im.title(first),
                                                                    out / f"denoising_sigma{key}.png")
     figures["curves"] = plot_denoising_curves(m["denoising"][PRIMARY], kinds, out / "denoising_curves.png")
+    return classical
 
 
 def _layers(models: dict, im: Images, seed: int, figures: dict, out: Path, bar) -> list[dict]:
@@ -253,12 +257,13 @@ def make_report(run_path: str | os.PathLike, out: str | os.PathLike | None = Non
     steps = len(models) * 3 + (len(models) + len(METHODS)) * len(sigmas) * len(PROTOCOLS)
     with tqdm(total=steps, desc="report", unit="step", file=sys.stderr) as bar:
         per_image = _reconstruction(run, models, splits, im, m, figures, out, bar)
-        _denoising(models, im, sigmas, seed, workers, m, figures, out, bar)
+        classical = _denoising(models, im, sigmas, seed, workers, m, figures, out, bar)
         layers = _layers(models, im, seed, figures, out, bar)
     m["layers"] = layers
     seed_images: dict[str, dict[int, np.ndarray]] = {}  # kind -> seed -> per-image clean-test PSNR, for PCA
-    m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed, seed_images, im.groups)
-    seeds_vs_comparator(m["finalfit"], m)
+    denoised: dict[str, dict[str, dict[int, np.ndarray]]] = {}  # kind -> sigma -> seed -> per-image denoised PSNR
+    m["finalfit"] = seed_metrics(run, im.clean, sigmas, seed, seed_images, im.groups, denoised)
+    seeds_vs_comparator(m["finalfit"], m, denoised, classical, im.groups)
     m["pca"] = pca_baselines(m["models"], per_image, to_float(splits.train).numpy(), im.clean_np, im.labels,
                              im.classes, m["finalfit"], seed_images, im.groups)
     m["learning_curves"] = learning_curves(run.finalfit.to_json() if run.finalfit else None)

@@ -26,8 +26,8 @@ def _measure(model: torch.nn.Module, x: torch.Tensor, clean: np.ndarray) -> dict
     return {"psnr": values["psnr"], "ssim": values["ssim"]}
 
 
-def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor,
-           noisy: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor, noisy: dict[str, torch.Tensor],
+           denoised: dict[str, dict[int, np.ndarray]] | None = None) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
     """One fitted configuration (a kind's best or a baseline), every seed measured.
 
     Args:
@@ -36,6 +36,7 @@ def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor,
         k: its final fit.
         clean: (N, 1, S, S) float test images in [0, 1].
         noisy: sigma key -> the noisy test images, (N, 1, S, S).
+        denoised: filled, when given, with sigma key -> seed -> that seed's per-image denoised test PSNR (dB, (N,)).
     Returns:
         (its report entry, seed -> per-image clean-test PSNR in dB, (N,), for paired comparisons).
     Raises:
@@ -59,10 +60,13 @@ def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor,
                            "`python -m tuneae.finalfit` finish first")
         test = _measure(model, clean, clean_np)
         per_image[s.seed] = test["psnr"]
+        den = {key: _measure(model, x, clean_np)["psnr"] for key, x in noisy.items()}  # key -> (N,) dB
+        if denoised is not None:
+            for key, v in den.items():
+                denoised.setdefault(key, {})[s.seed] = v
         rows.append({"seed": s.seed, "val_psnr": s.metrics["val/psnr"],
                      "test": {q: float(v.mean()) for q, v in test.items()},
-                     "denoising": {key: float(_measure(model, x, clean_np)["psnr"].mean())
-                                   for key, x in noisy.items()}})
+                     "denoising": {key: float(v.mean()) for key, v in den.items()}})
     over = {"val_psnr": over_seeds([r["val_psnr"] for r in rows]),
             "test_psnr": over_seeds([r["test"]["psnr"] for r in rows]),
             "test_ssim": over_seeds([r["test"]["ssim"] for r in rows]),
@@ -74,7 +78,8 @@ def _entry(run: Run, label: str, k: FinalFit, clean: torch.Tensor,
 
 def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed: int,
                  images: dict[str, dict[int, np.ndarray]] | None = None,
-                 groups: np.ndarray | None = None) -> dict[str, Any]:
+                 groups: np.ndarray | None = None,
+                 denoised: dict[str, dict[str, dict[int, np.ndarray]]] | None = None) -> dict[str, Any]:
     """Every final-fit seed of every reported kind, and of every baseline, on the same test images: clean
     reconstruction and denoising at each sigma (primary protocol, the report's seeded noise), then mean / sd /
     min / max over seeds; each baseline also against its kind's best, seed by seed and paired over images.
@@ -90,6 +95,8 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
             kinds only, not baselines.
         groups: (N,) scan group of each test image: ``vs_best``'s interval over images resamples whole groups
             (None: images).
+        denoised: filled, when given, with kind -> sigma key -> seed -> per-image denoised test PSNR (dB, (N,)),
+            for :func:`seeds_vs_comparator`'s comparison paired over images; kinds only.
     Returns:
         ``{kind or baseline label: {"kind", "source_trial", "epochs", "best_seed", "seeds": [{"seed", "val_psnr",
         "test": {"psnr", "ssim"}, "denoising": {sigma: psnr}}], "over_seeds": {"val_psnr" | "test_psnr" |
@@ -110,7 +117,8 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
     per_image: dict[str, dict[int, np.ndarray]] = {}
     for kind, k in ff.kinds.items():
         if kind in run.trials:
-            out[kind], per_image[kind] = _entry(run, kind, k, clean, noisy)
+            den = {} if denoised is None else denoised.setdefault(kind, {})
+            out[kind], per_image[kind] = _entry(run, kind, k, clean, noisy, den)
     if images is not None:
         images.update(per_image)
     for label, k in ff.baselines.items():
@@ -132,15 +140,27 @@ def seed_metrics(run: Run, clean: torch.Tensor, sigmas: tuple[float, ...], seed:
     return out
 
 
-def seeds_vs_comparator(seeds: dict[str, Any], m: dict[str, Any]) -> None:
+def seeds_vs_comparator(seeds: dict[str, Any], m: dict[str, Any],
+                        denoised: dict[str, dict[str, dict[int, np.ndarray]]] | None = None,
+                        references: dict[str, dict[str, np.ndarray]] | None = None,
+                        groups: np.ndarray | None = None) -> None:
     """Add to each final-fit kind that was a sigma's best learned model ``"vs_comparator": {sigma: {"comparator",
     "per_seed": [seed's mean denoised test PSNR - the comparator's, dB], "mean", "low", "high"}}``: the
     comparison of :mod:`tuneae.report.denoising` (best seed only) repeated for every training seed, with a t-interval
-    over seeds (:func:`statistics.seed_interval`; the test images fixed, the comparator deterministic).
+    over seeds (:func:`statistics.seed_interval`; the test images fixed, the comparator deterministic). With the
+    per-image values, also ``"seed_mean_paired": {sigma: {method: difference}}`` for the comparator and every other
+    method of ``references``: the per-image denoised PSNR averaged over the seeds minus the method's, paired over
+    test images with the cluster bootstrap over ``groups`` (:func:`statistics.difference`). The t-interval sees only
+    the seeds' spread with the test images fixed; this one sees how few independent scans the test set holds, and
+    a claim needs both.
 
     Args:
         seeds: :func:`seed_metrics`' result (changed in place).
         m: the report's metrics with ``selection`` and ``denoising`` of the primary protocol.
+        denoised: kind -> sigma key -> seed -> per-image denoised test PSNR (dB, (N,); :func:`seed_metrics`).
+        references: sigma key -> method -> its per-image test PSNR under the primary protocol (dB, (N,), the same
+            noisy images).
+        groups: (N,) scan group of each test image (None: the interval resamples images).
     """
     for key, sel in (m.get("selection", {}).get(PRIMARY) or {}).items():
         learned, comparator = sel.get("best_learned"), sel.get("comparator")
@@ -151,6 +171,12 @@ def seeds_vs_comparator(seeds: dict[str, Any], m: dict[str, Any]) -> None:
         ref = res[comparator]["psnr"]["mean"]
         entry.setdefault("vs_comparator", {})[key] = {
             "comparator": comparator, **seed_interval([r["denoising"][key] - ref for r in entry["seeds"]])}
+        per_seed = ((denoised or {}).get(learned) or {}).get(key) or {}
+        if per_seed and (references or {}).get(key):
+            mean = np.mean([per_seed[r["seed"]] for r in entry["seeds"]], axis=0)  # (N,) dB, over the seeds
+            entry.setdefault("seed_mean_paired", {})[key] = {
+                name: difference(mean, v, f"{learned} seed mean", name, groups=groups)
+                for name, v in references[key].items()}
 
 
 def seeds_markdown(seeds: dict[str, Any]) -> list[str]:
