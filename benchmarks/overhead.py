@@ -3,7 +3,7 @@
     python benchmarks/overhead.py [--quick] [--cpus 2] [--trials 4] [--variants product preimport side-by-side]
                                   [--full-images 300] [--full-epochs 4] [--skip-fixed] [--skip-full]
                                   [--search-epochs [--epoch-data DIR] [--epoch-env KEY=VALUE ...] [--compete 0.25]
-                                   [--epoch-no-wandb]] [--out results/bench-overhead.json]
+                                   [--epoch-no-wandb]] [--floor [--floor-repeats 5]] [--out results/bench-overhead.json]
 
 Four measurements, each against the same training in plain PyTorch (:func:`tuneae.train.fit`):
 
@@ -37,6 +37,9 @@ Four measurements, each against the same training in plain PyTorch (:func:`tunea
    ``--compete``, next to a process that keeps that share of one core busy (contention). ``--ladder`` adds the
    rungs between the two (:data:`LADDER`: Ray started beside the fit, the fit in a Ray task, in Ray Train alone; then
    the search without W&B), each ratio to plain in ``ladder_ratio``: where the per-epoch overhead comes from.
+
+5. **The floor** (``--floor``): a fresh interpreter's start and imports, and an actor's start in a started Ray, bare
+   and importing what a Train worker imports: the part of the fixed cost that Ray's fresh processes per trial set.
 
 Writes ``--out`` (JSON). Run it on a quiet machine: every figure is a wall-clock time.
 """
@@ -324,6 +327,62 @@ def full_size(args) -> dict:
     return out
 
 
+# --------------------------------------------------------------------- 5. the floor of Ray's process-per-actor model
+def _wall(code: str, env: dict[str, str], repeats: int) -> float:
+    """Median wall seconds of ``python -c code`` in a fresh process (the interpreter's own start included)."""
+    walls = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+        walls.append(time.perf_counter() - t)
+    return statistics.median(walls)
+
+
+def floor(args) -> dict:
+    """Section 5 (``--floor``): what one trial costs at least while Ray runs each trial as fresh processes. A trial
+    is three new actor processes one after the other (Tune's trial actor, which imports the trainable; Ray Train's
+    controller; the Train worker, which imports torch and tuneae before the loop starts), so its floor is three
+    actor starts plus those imports. Measured: a fresh interpreter and its imports (``python -c``), and in a
+    started Ray (as the search starts it) an actor's creation to its first reply, bare and importing what the
+    Train worker imports. Medians of ``--floor-repeats``."""
+    import ray
+
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    n = args.floor_repeats
+    base = _wall("pass", env, n)
+    out = {"repeats": n, "python_start_s": round(base, 3),
+           "import_s": {mod: round(_wall(f"import {mod}", env, n) - base, 3)
+                        for mod in ("torch", "ray", "ray.train.torch", "tuneae.trainable")}}
+    start_ray(args.cpus, preimport=False)
+    try:
+        @ray.remote(num_cpus=0)
+        class Probe:
+            def ping(self, imports: bool) -> int:
+                if imports:
+                    import ray.train.torch  # noqa: F401  (what the Train worker imports besides tuneae)
+
+                    import tuneae.trainable  # noqa: F401
+                return os.getpid()
+
+        for label, imports in (("actor_bare_s", False), ("actor_with_worker_imports_s", True)):
+            walls = []
+            for _ in range(n):
+                t = time.perf_counter()
+                a = Probe.remote()
+                ray.get(a.ping.remote(imports))
+                walls.append(time.perf_counter() - t)
+                ray.kill(a)
+            out[label] = round(statistics.median(walls), 3)
+    finally:
+        ray.shutdown()
+    out["three_actors_s"] = round(2 * out["actor_bare_s"] + out["actor_with_worker_imports_s"]
+                                  + out["import_s"]["tuneae.trainable"], 3)
+    out["note"] = ("three_actors_s: two bare actor starts (the trial actor, the Train controller) plus one that "
+                   "imports what the worker imports, plus the trial actor's import of the trainable: the part of a "
+                   "trial's fixed cost that comes from Ray starting fresh processes for every trial")
+    return out
+
+
 # ------------------------------------------------------------------------- 4. per-epoch ratio in the real search
 PLAIN_CHILD = """
 import json, sys, time
@@ -485,6 +544,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="section 4 also in a process with Ray started, in a Ray task, in Ray Train alone and in "
                          "the search without W&B: where the per-epoch overhead comes from")
     ap.add_argument("--skip-fixed", action="store_true", help="skip section 1 (the fixed cost)")
+    ap.add_argument("--floor", action="store_true",
+                    help="section 5: fresh-process and actor-start costs, the floor of a trial under Ray")
+    ap.add_argument("--floor-repeats", type=int, default=5)
     ap.add_argument("--quick", action="store_true",
                     help="a check that it runs: 2 trials, the product variant, 32 px full size")
     ap.add_argument("--out", default="results/bench-overhead.json")
@@ -503,6 +565,8 @@ def main(argv: list[str] | None = None) -> dict:
         info["full_size"] = full_size(args)
     if args.search_epochs:
         info["search_epochs"] = search_epochs(args)
+    if args.floor:
+        info["floor"] = floor(args)
     info["checkpoint_projection"] = {
         f"ae_latent_{latent}": projection(ModelConfig(kind="ae", image_size=128, latent_dim=latent),
                                           {"cpu_preset": (1, 3.0, 9), "gpu_preset": (5, 2.0, 40)},
