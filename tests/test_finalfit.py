@@ -227,6 +227,31 @@ def test_the_report_refuses_a_seed_checkpoint_that_is_not_the_recorded_one(tmp_p
         report.make_report(layout.results, max_test=4, sigmas=(0.1,), use_wandb=False)
 
 
+def test_a_reloaded_split_must_hold_the_searchs_test_images(tmp_path):
+    import csv
+
+    from tuneae.data import write_manifest
+    from tuneae.run import find_run
+    from tuneae.run.reload import load_data, load_model
+
+    layout = _search(tmp_path)
+    run = find_run(layout.results, final_fit=False)
+    models = {k: load_model(t) for k, t in run.trials.items()}
+    splits = load_data(models, run)  # no manifest.csv: the per-class counts only
+    write_manifest(splits, layout.manifest_file)
+    assert load_data(models, run).test.shape == splits.test.shape  # the same test images by content
+    rows = list(csv.DictReader(layout.manifest_file.open()))
+    test = next(r for r in rows if r["split"] == "test")
+    test["sha256"] = "0" * 64  # the search held out another image than the data gives now
+    with layout.manifest_file.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(finalfit.RunError, match=r"now puts other images in the test split .*1 of its test images "
+                                                r"are missing, 1 others are in"):
+        load_data(models, run)
+
+
 def test_report_reloads_the_best_seed_and_gives_the_spread_over_seeds(tmp_path):
     from tuneae import report
 

@@ -12,7 +12,7 @@ import torch
 
 from tuneae.checkpoint import CheckpointError, configs_of, load_checkpoint
 from tuneae.config import DataConfig
-from tuneae.data import DataError, Splits, load_splits
+from tuneae.data import DataError, Splits, load_splits, read_manifest
 from tuneae.layout import resolve_recorded
 from tuneae.models import Autoencoder
 from tuneae.run.errors import RunError
@@ -80,7 +80,8 @@ def load_data(models: dict[str, tuple[Autoencoder, dict]], run: Run, source: str
     Raises:
         RunError: the models were trained on different data, the data cannot be loaded (naming the source and
             suggesting ``--data``), it splits into other images per class than the search's ``summary.json``
-            records (the data changed), or its image size does not fit a model.
+            records, or into other test images (by content) than its ``manifest.csv`` (the data changed), or its
+            image size does not fit a model.
     """
     cfgs = {kind: data_config(payload, run, source) for kind, (_, payload) in models.items()}
     same = {k: {f: v for f, v in asdict(c).items() if f not in ("cache_dir", "skip_unreadable")}
@@ -99,11 +100,40 @@ def load_data(models: dict[str, tuple[Autoencoder, dict]], run: Run, source: str
                           f"per split now {splits.counts.get('per_class')}, in the search's summary.json {recorded}): "
                           f"the data changed since the search, so its test set would not be the one the search "
                           f"held out; pass --data with the search's data")
+    _check_test_membership(run, splits, cfg.source)
     for kind, (model, _) in models.items():
         if model.cfg.image_size != splits.test.shape[-1]:
             raise RunError(f"{kind}: the model takes {model.cfg.image_size} px images, the data "
                               f"{cfg.source!r} has {splits.test.shape[-1]} px")
     return splits
+
+
+def _test_rows(rows) -> set[tuple[str, str]]:
+    """(sha256, slice) of the manifest rows in the test split: the test images by content, wherever the files lie."""
+    return {(str(r.get("sha256") or ""), str(r.get("slice") if r.get("slice") is not None else ""))
+            for r in rows if r.get("split") == "test"}
+
+
+def _check_test_membership(run: Run, splits: Splits, source: str) -> None:
+    """Refuse a reloaded split whose test images (by content) are not those of the search's ``manifest.csv``.
+
+    Raises:
+        RunError: the manifest cannot be read, or the test sets differ (counts and an example of each side).
+    """
+    path = run.layout.manifest_file if run.layout.results else None
+    if path is None or not path.is_file() or not splits.manifest:
+        return  # an experiment folder, or a run made before manifests: the per-class counts were checked
+    try:
+        recorded = _test_rows(read_manifest(path))
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot read the search's manifest {path}: {exc}") from exc
+    now = _test_rows(splits.manifest)
+    if recorded != now:
+        gone, new = sorted(recorded - now), sorted(now - recorded)
+        raise RunError(f"the data {source!r} now puts other images in the test split than the search's {path} "
+                       f"({len(gone)} of its test images are missing, {len(new)} others are in, e.g. sha256 "
+                       f"{(gone or new)[0][0][:12]}...): the search's held-out images would not be the ones "
+                       "tested; pass --data with the search's data")
 
 
 def reload_check(model: Autoencoder, payload: dict, val_images: np.ndarray, reported: float | None) -> dict:
