@@ -19,6 +19,7 @@ import pytest
 
 from tuneae.checkpoint import asha_rungs, checkpoint_kind
 from tuneae.config import TrainConfig
+from tuneae.search.session import TRAIN_POLL_ENV
 
 
 def _poll(condition, timeout: float, what: str, proc=None, interval: float = 0.3):
@@ -183,7 +184,9 @@ def test_ctrl_c_closes_wandb_and_the_search_resumes(search_dir):
     completes the search."""
     args = ("--model", "ae", "--num-samples", "2", "--max-concurrent", "1", "--epochs", "20",
             "--wandb-mode", "offline")
-    proc = search_dir.start(*args)
+    # Ray Train's default poll (2 s; tuneae's is 0.25 s) lets a report through at most every 2 s: 20 smoke epochs
+    # then take 40 s or more, so the first trial is surely mid-way when the signal comes, however loaded the machine
+    proc = search_dir.start(*args, env={TRAIN_POLL_ENV: "2.0"})
     exp = search_dir.experiment
     first = _poll(lambda: [p for p in (exp / "ae").glob("trial_*/result.json") if p.stat().st_size], 600,
                   "a first reported epoch", proc)[0]  # the second trial has not started: the search is mid-way

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tuneae.search.session import TRAIN_POLL_ENV
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -97,9 +99,11 @@ def test_lost_worker_node_trial_continues_from_checkpoint(make_cluster, search_d
     lost = next(iter(cluster.worker_nodes))
     big = search_dir.root / "slower.toml"  # epochs of ~1 s, so the node goes away mid-trial
     big.write_text("[model]\nbase_channels = 32\n")
+    # Ray Train's default poll (2 s, not tuneae's 0.25 s): a report reaches Tune at most every 2 s, and the worker
+    # waits on the one-slot report queue, so the trial is still running when the node goes, however loaded the machine
     proc = search_dir.start("--model", "ae", "--num-samples", "1", "--config", str(big), "--epochs", "12",
                             "--lr", "1e-3", "--batch-size", "16", "--latent-dim", "32", "--no-wandb",
-                            env={"RAY_ADDRESS": cluster.address})
+                            env={"RAY_ADDRESS": cluster.address, TRAIN_POLL_ENV: "2.0"})
     deadline = time.time() + 600
     while not (found := [p for p in (search_dir.experiment / "ae").glob("trial_*/result.json") if p.stat().st_size]):
         assert proc.poll() is None and time.time() < deadline, "no epoch reported"

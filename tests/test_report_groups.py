@@ -62,9 +62,9 @@ def test_comparisons_and_class_gaps_pass_the_groups_of_their_images():
 
 
 def test_intervals_over_few_or_dominated_groups_are_flagged_in_the_report():
+    from tuneae.report.denoising import few_units_note
     from tuneae.report.markdown import _denoising
     from tuneae.report.tables import csv_tables
-    from tuneae.report.targets import _few_units
 
     assert units(None) == {} and units(np.arange(30))["few_units"] is False  # 30 groups of one image
     assert units(np.repeat(np.arange(4), 5)) == {"groups": 4, "largest_share": 0.25, "few_units": True}
@@ -75,7 +75,7 @@ def test_intervals_over_few_or_dominated_groups_are_flagged_in_the_report():
     gaps = class_gaps(r, LABELS, CLASSES, ["dunet", "bm3d", "nl_means"], sel, GROUPS)
     assert gaps["per_class"]["no_tumor"]["groups"] == 4 and gaps["per_class"]["no_tumor"]["few_units"]
     assert gaps["groups"]["units"]["no_tumour"] == {"groups": 4, "largest_share": 0.25, "few_units": True}
-    assert "no-tumour 4 scan groups, largest 25%" in _few_units(gaps["groups"]["units"])
+    assert "no-tumour 4 scan groups, largest 25%" in few_units_note(gaps["groups"]["units"])
     m = {"denoising_classes": {"awgn": {"0.1": gaps}}, "denoising": {}, "comparisons": {}, "selection": {},
          "data": {"test_images": 60},
          "pca": {}, "models": {}, "layers": {}}

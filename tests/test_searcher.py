@@ -108,7 +108,8 @@ SEED_RECIPE_TRAINING = {"train.optimizer": "adam", "train.weight_decay": 0.0, "t
 
 @pytest.mark.parametrize("kind, expected", [
     ("ae", {"train.lr": 5e-4, "train.epochs": 9, "train.batch_size": 16, "model.latent_dim": 512,
-            "model.latent_layout": "dense", "model.recon_loss": "mse", **SEED_RECIPE_TRAINING}),
+            "model.latent_layout": "dense", "model.recon_loss": "mse", "model.base_channels": 32, "model.depth": 5,
+            "model.residual": False, "model.norm": "batch", **SEED_RECIPE_TRAINING}),
     ("dunet", {"train.lr": 5e-4, "train.epochs": 8, "train.batch_size": 16, "model.base_channels": 16,
                "model.depth": 4, "model.norm": "batch", "model.input_norm": "none", "model.recon_loss": "mse",
                **SEED_RECIPE_TRAINING}),

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from tuneae.models import DENOISING
 from tuneae.report.plots import _figure, _save
 
 MIN_POINTS = 3
@@ -213,4 +214,31 @@ def plot_learning_curves(curves: dict[str, Any], gaps: dict[str, float], path: P
     return _save(fig, path)
 
 
-__all__ = ["EXTRAPOLATE_FROM", "HORIZON", "MIN_POINTS", "epochs_to_close", "learning_curves", "plot_learning_curves"]
+def add_more_epochs(entry: dict | None, label: str | None, curves: dict[str, Any], proxy: str = "") -> None:
+    """Add ``more_epochs`` (:func:`tuneae.report.curves.epochs_to_close`) to a missed target whose model has a
+    final-fit learning curve; ``proxy`` says when the curve measures something else than the target."""
+    if entry is None or entry["met"] or label not in curves:
+        return
+    entry["more_epochs"] = {**epochs_to_close(curves[label], entry["gap_db"]), "curve": label,
+                            **({"proxy": proxy} if proxy else {})}
+
+
+def clean_proxy(m: dict, best: str | None) -> str:
+    """The proxy note of a clean-input target judged on ``best``: a dae is judged on clean input, but its
+    validation curve is measured on noisy input."""
+    if best not in DENOISING:
+        return ""
+    sigma = (m["models"][best].get("train_config") or {}).get("val_noise_sigma", 0.1)
+    return f"the curve is measured on noisy validation input at sigma {sigma:g}, the target on clean"
+
+
+def sigma_proxy(m: dict, label: str, sigma: str) -> str:
+    """The proxy note of a denoising target at ``sigma`` judged on ``label``, whose validation curve is measured at
+    its own validation noise."""
+    val_sigma = ((m.get("models") or {}).get(label, {}).get("train_config") or {}).get("val_noise_sigma")
+    return ("" if val_sigma is None or f"{val_sigma:g}" == sigma else
+            f"the curve is validation PSNR at sigma {val_sigma:g}, the model's validation noise")
+
+
+__all__ = ["EXTRAPOLATE_FROM", "HORIZON", "MIN_POINTS", "add_more_epochs", "clean_proxy", "epochs_to_close",
+           "learning_curves", "plot_learning_curves", "sigma_proxy"]

@@ -144,6 +144,14 @@ def units(groups: np.ndarray | None) -> dict[str, Any]:
             "few_units": bool(len(counts) < MIN_UNITS or share > MAX_GROUP_SHARE)}
 
 
+def few_units_note(u: dict | None) -> str:
+    """The note on a comparison whose sides (``{side: units(...)}``, e.g. tumour / no_tumour) rest on few scan
+    groups: ``"; FEW UNITS (<side> G scan groups, largest S%, ...): descriptive only"``; empty when none does."""
+    few = [f"{side.replace('_', '-')} {v['groups']} scan groups, largest {v['largest_share']:.0%}"
+           for side, v in (u or {}).items() if v.get("few_units")]
+    return f"; FEW UNITS ({', '.join(few)}): descriptive only" if few else ""
+
+
 def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], methods: list[str],
                sel: dict, groups: np.ndarray | None = None) -> dict:
     """Per class: each method's PSNR gain over the noisy input and the paired difference best learned - comparator
@@ -197,4 +205,4 @@ def class_gaps(r: SigmaResult, labels: np.ndarray, classes: tuple[str, ...], met
 
 
 __all__ = ["MAX_GROUP_SHARE", "MIN_UNITS", "NO_TUMOUR", "SigmaResult", "class_gaps", "comparisons",
-           "references", "run_sigma", "selection", "units"]
+           "few_units_note", "references", "run_sigma", "selection", "units"]

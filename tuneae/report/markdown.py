@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tuneae.models import BOTTLENECK
 from tuneae.noise import PRIMARY
-from tuneae.report.denoising import MAX_GROUP_SHARE, MIN_UNITS
+from tuneae.report.denoising import MAX_GROUP_SHARE, MIN_UNITS, few_units_note
 from tuneae.report.layers import TOP_CHANNELS
 from tuneae.report.pca import label as pca_label
 from tuneae.report.pca import pca_markdown, pca_table_rows
@@ -179,13 +179,6 @@ def _denoising(m: dict, gaps: list[dict]) -> list[str]:
     return lines
 
 
-def _few(u: dict) -> str:
-    """The FEW UNITS note of the tumour / no-tumour comparison (empty when both sides rest on enough groups)."""
-    few = [f"{side.replace('_', '-')}: {v['groups']} scan groups, largest {v['largest_share']:.0%}"
-           for side, v in u.items() if v.get("few_units")]
-    return f"; FEW UNITS ({'; '.join(few)}): descriptive only" if few else ""
-
-
 def _units_cell(r: dict) -> str:
     """``n (G groups, largest S%)``, FEW UNITS where the interval rests on few independent groups."""
     if r.get("scan_groups") is None:
@@ -242,7 +235,7 @@ def _classes(m: dict) -> list[str]:
                          f"({', '.join(grp['tumour_classes'])}) {fmt_interval(grp['tumour'], signed=True)} dB vs "
                          f"{fmt_interval(grp['no_tumour'], signed=True)} dB on {', '.join(grp['no_tumour_classes'])};"
                          f" tumour minus no-tumour {fmt_interval(grp['tumour_minus_no_tumour'], signed=True)} dB "
-                         f"({grp['tumour_minus_no_tumour']['verdict']})" + _few(grp.get("units") or {}) + ".")
+                         f"({grp['tumour_minus_no_tumour']['verdict']})" + few_units_note(grp.get("units")) + ".")
     lines += ["", "Every method per class (primary protocol), test PSNR (dB) / SSIM:", ""]
     den = m["denoising"][PRIMARY]
     sig = list(den)

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuneae.models import BOTTLENECK, DENOISING
+from tuneae.models import BOTTLENECK
 from tuneae.noise import PRIMARY
-from tuneae.report.curves import epochs_to_close
-from tuneae.report.denoising import NO_TUMOUR
+from tuneae.report.curves import add_more_epochs, clean_proxy, epochs_to_close, sigma_proxy
+from tuneae.report.denoising import NO_TUMOUR, few_units_note
 from tuneae.report.statistics import (
     MIN_SEEDS,
     excludes_0_status,
@@ -118,15 +118,7 @@ def _denoising_target(m: dict, key: str, fixed: float) -> dict | None:
         "chosen_on": "validation", "healthy_classes": groups.get("no_tumour_classes", []),
         "tumour_minus_classical": groups.get("tumour"), "no_tumour_minus_classical": groups.get("no_tumour"),
         "tumour_minus_no_tumour": gap, "tumour_classes_no_worse": no_worse,
-        "tumour_status": None if gap is None else threshold_status(gap, 0.0) + _few_units(groups.get("units"))}
-
-
-def _few_units(u: dict | None) -> str:
-    """The note on a tumour / no-tumour comparison resting on few scan groups (:func:`tuneae.report.denoising.units`);
-    empty when neither side does."""
-    few = [f"{side.replace('_', '-')} {v['groups']} scan groups, largest {v['largest_share']:.0%}"
-           for side, v in (u or {}).items() if v.get("few_units")]
-    return f"; FEW UNITS ({', '.join(few)}): descriptive only" if few else ""
+        "tumour_status": None if gap is None else threshold_status(gap, 0.0) + few_units_note(groups.get("units"))}
 
 
 def _vs_pca(m: dict, best: str) -> dict | None:
@@ -174,32 +166,6 @@ def _reconstruction_target(m: dict) -> dict | None:
             "gap_ssim": max(0.0, goal["ssim"] - h["ssim"]["mean"]),
             "status": {"psnr": threshold_status(h["psnr"], goal["psnr"]),
                        "ssim": threshold_status(h["ssim"], goal["ssim"])}}
-
-
-def _more_epochs(entry: dict | None, label: str | None, curves: dict[str, Any], proxy: str = "") -> None:
-    """Add ``more_epochs`` (:func:`tuneae.report.curves.epochs_to_close`) to a missed target whose model has a
-    final-fit learning curve; ``proxy`` says when the curve measures something else than the target."""
-    if entry is None or entry["met"] or label not in curves:
-        return
-    entry["more_epochs"] = {**epochs_to_close(curves[label], entry["gap_db"]), "curve": label,
-                            **({"proxy": proxy} if proxy else {})}
-
-
-def _clean_proxy(m: dict, best: str | None) -> str:
-    """The proxy note of a clean-input target judged on ``best``: a dae is judged on clean input, but its
-    validation curve is measured on noisy input."""
-    if best not in DENOISING:
-        return ""
-    sigma = (m["models"][best].get("train_config") or {}).get("val_noise_sigma", 0.1)
-    return f"the curve is measured on noisy validation input at sigma {sigma:g}, the target on clean"
-
-
-def _sigma_proxy(m: dict, label: str, sigma: str) -> str:
-    """The proxy note of a denoising target at ``sigma`` judged on ``label``, whose validation curve is measured at
-    its own validation noise."""
-    val_sigma = ((m.get("models") or {}).get(label, {}).get("train_config") or {}).get("val_noise_sigma")
-    return ("" if val_sigma is None or f"{val_sigma:g}" == sigma else
-            f"the curve is validation PSNR at sigma {val_sigma:g}, the model's validation noise")
 
 
 def target_gaps(t: dict[str, Any]) -> dict[str, float]:
@@ -278,9 +244,9 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"denoising": {}, "reconstruction": _reconstruction_target(m)}
     rec = out["reconstruction"]
     best = (rec or {}).get("best_bottleneck")
-    noisy = _clean_proxy(m, best)
+    noisy = clean_proxy(m, best)
     if rec is not None and rec["gap_db"] > 0:
-        _more_epochs(rec, best, curves, noisy)
+        add_more_epochs(rec, best, curves, noisy)
     if rec is not None and rec["gap_ssim"] > 0 and best in curves:
         c = curves[best]
         rec["more_epochs_ssim"] = ({**epochs_to_close(c["ssim"], rec["gap_ssim"], "SSIM"), "curve": best,
@@ -291,7 +257,7 @@ def check_targets(m: dict[str, Any]) -> dict[str, Any]:
         d = _denoising_target(m, f"{sigma:g}", fixed)
         if d is not None:
             out["denoising"][f"{sigma:g}"] = d
-            _more_epochs(d, d["best_learned"], curves, _sigma_proxy(m, d["best_learned"], f"{sigma:g}"))
+            add_more_epochs(d, d["best_learned"], curves, sigma_proxy(m, d["best_learned"], f"{sigma:g}"))
     _issue_targets(m, out, curves)
     return out
 
@@ -308,10 +274,10 @@ def _issue_targets(m: dict[str, Any], out: dict[str, Any], curves: dict[str, Any
     rec = out["reconstruction"]
     p = (rec or {}).get("pca_margin")
     if p and p["measured"] and p["gap_db"] > 0:
-        _more_epochs(p, p["learned"], curves, _clean_proxy(m, p["learned"]))
+        add_more_epochs(p, p["learned"], curves, clean_proxy(m, p["learned"]))
     for k, e in out["vs_bm3d"].items():
         if e["measured"] and e["gap_db"] > 0:
-            _more_epochs(e, e["learned"], curves, _sigma_proxy(m, e["learned"], k))
+            add_more_epochs(e, e["learned"], curves, sigma_proxy(m, e["learned"], k))
     recipe_entries = [*out["vs_recipe"]["rows"], *out["vs_recipe"]["same"]]
     entries = [p or {}, *out["vs_bm3d"].values(), *out["vs_dncnn"].values(), *recipe_entries]
     kinds = list(dict.fromkeys(k for e in entries if not e.get("met", True) for k in e.get("settle") or []))
